@@ -1,0 +1,15 @@
+"""fastgrad: statistics of vanishing and exploding gradients over thousands of trials.
+
+Public API: :func:`run` with the specs :class:`MLP` and :class:`Chain`, and the
+explicit-array routines :func:`mlp_backprop` and :func:`chain_backprop`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from fastgrad.engine import chain_backprop, mlp_backprop, run  # noqa: E402
+from fastgrad.results import Result  # noqa: E402
+from fastgrad.specs import MLP, Chain  # noqa: E402
+
+__all__ = ["MLP", "Chain", "Result", "__version__", "chain_backprop", "mlp_backprop", "run"]

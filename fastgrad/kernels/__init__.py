@@ -1,0 +1,1 @@
+"""Private compiled loops. No validation and no allocation policy lives here."""

@@ -1,0 +1,185 @@
+"""Forward and backward pass of a deep MLP, per trial, parallel over trials (CPU).
+
+Definitions (DESIGN.md): ``z_l = h_{l-1} @ W_l + b_l``, ``h_l = phi(z_l)``;
+``delta_l = dLoss/dz_l``, ``dLoss/dW_l = h_{l-1}^T delta_l``,
+``dLoss/db_l = sum_batch delta_l``, ``dLoss/dh_{l-1} = delta_l @ W_l^T``.
+
+Layers are packed flat: layer l's weights are ``w[woff[l]:woff[l+1]]``
+reshaped to (dims[l], dims[l+1]) and its biases ``b[boff[l]:boff[l+1]]``,
+with ``boff = cumsum(dims[1:])``. Index l is 0-based here (layer l + 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from fastgrad._numba import REDUCE_FASTMATH, jit
+from fastgrad.activations import apply
+from fastgrad.initializers import NORMAL
+from fastgrad.kernels.draw import draw_matrix, draw_vector
+
+MSE, PROBE = 0, 1
+X_TENSOR, Y_TENSOR = 0, 1  # layer l (1-based) draws W from tensor 2l, b from 2l + 1
+
+
+@jit(fastmath=REDUCE_FASTMATH)
+def _sum_squares(a: np.ndarray) -> float:
+    acc = 0.0
+    for i in range(a.size):
+        acc += a[i] * a[i]
+    return acc
+
+
+@jit
+def mlp_trial(
+    w: np.ndarray,
+    b: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    dims: np.ndarray,
+    act: np.ndarray,
+    alpha: np.ndarray,
+    loss: int,
+    grad_w: np.ndarray,
+    grad_b: np.ndarray,
+    delta: np.ndarray,
+    q: np.ndarray,
+) -> None:
+    """One trial: write its per-layer statistics into the four (L,) rows.
+
+    ``act[l]``/``alpha[l]`` are the activation code and parameter of layer l,
+    so the last layer may differ. ``y`` is the target (mse) or g (probe).
+    """
+    depth = dims.size - 1
+    batch = x.shape[0]
+    dtype = x.dtype
+    # h_l lives at hs[hoff[l]:hoff[l+1]] (l = 0..L); phi'(z_l) of layer l at
+    # ds[hoff[l] - h0 : hoff[l+1] - h0] (l = 1..L). z itself is not kept.
+    hoff = np.zeros(depth + 2, dtype=np.int64)
+    for l in range(depth + 1):
+        hoff[l + 1] = hoff[l] + batch * dims[l]
+    h0 = hoff[1]
+    hs = np.empty(hoff[depth + 1], dtype=dtype)
+    ds = np.empty(hoff[depth + 1] - h0, dtype=dtype)
+    zbuf = np.empty(batch * np.max(dims[1:]), dtype=dtype)
+    hs[:h0] = x.reshape(h0)
+    woff = 0
+    boff = 0
+    for l in range(depth):
+        n_in, n_out = dims[l], dims[l + 1]
+        wl = w[woff : woff + n_in * n_out].reshape(n_in, n_out)
+        zf = zbuf[: batch * n_out]
+        zl = zf.reshape(batch, n_out)
+        np.dot(hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in), wl, zl)
+        for i in range(batch):
+            for j in range(n_out):
+                zl[i, j] += b[boff + j]
+        q[l] = _sum_squares(zf) / zf.size
+        apply(act[l], alpha[l], zf, hs[hoff[l + 1] : hoff[l + 2]], ds[hoff[l + 1] - h0 : hoff[l + 2] - h0])
+        woff += n_in * n_out
+        boff += n_out
+
+    # dLoss/dh_L, then back through the layers.
+    h_last = hs[hoff[depth] : hoff[depth + 1]]
+    yf = y.reshape(h_last.size)
+    dh = np.empty(h_last.size, dtype=dtype)
+    inv_b = 1.0 / batch
+    if loss == MSE:
+        for i in range(dh.size):
+            dh[i] = (h_last[i] - yf[i]) * inv_b
+    else:
+        for i in range(dh.size):
+            dh[i] = yf[i] * inv_b
+    for l in range(depth - 1, -1, -1):
+        n_in, n_out = dims[l], dims[l + 1]
+        woff -= n_in * n_out
+        dl = ds[hoff[l + 1] - h0 : hoff[l + 2] - h0]
+        for i in range(dh.size):
+            dh[i] *= dl[i]
+        d = dh.reshape(batch, n_out)  # delta_l = dLoss/dz_l
+        delta[l] = np.sqrt(_sum_squares(dh))
+        gb = 0.0
+        for j in range(n_out):
+            s = 0.0
+            for i in range(batch):
+                s += d[i, j]
+            gb += s * s
+        grad_b[l] = np.sqrt(gb)
+        dw = np.empty((n_in, n_out), dtype=dtype)
+        np.dot(hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in).T, d, dw)
+        grad_w[l] = np.sqrt(_sum_squares(dw.reshape(n_in * n_out)))
+        if l > 0:
+            wl = w[woff : woff + n_in * n_out].reshape(n_in, n_out)
+            dh_prev = np.empty((batch, n_in), dtype=dtype)
+            np.dot(d, wl.T, dh_prev)
+            dh = dh_prev.reshape(batch * n_in)
+
+
+@jit(parallel=True)
+def mlp_explicit(
+    w: np.ndarray,
+    b: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    dims: np.ndarray,
+    act: np.ndarray,
+    alpha: np.ndarray,
+    loss: int,
+    grad_w: np.ndarray,
+    grad_b: np.ndarray,
+    delta: np.ndarray,
+    q: np.ndarray,
+) -> None:
+    """Trials given as packed arrays: w (T, P), b (T, Pb), x (T, B, n0), y (T, B, nL)."""
+    for t in prange(w.shape[0]):
+        mlp_trial(w[t], b[t], x[t], y[t], dims, act, alpha, loss, grad_w[t], grad_b[t], delta[t], q[t])
+
+
+@jit(parallel=True)
+def mlp_generated(
+    seed: int,
+    trial0: int,
+    batch: int,
+    dims: np.ndarray,
+    w_kind: np.ndarray,
+    w_scale: np.ndarray,
+    b_kind: np.ndarray,
+    b_scale: np.ndarray,
+    act: np.ndarray,
+    alpha: np.ndarray,
+    loss: int,
+    grad_w: np.ndarray,
+    grad_b: np.ndarray,
+    delta: np.ndarray,
+    q: np.ndarray,
+) -> None:
+    """Trials ``trial0 .. trial0 + T - 1`` drawn from their streams, then run.
+
+    The dtype of the statistics arrays is the dtype of the whole run.
+    """
+    depth = dims.size - 1
+    dtype = grad_w.dtype
+    n_w = 0
+    n_b = 0
+    for l in range(depth):
+        n_w += dims[l] * dims[l + 1]
+        n_b += dims[l + 1]
+    for t in prange(grad_w.shape[0]):
+        trial = trial0 + t
+        w = np.empty(n_w, dtype=dtype)
+        b = np.empty(n_b, dtype=dtype)
+        woff = 0
+        boff = 0
+        for l in range(depth):
+            n_in, n_out = dims[l], dims[l + 1]
+            wl = w[woff : woff + n_in * n_out].reshape(n_in, n_out)
+            draw_matrix(wl, w_kind[l], w_scale[l], seed, trial, 2 * l + 2)
+            draw_vector(b[boff : boff + n_out], b_kind[l], b_scale[l], seed, trial, 2 * l + 3)
+            woff += n_in * n_out
+            boff += n_out
+        x = np.empty((batch, dims[0]), dtype=dtype)
+        y = np.empty((batch, dims[depth]), dtype=dtype)
+        draw_vector(x.reshape(x.size), NORMAL, 1.0, seed, trial, X_TENSOR)
+        draw_vector(y.reshape(y.size), NORMAL, 1.0, seed, trial, Y_TENSOR)
+        mlp_trial(w, b, x, y, dims, act, alpha, loss, grad_w[t], grad_b[t], delta[t], q[t])

@@ -1,0 +1,204 @@
+"""Validated model specifications: what a trial is, before any kernel runs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fastgrad.activations import CODES, DEFAULT_ALPHA, NAMES
+from fastgrad.initializers import BIAS_INITS, WEIGHT_INITS, bias_kind, weight_kind
+
+LOSSES = ("mse", "probe")
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` as an int, or raise ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(name: str, value: Any, positive: bool = False) -> float:
+    """Return ``value`` as a finite float, or raise ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name}: must be > 0, got {value}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ValueError naming ``name``."""
+    if value not in choices:
+        raise ValueError(f"{name}: unknown {value!r}; choose one of {', '.join(choices)}")
+    return str(value)
+
+
+def activation_params(name: str, value: str, alpha: float | None) -> tuple[int, float]:
+    """Validate an activation name and parameter, returning ``(code, alpha)``."""
+    check_choice(name, value, NAMES)
+    a = DEFAULT_ALPHA.get(value, 0.0) if alpha is None else check_float(f"{name} alpha", alpha)
+    return CODES[value], a
+
+
+@dataclass(frozen=True)
+class MLP:
+    """A deep fully connected network, drawn afresh for every trial.
+
+    Parameters
+    ----------
+    depth : int
+        Number of weight layers L (>= 1).
+    width : int
+        Width of the hidden layers.
+    activation : str
+        Activation of every layer (see ``fastgrad.activations.NAMES``).
+    init : str
+        Weight initialiser (see ``fastgrad.initializers.WEIGHT_INITS``).
+    sigma_w : float
+        ``normal``: weights N(0, sigma_w^2); ``scaled_normal``: N(0, sigma_w^2 / fan_in).
+    gain : float
+        Gain of the Xavier, He, LeCun, orthogonal and identity inits.
+    value : float
+        Every weight under ``init="constant"``.
+    bias_init : str, optional
+        ``zeros``, ``normal`` or ``constant``; default ``normal`` if ``sigma_b > 0`` else ``zeros``.
+    sigma_b : float
+        Bias standard deviation under ``bias_init="normal"``.
+    bias_value : float
+        Every bias under ``bias_init="constant"``.
+    input_width, output_width : int, optional
+        n_0 and n_L; default ``width``.
+    loss : str
+        ``mse`` against N(0, 1) targets or ``probe`` (a random back-projection g ~ N(0, I)).
+    last_activation : str, optional
+        Activation of the last layer (``linear`` for a linear read-out); default ``activation``.
+    alpha : float, optional
+        Parameter of ``leaky_relu`` (slope) or ``elu``; their default if None.
+    """
+
+    depth: int
+    width: int
+    activation: str = "tanh"
+    init: str = "xavier_normal"
+    sigma_w: float = 1.0
+    gain: float = 1.0
+    value: float = 0.0
+    bias_init: str | None = None
+    sigma_b: float = 0.0
+    bias_value: float = 0.0
+    input_width: int | None = None
+    output_width: int | None = None
+    loss: str = "mse"
+    last_activation: str | None = None
+    alpha: float | None = None
+    model: str = field(default="mlp", init=False)
+
+    def __post_init__(self) -> None:
+        check_int("depth", self.depth)
+        check_int("width", self.width)
+        for name in ("input_width", "output_width"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name))
+        check_choice("activation", self.activation, NAMES)
+        if self.last_activation is not None:
+            check_choice("last_activation", self.last_activation, NAMES)
+        check_choice("init", self.init, WEIGHT_INITS)
+        check_choice("loss", self.loss, LOSSES)
+        if self.bias_init is not None:
+            check_choice("bias_init", self.bias_init, BIAS_INITS)
+        for name in ("sigma_w", "gain", "value", "sigma_b", "bias_value"):
+            check_float(name, getattr(self, name))
+        if self.sigma_w < 0 or self.sigma_b < 0:
+            raise ValueError("sigma_w and sigma_b: must be >= 0")
+        if self.alpha is not None:
+            check_float("alpha", self.alpha)
+
+    @property
+    def dims(self) -> np.ndarray:
+        """Layer widths n_0 .. n_L as an int64 array."""
+        n0 = self.width if self.input_width is None else self.input_width
+        nl = self.width if self.output_width is None else self.output_width
+        return np.array([n0] + [self.width] * (self.depth - 1) + [nl], dtype=np.int64)
+
+    def layer_activations(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-layer activation codes and parameters (the last layer may differ)."""
+        code, alpha = activation_params("activation", self.activation, self.alpha)
+        codes = np.full(self.depth, code, dtype=np.int64)
+        alphas = np.full(self.depth, alpha, dtype=np.float64)
+        if self.last_activation is not None:
+            codes[-1], alphas[-1] = activation_params("last_activation", self.last_activation, self.alpha)
+        return codes, alphas
+
+    def layer_inits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per-layer (weight kind, weight scale, bias kind, bias scale) arrays."""
+        dims = self.dims
+        w = [weight_kind(self.init, int(dims[l]), int(dims[l + 1]), self.sigma_w, self.gain, self.value)
+             for l in range(self.depth)]
+        bias_init = self.bias_init or ("normal" if self.sigma_b > 0 else "zeros")
+        b = [bias_kind(bias_init, self.sigma_b, self.bias_value)] * self.depth
+        return (np.array([k for k, _ in w], dtype=np.int64), np.array([s for _, s in w]),
+                np.array([k for k, _ in b], dtype=np.int64), np.array([s for _, s in b]))
+
+
+CHAIN_INITS = ("normal", "constant")
+CHAIN_BIAS_INITS = ("normal", "constant", "centered")
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The classic chain of one-neuron layers: ``z_l = w_l a_{l-1} + b_l``.
+
+    Parameters
+    ----------
+    depth : int
+        Number of layers L.
+    activation : str
+        Activation of every neuron.
+    init : str
+        ``normal`` (w ~ N(0, sigma_w^2)) or ``constant`` (every w = ``value``).
+    sigma_w : float
+        Weight standard deviation under ``normal``.
+    value : float
+        Every weight under ``constant`` (100 in the exploding example).
+    bias_init : str
+        ``normal`` (b ~ N(0, sigma_b^2)), ``constant`` (``bias_value``) or
+        ``centered`` (b_l = -w_l a_{l-1}, so every z_l = 0 and every factor
+        |w phi'(0)| is the same: 25 for sigmoid with w = 100).
+    sigma_b, bias_value : float
+        Bias parameters.
+    alpha : float, optional
+        Activation parameter (leaky slope, ELU alpha).
+
+    Notes
+    -----
+    The input x and target y of a trial are N(0, 1); the cost is (a_L - y)^2 / 2.
+    """
+
+    depth: int
+    activation: str = "sigmoid"
+    init: str = "normal"
+    sigma_w: float = 1.0
+    value: float = 100.0
+    bias_init: str = "normal"
+    sigma_b: float = 1.0
+    bias_value: float = 0.0
+    alpha: float | None = None
+    model: str = field(default="chain", init=False)
+
+    def __post_init__(self) -> None:
+        check_int("depth", self.depth)
+        check_choice("activation", self.activation, NAMES)
+        check_choice("init", self.init, CHAIN_INITS)
+        check_choice("bias_init", self.bias_init, CHAIN_BIAS_INITS)
+        for name in ("sigma_w", "value", "sigma_b", "bias_value"):
+            check_float(name, getattr(self, name))
+        if self.alpha is not None:
+            check_float("alpha", self.alpha)
