@@ -11,5 +11,16 @@ __version__ = "0.1.0"
 from fastgrad.engine import chain_backprop, mlp_backprop, run  # noqa: E402
 from fastgrad.results import Result  # noqa: E402
 from fastgrad.specs import MLP, Chain  # noqa: E402
+from fastgrad.trials import chain_trial_arrays, mlp_trial_arrays  # noqa: E402
 
-__all__ = ["MLP", "Chain", "Result", "__version__", "chain_backprop", "mlp_backprop", "run"]
+__all__ = [
+    "MLP",
+    "Chain",
+    "Result",
+    "__version__",
+    "chain_backprop",
+    "chain_trial_arrays",
+    "mlp_backprop",
+    "mlp_trial_arrays",
+    "run",
+]

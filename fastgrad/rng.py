@@ -122,10 +122,11 @@ def normals(seed: int, trial: int, tensor: int, n: int) -> np.ndarray:
         Shape ``(n,)``, float64.
     """
     out = np.empty(n, dtype=np.float64)
-    fill_normal(out, _key(seed, trial, tensor), 1.0)
+    _fill_stream(out, seed, trial, tensor)
     return out
 
 
 @jit
-def _key(seed: int, trial: int, tensor: int) -> np.uint64:
-    return stream_key(seed, trial, tensor)
+def _fill_stream(out: np.ndarray, seed: int, trial: int, tensor: int) -> None:
+    # The key stays inside compiled code: as a Python int it may not fit int64.
+    fill_normal(out, stream_key(seed, trial, tensor), 1.0)

@@ -1,0 +1,12 @@
+import os
+
+from hypothesis import HealthCheck, settings
+
+# Kernels compile on first use (cached on disk afterwards); no deadline for that.
+settings.register_profile(
+    "fastgrad",
+    deadline=None,
+    max_examples=int(os.environ.get("FASTGRAD_HYPOTHESIS_EXAMPLES", "25")),
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("fastgrad")

@@ -1,0 +1,127 @@
+"""Plain NumPy references that every fastgrad kernel is checked against.
+
+Written for clarity, not speed, from the definitions in DESIGN.md, with
+activations from NumPy/SciPy (not from fastgrad).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.special as sp
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def phi(name: str, z: np.ndarray, alpha: float | None = None) -> np.ndarray:
+    """Activation, from NumPy/SciPy."""
+    if name == "linear":
+        return z.copy()
+    if name == "sigmoid":
+        return sp.expit(z)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "leaky_relu":
+        a = 0.01 if alpha is None else alpha
+        return np.where(z < 0, a * z, z)
+    if name == "elu":
+        a = 1.0 if alpha is None else alpha
+        return np.where(z < 0, a * np.expm1(np.minimum(z, 0)), z)
+    if name == "selu":
+        return SELU_SCALE * np.where(z < 0, SELU_ALPHA * np.expm1(np.minimum(z, 0)), z)
+    if name == "softplus":
+        return np.logaddexp(0, z)
+    if name == "gelu":
+        return 0.5 * z * sp.erfc(-z / np.sqrt(2))
+    raise KeyError(name)
+
+
+def dphi(name: str, z: np.ndarray, alpha: float | None = None) -> np.ndarray:
+    """Derivative of the activation, from stable closed forms; nan where z is nan."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if name == "linear":
+            d = np.ones_like(z)
+        elif name == "sigmoid":
+            d = sp.expit(z) * sp.expit(-z)
+        elif name == "softplus":
+            d = sp.expit(z)
+        elif name == "tanh":
+            d = 1.0 / np.cosh(z) ** 2
+        elif name == "relu":
+            d = (z > 0).astype(z.dtype)
+        elif name == "leaky_relu":
+            d = np.where(z > 0, 1.0, 0.01 if alpha is None else alpha).astype(z.dtype)
+        elif name == "elu":
+            d = np.where(z > 0, 1.0, (1.0 if alpha is None else alpha) * np.exp(np.minimum(z, 0)))
+        elif name == "selu":
+            d = SELU_SCALE * np.where(z > 0, 1.0, SELU_ALPHA * np.exp(np.minimum(z, 0)))
+        elif name == "gelu":
+            d = 0.5 * sp.erfc(-z / np.sqrt(2)) + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+        else:
+            raise KeyError(name)
+    return np.where(np.isnan(z), np.nan, d).astype(z.dtype)
+
+
+def mlp(W, b, x, y, activation="tanh", loss="mse", last_activation=None, alpha=None):
+    """Forward and backward of T MLPs; returns dict of (T, L) statistics and the gradients."""
+    T, B, _ = x.shape
+    L = len(W)
+    acts = [activation] * L
+    if last_activation is not None:
+        acts[-1] = last_activation
+    out = {k: np.zeros((T, L)) for k in ("grad_w", "grad_b", "delta", "q")}
+    grads = []
+    for t in range(T):
+        hs = [x[t]]
+        zs = []
+        for l in range(L):
+            z = hs[-1] @ W[l][t] + b[l][t]
+            zs.append(z)
+            hs.append(phi(acts[l], z, alpha))
+        dh = (hs[-1] - y[t]) / B if loss == "mse" else y[t] / B
+        gw = [None] * L
+        gb = [None] * L
+        for l in range(L - 1, -1, -1):
+            d = dh * dphi(acts[l], zs[l], alpha)
+            gw[l] = hs[l].T @ d
+            gb[l] = d.sum(axis=0)
+            out["grad_w"][t, l] = np.linalg.norm(gw[l])
+            out["grad_b"][t, l] = np.linalg.norm(gb[l])
+            out["delta"][t, l] = np.linalg.norm(d)
+            out["q"][t, l] = np.mean(zs[l] ** 2)
+            dh = d @ W[l][t].T
+        grads.append((gw, gb))
+    return out, grads
+
+
+def mlp_loss(W, b, x, y, activation="tanh", loss="mse", last_activation=None, alpha=None):
+    """The loss of one trial (arrays without the trial axis), for finite differences."""
+    h = x
+    L = len(W)
+    for l in range(L):
+        act = last_activation if (l == L - 1 and last_activation is not None) else activation
+        h = phi(act, h @ W[l] + b[l], alpha)
+    B = x.shape[0]
+    if loss == "mse":
+        return 0.5 * np.sum((h - y) ** 2) / B
+    return np.sum(y * h) / B
+
+
+def chain(w, b, x, y, activation="sigmoid"):
+    """Signed dC/db_l of N chains, by the chain rule written out."""
+    N, L = w.shape
+    a = x.copy()
+    zs = []
+    for l in range(L):
+        z = w[:, l] * a + b[:, l]
+        zs.append(z)
+        a = phi(activation, z)
+    g = a - y
+    db = np.zeros((N, L))
+    for l in range(L - 1, -1, -1):
+        g = g * dphi(activation, zs[l])
+        db[:, l] = g
+        g = g * w[:, l]
+    return db
