@@ -1,20 +1,23 @@
 """fastgrad: statistics of vanishing and exploding gradients over thousands of trials.
 
-Public API: :func:`run` with the specs :class:`MLP` and :class:`Chain`, and the
-explicit-array routines :func:`mlp_backprop` and :func:`chain_backprop`.
+Public API: :func:`run` with the specs :class:`MLP`, :class:`Chain` and :class:`RNN`,
+and the explicit-array routines :func:`mlp_backprop`, :func:`chain_backprop` and
+:func:`rnn_backprop`.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from fastgrad.engine import chain_backprop, mlp_backprop, run  # noqa: E402
+from fastgrad.engine import run  # noqa: E402
+from fastgrad.explicit import chain_backprop, mlp_backprop, rnn_backprop  # noqa: E402
 from fastgrad.results import Result  # noqa: E402
-from fastgrad.specs import MLP, Chain  # noqa: E402
-from fastgrad.trials import chain_trial_arrays, mlp_trial_arrays  # noqa: E402
+from fastgrad.specs import MLP, RNN, Chain  # noqa: E402
+from fastgrad.trials import chain_trial_arrays, mlp_trial_arrays, rnn_trial_arrays  # noqa: E402
 
 __all__ = [
     "MLP",
+    "RNN",
     "Chain",
     "Result",
     "__version__",
@@ -22,5 +25,7 @@ __all__ = [
     "chain_trial_arrays",
     "mlp_backprop",
     "mlp_trial_arrays",
+    "rnn_backprop",
+    "rnn_trial_arrays",
     "run",
 ]

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-NORMAL, UNIFORM, ORTHOGONAL, IDENTITY, CONSTANT = range(5)
+NORMAL, UNIFORM, ORTHOGONAL, IDENTITY, CONSTANT, SPECTRAL = range(6)
 
 WEIGHT_INITS = (
     "normal",
@@ -29,6 +29,37 @@ WEIGHT_INITS = (
     "constant",
 )
 BIAS_INITS = ("zeros", "normal", "constant")
+RECURRENT_INITS = ("normal", "orthogonal", "identity", "spectral")
+
+
+def recurrent_kind(init: str, hidden: int, gain: float) -> tuple[int, float]:
+    """Resolve a recurrent-weight initialiser (W_hh, hidden x hidden) into ``(kind, scale)``.
+
+    ``normal``: N(0, gain^2 / hidden); ``orthogonal``: gain * Q (Q Haar-orthogonal);
+    ``identity``: gain * I (the IRNN init); ``spectral``: a Gaussian matrix rescaled
+    so that its spectral radius is exactly ``gain``.
+
+    Parameters
+    ----------
+    init : str
+        One of :data:`RECURRENT_INITS`.
+    hidden : int
+    gain : float
+
+    Returns
+    -------
+    kind : int
+    scale : float
+    """
+    if init == "normal":
+        return NORMAL, gain / math.sqrt(hidden)
+    if init == "orthogonal":
+        return ORTHOGONAL, gain
+    if init == "identity":
+        return IDENTITY, gain
+    if init == "spectral":
+        return SPECTRAL, gain
+    raise ValueError(f"init: unknown {init!r}; choose one of {', '.join(RECURRENT_INITS)}")
 
 
 def weight_kind(init: str, fan_in: int, fan_out: int, sigma_w: float, gain: float, value: float) -> tuple[int, float]:

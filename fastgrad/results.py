@@ -2,45 +2,43 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-METRICS = ("grad_w", "grad_b", "delta", "q")
-
 
 @dataclass
 class Result:
-    """Per-trial, per-layer statistics of a run, and how to reproduce it.
+    """Per-trial statistics of a run, and how to reproduce it.
+
+    The statistics are in ``arrays`` and also readable as attributes
+    (``res.grad_w``). MLP and chain runs have ``grad_w``, ``grad_b``, ``delta``
+    and ``q``, each (trials, layers): ||dLoss/dW_l||_F, ||dLoss/db_l||_2,
+    ||dLoss/dz_l||_F over the batch, mean(z_l^2) (DESIGN.md), layer index 0
+    nearest the input; the chain adds the signed ``dc_db``. RNN runs have
+    ``grad_h``, ``grad_whh_step``, ``q`` (trials, steps), step index 0 the
+    earliest, and the totals ``grad_whh``, ``grad_wxh``, ``grad_b`` (trials,).
+    All are in the run's dtype. Non-finite entries are results (overflow),
+    never removed.
 
     Attributes
     ----------
-    grad_w, grad_b, delta, q : numpy.ndarray
-        Shape (trials, layers), in the run's dtype: ||dLoss/dW_l||_F,
-        ||dLoss/db_l||_2, ||dLoss/dz_l||_F over the batch, and mean(z_l^2)
-        (DESIGN.md). Layer index 0 is the layer nearest the input.
-        Non-finite entries are results (overflow), never removed.
+    arrays : dict of str to numpy.ndarray
     spec : object or None
         The model spec for generated trials; None for explicit arrays.
     seed, trials, batch : int
     dtype : str
-        ``"float32"`` or ``"float64"``.
     backend : str
     version : str
         The fastgrad version that computed it.
     threads : int
     compile_seconds, run_seconds : float
-        Time spent compiling (or loading compiled kernels) and running.
-    extra : dict
-        Model-specific arrays, e.g. ``dc_db`` (signed dC/db_l) for the chain.
+        Time spent compiling (or loading compiled kernels), and running.
     """
 
-    grad_w: np.ndarray
-    grad_b: np.ndarray
-    delta: np.ndarray
-    q: np.ndarray
+    arrays: dict[str, np.ndarray]
     spec: Any = None
     seed: int | None = None
     trials: int = 0
@@ -51,37 +49,48 @@ class Result:
     threads: int = 1
     compile_seconds: float = 0.0
     run_seconds: float = 0.0
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        arrays = self.__dict__.get("arrays", {})
+        if name in arrays:
+            return arrays[name]
+        raise AttributeError(f"Result has no statistic or attribute {name!r}")
 
     @property
     def depth(self) -> int:
         """Number of layers (or time steps)."""
-        return int(self.grad_w.shape[1])
+        return int(self.q.shape[1])
+
+    @property
+    def per_layer(self) -> list[str]:
+        """Names of the (trials, layers) statistics."""
+        return [k for k, v in self.arrays.items() if v.ndim == 2]
 
     def trials_per_second(self) -> float:
         """Trials per second of run time (compile time excluded)."""
         return self.trials / self.run_seconds if self.run_seconds > 0 else float("inf")
 
     def nonfinite(self) -> dict[str, int]:
-        """Number of trials with any inf or nan, per metric."""
-        return {m: int(np.sum(~np.all(np.isfinite(getattr(self, m)), axis=1))) for m in METRICS}
+        """Number of trials with any inf or nan, per statistic."""
+        return {k: int(np.sum(~np.isfinite(v).reshape(v.shape[0], -1).all(axis=1))) for k, v in self.arrays.items()}
 
     def to_frame(self) -> pd.DataFrame:
-        """The statistics as a tidy DataFrame: one row per trial x layer.
+        """The per-layer statistics as a tidy DataFrame: one row per trial x layer.
 
         Returns
         -------
         pandas.DataFrame
-            Columns ``trial``, ``layer`` (1-based, 1 nearest the input) and one
-            column per metric.
+            Columns ``trial``, ``layer`` (1-based: 1 is nearest the input, or
+            the earliest step) and one column per statistic; per-trial totals
+            are repeated on every row of their trial.
         """
-        t, depth = self.grad_w.shape
+        t, depth = self.q.shape
         frame = pd.DataFrame(
             {
                 "trial": np.repeat(np.arange(t, dtype=np.int64), depth),
                 "layer": np.tile(np.arange(1, depth + 1, dtype=np.int64), t),
             }
         )
-        for m in METRICS:
-            frame[m] = getattr(self, m).ravel()
+        for k, v in self.arrays.items():
+            frame[k] = v.ravel() if v.ndim == 2 else np.repeat(v, depth)
         return frame

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from fastgrad.activations import CODES, DEFAULT_ALPHA, NAMES
-from fastgrad.initializers import BIAS_INITS, WEIGHT_INITS, bias_kind, weight_kind
+from fastgrad.initializers import BIAS_INITS, RECURRENT_INITS, WEIGHT_INITS, bias_kind, weight_kind
 
 LOSSES = ("mse", "probe")
 
@@ -202,3 +202,74 @@ class Chain:
             check_float(name, getattr(self, name))
         if self.alpha is not None:
             check_float("alpha", self.alpha)
+
+
+RNN_LOSSES = ("last", "all", "probe")
+
+
+@dataclass(frozen=True)
+class RNN:
+    """A vanilla RNN unrolled over ``steps``: ``z_t = h_{t-1} W_hh + x_t W_xh + b``.
+
+    Parameters
+    ----------
+    steps : int
+        Number of time steps S.
+    hidden : int
+        Hidden width n.
+    inputs : int
+        Input width d.
+    activation : str
+    init : str
+        Recurrent init: ``normal`` (N(0, gain^2 / hidden)), ``orthogonal``
+        (gain * Q), ``identity`` (gain * I) or ``spectral`` (spectral radius = gain).
+    gain : float
+    input_scale : float
+        W_xh ~ N(0, input_scale^2 / inputs).
+    bias_init : str, optional
+        ``zeros``, ``normal`` or ``constant``; default ``normal`` if ``sigma_b > 0`` else ``zeros``.
+    sigma_b, bias_value : float
+    loss : str
+        ``last`` (mse on h_S against N(0, 1) targets), ``all`` (mse summed over
+        every step) or ``probe`` (random back-projection of h_S).
+    alpha : float, optional
+        Activation parameter (leaky slope, ELU alpha).
+    """
+
+    steps: int
+    hidden: int
+    inputs: int
+    activation: str = "tanh"
+    init: str = "normal"
+    gain: float = 1.0
+    input_scale: float = 1.0
+    bias_init: str | None = None
+    sigma_b: float = 0.0
+    bias_value: float = 0.0
+    loss: str = "last"
+    alpha: float | None = None
+    model: str = field(default="rnn", init=False)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "hidden", "inputs"):
+            check_int(name, getattr(self, name))
+        check_choice("activation", self.activation, NAMES)
+        check_choice("init", self.init, RECURRENT_INITS)
+        check_choice("loss", self.loss, RNN_LOSSES)
+        if self.bias_init is not None:
+            check_choice("bias_init", self.bias_init, BIAS_INITS)
+        for name in ("gain", "input_scale", "sigma_b", "bias_value"):
+            check_float(name, getattr(self, name))
+        if self.sigma_b < 0:
+            raise ValueError(f"sigma_b: must be >= 0, got {self.sigma_b}")
+        if self.alpha is not None:
+            check_float("alpha", self.alpha)
+
+    @property
+    def depth(self) -> int:
+        """The number of steps (the RNN's depth)."""
+        return self.steps
+
+    def bias(self) -> tuple[int, float]:
+        """The bias init as ``(kind, scale)``."""
+        return bias_kind(self.bias_init or ("normal" if self.sigma_b > 0 else "zeros"), self.sigma_b, self.bias_value)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastgrad.initializers import NORMAL
-from fastgrad.kernels import cpu_chain, cpu_mlp
+from fastgrad.initializers import NORMAL, recurrent_kind
+from fastgrad.kernels import cpu_chain, cpu_mlp, cpu_rnn
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.rng import normals
-from fastgrad.specs import MLP, Chain, check_int
+from fastgrad.specs import MLP, RNN, Chain, check_int
 
 
 def mlp_trial_arrays(
@@ -90,3 +90,35 @@ def chain_trial_arrays(
             a, _ = evaluate(spec.activation, w[:, l] * a + b[:, l], spec.alpha)
     dt = np.dtype(dtype)
     return w.astype(dt), b.astype(dt), x.astype(dt), y.astype(dt)
+
+
+def rnn_trial_arrays(
+    spec: RNN, seed: int, trials: int, batch: int, dtype: str = "float64"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Draw W_hh (T, n, n), W_xh (T, d, n), b (T, n), x (T, S, B, d) and y of RNN trials.
+
+    ``y`` is (T, S, B, n) for ``loss="all"``, else (T, B, n), as
+    :func:`fastgrad.rnn_backprop` takes it.
+
+    Returns
+    -------
+    W_hh, W_xh, b, x, y : numpy.ndarray
+    """
+    n_trials = check_int("trials", trials)
+    dt = np.dtype(dtype)
+    n, d, steps = spec.hidden, spec.inputs, spec.steps
+    w_kind, w_scale = recurrent_kind(spec.init, n, spec.gain)
+    b_kind, b_scale = spec.bias()
+    whh = np.empty((n_trials, n, n), dtype=dt)
+    wxh = np.empty((n_trials, d, n), dtype=dt)
+    b = np.empty((n_trials, n), dtype=dt)
+    x = np.empty((n_trials, steps, batch, d), dtype=dt)
+    y_steps = steps if spec.loss == "all" else 1
+    y = np.empty((n_trials, y_steps, batch, n), dtype=dt)
+    for k in range(n_trials):
+        draw_matrix(whh[k], w_kind, w_scale, seed, k, cpu_rnn.WHH_TENSOR)
+        draw_matrix(wxh[k], NORMAL, spec.input_scale / np.sqrt(d), seed, k, cpu_rnn.WXH_TENSOR)
+        draw_vector(b[k], b_kind, b_scale, seed, k, cpu_rnn.B_TENSOR)
+        draw_vector(x[k].reshape(-1), NORMAL, 1.0, seed, k, cpu_rnn.X_TENSOR)
+        draw_vector(y[k].reshape(-1), NORMAL, 1.0, seed, k, cpu_rnn.Y_TENSOR)
+    return whh, wxh, b, x, (y if spec.loss == "all" else y[:, 0])

@@ -125,3 +125,58 @@ def chain(w, b, x, y, activation="sigmoid"):
         db[:, l] = g
         g = g * w[:, l]
     return db
+
+
+def rnn(Whh, Wxh, b, x, y, activation="tanh", loss="last"):
+    """BPTT for T RNNs; returns dict of statistics as rnn_backprop defines them."""
+    T, S, B, _ = x.shape
+    out = {k: np.zeros((T, S)) for k in ("grad_h", "grad_whh_step", "q")}
+    out.update({k: np.zeros(T) for k in ("grad_whh", "grad_wxh", "grad_b")})
+    for t in range(T):
+        hs = [np.zeros((B, Whh.shape[1]))]
+        zs = []
+        for s in range(S):
+            z = hs[-1] @ Whh[t] + x[t, s] @ Wxh[t] + b[t]
+            zs.append(z)
+            hs.append(phi(activation, z))
+            out["q"][t, s] = np.mean(z**2)
+        if loss == "probe":
+            g = y[t] / B
+        elif loss == "last":
+            g = (hs[-1] - y[t]) / B
+        else:
+            g = (hs[-1] - y[t, S - 1]) / B
+        dWhh = np.zeros_like(Whh[t])
+        dWxh = np.zeros_like(Wxh[t])
+        db = np.zeros_like(b[t])
+        for s in range(S - 1, -1, -1):
+            if loss == "all" and s < S - 1:
+                g = g + (hs[s + 1] - y[t, s]) / B
+            out["grad_h"][t, s] = np.linalg.norm(g)
+            d = g * dphi(activation, zs[s])
+            step = hs[s].T @ d
+            out["grad_whh_step"][t, s] = np.linalg.norm(step)
+            dWhh += step
+            dWxh += x[t, s].T @ d
+            db += d.sum(axis=0)
+            g = d @ Whh[t].T
+        out["grad_whh"][t] = np.linalg.norm(dWhh)
+        out["grad_wxh"][t] = np.linalg.norm(dWxh)
+        out["grad_b"][t] = np.linalg.norm(db)
+    return out
+
+
+def rnn_loss(Whh, Wxh, b, x, y, activation="tanh", loss="last"):
+    """The loss of one RNN trial (arrays without the trial axis)."""
+    S, B, _ = x.shape
+    h = np.zeros((B, Whh.shape[1]))
+    total = 0.0
+    for s in range(S):
+        h = phi(activation, h @ Whh + x[s] @ Wxh + b)
+        if loss == "all":
+            total += 0.5 * np.sum((h - y[s]) ** 2) / B
+    if loss == "last":
+        total = 0.5 * np.sum((h - y) ** 2) / B
+    elif loss == "probe":
+        total = np.sum(y * h) / B
+    return total

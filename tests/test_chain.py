@@ -39,7 +39,7 @@ def test_generated_chain_matches_its_arrays():
     res = fg.run(spec, trials=600, seed=3)
     w, b, x, y = fg.chain_trial_arrays(spec, seed=3, trials=600)
     ref = naive.chain(w, b, x, y, "sigmoid")
-    np.testing.assert_allclose(res.extra["dc_db"], ref, rtol=1e-12)
+    np.testing.assert_allclose(res.dc_db, ref, rtol=1e-12)
     np.testing.assert_allclose(res.grad_b, np.abs(ref), rtol=1e-12)
     a_prev = np.concatenate([x[:, None], naive.phi("sigmoid", ref * 0 + _z(w, b, x))[:, :-1]], axis=1)
     np.testing.assert_allclose(res.grad_w, np.abs(ref * a_prev), rtol=1e-12)
@@ -72,6 +72,6 @@ def test_sigmoid_chain_vanishes():
 def test_exploding_chain_every_factor_is_25(dtype):
     depth = 12
     res = fg.run(fg.Chain(depth=depth, init="constant", value=100.0, bias_init="centered"), trials=50, dtype=dtype)
-    ratio = res.extra["dc_db"][:, 0] / res.extra["dc_db"][:, -1]
+    ratio = res.dc_db[:, 0] / res.dc_db[:, -1]
     np.testing.assert_allclose(ratio, 25.0 ** (depth - 1), rtol=1e-12 if dtype == "float64" else 1e-5)
     np.testing.assert_allclose(res.q, 0.0, atol=1e-20 if dtype == "float64" else 1e-6)

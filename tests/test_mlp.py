@@ -170,4 +170,5 @@ def test_result_metadata_and_frame():
     assert res.version == fg.__version__ and res.spec == spec and res.run_seconds > 0
     frame = res.to_frame()
     assert len(frame) == 18 and list(frame.columns) == ["trial", "layer", *METRICS]
+    assert res.per_layer == list(METRICS)
     np.testing.assert_array_equal(frame["grad_w"].to_numpy().reshape(6, 3), res.grad_w)

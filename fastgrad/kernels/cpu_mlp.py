@@ -14,21 +14,14 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from fastgrad._numba import REDUCE_FASTMATH, jit
+from fastgrad._numba import jit
 from fastgrad.activations import apply
 from fastgrad.initializers import NORMAL
 from fastgrad.kernels.draw import draw_matrix, draw_vector
+from fastgrad.kernels.norms import sum_squares
 
 MSE, PROBE = 0, 1
 X_TENSOR, Y_TENSOR = 0, 1  # layer l (1-based) draws W from tensor 2l, b from 2l + 1
-
-
-@jit(fastmath=REDUCE_FASTMATH)
-def _sum_squares(a: np.ndarray) -> float:
-    acc = 0.0
-    for i in range(a.size):
-        acc += a[i] * a[i]
-    return acc
 
 
 @jit
@@ -75,7 +68,7 @@ def mlp_trial(
         for i in range(batch):
             for j in range(n_out):
                 zl[i, j] += b[boff + j]
-        q[l] = _sum_squares(zf) / zf.size
+        q[l] = sum_squares(zf) / zf.size
         apply(act[l], alpha[l], zf, hs[hoff[l + 1] : hoff[l + 2]], ds[hoff[l + 1] - h0 : hoff[l + 2] - h0])
         woff += n_in * n_out
         boff += n_out
@@ -98,7 +91,7 @@ def mlp_trial(
         for i in range(dh.size):
             dh[i] *= dl[i]
         d = dh.reshape(batch, n_out)  # delta_l = dLoss/dz_l
-        delta[l] = np.sqrt(_sum_squares(dh))
+        delta[l] = np.sqrt(sum_squares(dh))
         gb = 0.0
         for j in range(n_out):
             s = 0.0
@@ -108,7 +101,7 @@ def mlp_trial(
         grad_b[l] = np.sqrt(gb)
         dw = np.empty((n_in, n_out), dtype=dtype)
         np.dot(hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in).T, d, dw)
-        grad_w[l] = np.sqrt(_sum_squares(dw.reshape(n_in * n_out)))
+        grad_w[l] = np.sqrt(sum_squares(dw.reshape(n_in * n_out)))
         if l > 0:
             wl = w[woff : woff + n_in * n_out].reshape(n_in, n_out)
             dh_prev = np.empty((batch, n_in), dtype=dtype)

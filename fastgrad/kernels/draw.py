@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastgrad._numba import jit
-from fastgrad.initializers import CONSTANT, IDENTITY, NORMAL, ORTHOGONAL, UNIFORM
+from fastgrad.initializers import CONSTANT, IDENTITY, NORMAL, ORTHOGONAL, SPECTRAL, UNIFORM
 from fastgrad.rng import fill_normal, fill_uniform, stream_key
 
 
@@ -39,6 +39,13 @@ def draw_matrix(out: np.ndarray, kind: int, scale: float, seed: int, trial: int,
             out[:, :] = q
         else:
             out[:, :] = q.T
+    elif kind == SPECTRAL:
+        # A square Gaussian matrix divided by its spectral radius, times the gain.
+        g = np.empty(rows * cols, dtype=np.float64)
+        fill_normal(g, key, 1.0)
+        m = g.reshape(rows, cols)
+        radius = np.max(np.abs(np.linalg.eigvals(m.astype(np.complex128))))  # real eigvals would refuse complex ones
+        out[:, :] = m * (scale / radius)
 
 
 @jit

@@ -1,0 +1,249 @@
+"""Gradient statistics of networks whose arrays the user gives (no random draws)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from fastgrad import __version__
+from fastgrad.engine import threads_context
+from fastgrad.kernels import cpu_chain, cpu_mlp, cpu_rnn
+from fastgrad.results import Result
+from fastgrad.specs import RNN_LOSSES, activation_params, check_choice
+
+
+def check_array(name: str, value: object, ndim: int, dtype: np.dtype | None = None) -> np.ndarray:
+    """Validate a user array: float32/float64, ``ndim`` dimensions, all finite.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, used in error messages.
+    value : array_like
+    ndim : int
+    dtype : numpy.dtype, optional
+        Required dtype (that of the first array of a call); any float if None.
+
+    Returns
+    -------
+    numpy.ndarray
+        C-contiguous, not copied when already so.
+    """
+    arr = np.asarray(value)
+    if arr.dtype not in (np.float32, np.float64):
+        raise ValueError(f"{name}: expected a float32 or float64 array, got dtype {arr.dtype}")
+    if dtype is not None and arr.dtype != dtype:
+        raise ValueError(f"{name}: dtype {arr.dtype} differs from the other arrays' {dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {arr.shape}")
+    if 0 in arr.shape:
+        raise ValueError(f"{name}: empty array, shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: contains nan or inf")
+    return np.ascontiguousarray(arr)
+
+
+def _pack_layers(name: str, value: np.ndarray | Sequence[np.ndarray], vector: bool) -> list[np.ndarray]:
+    """Split W (T, L, n, n) / b (T, L, n) or accept a list of per-layer arrays."""
+    ndim = 2 if vector else 3
+    if isinstance(value, np.ndarray) and value.ndim == ndim + 1:
+        return [value[:, l] for l in range(value.shape[1])]
+    if isinstance(value, np.ndarray) or not isinstance(value, Sequence) or len(value) == 0:
+        shape = "(T, L, n)" if vector else "(T, L, n, n)"
+        raise ValueError(f"{name}: expected an array of shape {shape} or a non-empty list of per-layer arrays")
+    return list(value)
+
+
+def mlp_backprop(
+    W: np.ndarray | Sequence[np.ndarray],
+    b: np.ndarray | Sequence[np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    activation: str = "tanh",
+    loss: str = "mse",
+    last_activation: str | None = None,
+    alpha: float | None = None,
+    threads: int | None = None,
+) -> Result:
+    """Per-layer gradient statistics of given MLPs, one per trial.
+
+    Parameters
+    ----------
+    W : array (T, L, n, n) or list of L arrays (T, n_{l-1}, n_l)
+        Weights; ``z_l = h_{l-1} @ W_l + b_l``.
+    b : array (T, L, n) or list of L arrays (T, n_l)
+        Biases.
+    x : array (T, B, n_0)
+        Inputs.
+    y : array (T, B, n_L)
+        Targets (``mse``) or the back-projection g (``probe``).
+    activation : str
+        Activation of every layer.
+    loss : {"mse", "probe"}
+    last_activation : str, optional
+        Activation of the last layer; default ``activation``.
+    alpha : float, optional
+        Parameter of ``leaky_relu`` or ``elu``.
+    threads : int, optional
+        CPU threads; default all.
+
+    Returns
+    -------
+    Result
+        ``grad_w``, ``grad_b``, ``delta``, ``q``, each (T, L), in the input dtype.
+    """
+    check_choice("loss", loss, ("mse", "probe"))
+    code, a = activation_params("activation", activation, alpha)
+    last_code, last_a = (code, a) if last_activation is None else activation_params(
+        "last_activation", last_activation, alpha)
+    x = check_array("x", x, 3)
+    dt = x.dtype
+    ws = [check_array(f"W[{l}]", w, 3, dt) for l, w in enumerate(_pack_layers("W", W, vector=False))]
+    bs = [check_array(f"b[{l}]", v, 2, dt) for l, v in enumerate(_pack_layers("b", b, vector=True))]
+    y = check_array("y", y, 3, dt)
+    trials, batch, n0 = x.shape
+    depth = len(ws)
+    if len(bs) != depth:
+        raise ValueError(f"b: {len(bs)} layers, but W has {depth}")
+    dims = [n0]
+    for l, (w, v) in enumerate(zip(ws, bs)):
+        if w.shape[0] != trials or v.shape[0] != trials:
+            raise ValueError(f"W[{l}], b[{l}]: expected {trials} trials (from x), got {w.shape[0]} and {v.shape[0]}")
+        if w.shape[1] != dims[-1]:
+            raise ValueError(f"W[{l}]: expected {dims[-1]} rows (the previous width), got shape {w.shape[1:]}")
+        if v.shape[1] != w.shape[2]:
+            raise ValueError(f"b[{l}]: expected width {w.shape[2]}, got {v.shape[1]}")
+        dims.append(w.shape[2])
+    if y.shape != (trials, batch, dims[-1]):
+        raise ValueError(f"y: expected shape {(trials, batch, dims[-1])}, got {y.shape}")
+    w_flat = np.concatenate([w.reshape(trials, -1) for w in ws], axis=1) if depth > 1 else ws[0].reshape(trials, -1)
+    b_flat = np.concatenate(bs, axis=1) if depth > 1 else bs[0]
+    act = np.full(depth, code, dtype=np.int64)
+    act_alpha = np.full(depth, a)
+    act[-1], act_alpha[-1] = last_code, last_a
+    out = {m: np.empty((trials, depth), dtype=dt) for m in ("grad_w", "grad_b", "delta", "q")}
+    with threads_context(threads) as n_threads:
+        t0 = time.perf_counter()
+        cpu_mlp.mlp_explicit(np.ascontiguousarray(w_flat), np.ascontiguousarray(b_flat), x, y,
+                             np.array(dims, dtype=np.int64), act, act_alpha,
+                             cpu_mlp.MSE if loss == "mse" else cpu_mlp.PROBE,
+                             out["grad_w"], out["grad_b"], out["delta"], out["q"])
+        seconds = time.perf_counter() - t0
+    return Result(out, trials=trials, batch=batch, dtype=dt.name, version=__version__,
+                  threads=n_threads, run_seconds=seconds)
+
+
+def chain_backprop(
+    w: np.ndarray,
+    b: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    activation: str = "sigmoid",
+    alpha: float | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Signed bias gradients dC/db_l of one-neuron-per-layer chains.
+
+    Parameters
+    ----------
+    w, b : array (N, L)
+        Weights and biases of N chains; ``z_l = w_l a_{l-1} + b_l``.
+    x, y : array (N,)
+        Input and target of each chain; the cost is ``(a_L - y)^2 / 2``.
+    activation : str
+    alpha : float, optional
+        Parameter of ``leaky_relu`` or ``elu``.
+    threads : int, optional
+
+    Returns
+    -------
+    numpy.ndarray
+        dC/db, shape (N, L), in the input dtype; column 0 is the first layer.
+    """
+    code, a = activation_params("activation", activation, alpha)
+    w = check_array("w", w, 2)
+    dt = w.dtype
+    b = check_array("b", b, 2, dt)
+    x = check_array("x", x, 1, dt)
+    y = check_array("y", y, 1, dt)
+    if b.shape != w.shape:
+        raise ValueError(f"b: expected shape {w.shape} (as w), got {b.shape}")
+    for name, v in (("x", x), ("y", y)):
+        if v.shape != (w.shape[0],):
+            raise ValueError(f"{name}: expected shape ({w.shape[0]},), got {v.shape}")
+    db = np.empty_like(w)
+    scratch = np.empty_like(w)
+    with threads_context(threads):
+        cpu_chain.chain_explicit(w, b, x, y, code, a, db, scratch, np.empty_like(w))
+    return db
+
+
+def rnn_backprop(
+    W_hh: np.ndarray,
+    W_xh: np.ndarray,
+    b: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    activation: str = "tanh",
+    loss: str = "last",
+    alpha: float | None = None,
+    threads: int | None = None,
+) -> Result:
+    """Backpropagation through time for given vanilla RNNs, one per trial.
+
+    ``z_t = h_{t-1} @ W_hh + x_t @ W_xh + b``, ``h_t = phi(z_t)``, ``h_0 = 0``.
+
+    Parameters
+    ----------
+    W_hh : array (T, n, n)
+    W_xh : array (T, d, n)
+    b : array (T, n)
+    x : array (T, S, B, d)
+        Inputs of every step.
+    y : array
+        ``last``: targets for h_S, (T, B, n); ``all``: targets of every step,
+        (T, S, B, n); ``probe``: the back-projection g of h_S, (T, B, n).
+    activation : str
+    loss : {"last", "all", "probe"}
+    alpha : float, optional
+    threads : int, optional
+
+    Returns
+    -------
+    Result
+        ``grad_h`` (T, S): ||dLoss/dh_t||_F, the total derivative through all
+        later steps; ``grad_whh_step`` (T, S): ||h_{t-1}^T delta_t||_F, step
+        t's contribution to dLoss/dW_hh; ``q`` (T, S): mean(z_t^2); the totals
+        ``grad_whh``, ``grad_wxh``, ``grad_b`` (T,). Index 0 is step 1.
+    """
+    check_choice("loss", loss, RNN_LOSSES)
+    code, a = activation_params("activation", activation, alpha)
+    W_hh = check_array("W_hh", W_hh, 3)
+    dt = W_hh.dtype
+    W_xh = check_array("W_xh", W_xh, 3, dt)
+    b = check_array("b", b, 2, dt)
+    x = check_array("x", x, 4, dt)
+    y = check_array("y", y, 4 if loss == "all" else 3, dt)
+    trials, n, n2 = W_hh.shape
+    if n2 != n:
+        raise ValueError(f"W_hh: expected square (T, n, n), got shape {W_hh.shape}")
+    _, steps, batch, d = x.shape
+    expected = {"W_xh": (trials, d, n), "b": (trials, n), "x": (trials, steps, batch, d),
+                "y": (trials, steps, batch, n) if loss == "all" else (trials, batch, n)}
+    for name, arr in (("W_xh", W_xh), ("b", b), ("x", x), ("y", y)):
+        if arr.shape != expected[name]:
+            raise ValueError(f"{name}: expected shape {expected[name]}, got {arr.shape}")
+    y4 = y if loss == "all" else y[:, None]
+    out = {m: np.empty((trials, steps), dtype=dt) for m in ("grad_h", "grad_whh_step", "q")}
+    totals = np.empty((trials, 3), dtype=dt)
+    code_loss = {"last": cpu_rnn.LAST, "all": cpu_rnn.ALL, "probe": cpu_rnn.PROBE}[loss]
+    with threads_context(threads) as n_threads:
+        t0 = time.perf_counter()
+        cpu_rnn.rnn_explicit(W_hh, W_xh, b, x, np.ascontiguousarray(y4), code, a, code_loss,
+                             out["grad_h"], out["grad_whh_step"], out["q"], totals)
+        seconds = time.perf_counter() - t0
+    out.update({m: np.ascontiguousarray(totals[:, i]) for i, m in enumerate(("grad_whh", "grad_wxh", "grad_b"))})
+    return Result(out, trials=trials, batch=batch, dtype=dt.name, version=__version__, threads=n_threads,
+                  run_seconds=seconds)

@@ -1,0 +1,155 @@
+"""The RNN engine: NumPy reference, finite differences, exact cases, reproducibility."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastgrad as fg
+from fastgrad.activations import NAMES
+from tests import naive
+
+STATS = ("grad_h", "grad_whh_step", "q", "grad_whh", "grad_wxh", "grad_b")
+
+
+def random_rnn(rng, trials, steps, batch, d, n, loss, dtype=np.float64, gain=1.0):
+    whh = rng.normal(0, gain / np.sqrt(n), (trials, n, n))
+    wxh = rng.normal(0, 1 / np.sqrt(d), (trials, d, n))
+    b = rng.normal(0, 0.2, (trials, n))
+    x = rng.normal(size=(trials, steps, batch, d))
+    y = rng.normal(size=(trials, steps, batch, n) if loss == "all" else (trials, batch, n))
+    return [a.astype(dtype) for a in (whh, wxh, b, x, y)]
+
+
+@given(
+    steps=st.integers(1, 8),
+    batch=st.integers(1, 4),
+    d=st.integers(1, 4),
+    n=st.integers(1, 6),
+    activation=st.sampled_from(NAMES),
+    loss=st.sampled_from(["last", "all", "probe"]),
+    seed=st.integers(0, 2**31),
+)
+def test_float64_matches_numpy_reference(steps, batch, d, n, activation, loss, seed):
+    arrays = random_rnn(np.random.default_rng(seed), 2, steps, batch, d, n, loss)
+    got = fg.rnn_backprop(*arrays, activation=activation, loss=loss)
+    ref = naive.rnn(*arrays, activation, loss)
+    for k in STATS:
+        assert getattr(got, k).dtype == np.float64
+        # grad_whh_step at step 1 is exactly 0 (h_0 = 0); atol covers only that.
+        np.testing.assert_allclose(getattr(got, k), ref[k], rtol=1e-10, atol=1e-300, err_msg=k)
+
+
+@pytest.mark.parametrize("loss", ["last", "all", "probe"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu", "softplus"])
+def test_finite_differences(loss, activation):
+    rng = np.random.default_rng(3)
+    whh, wxh, b, x, y = random_rnn(rng, 1, 4, 3, 2, 3, loss)
+    got = fg.rnn_backprop(whh, wxh, b, x, y, activation=activation, loss=loss)
+    params = {"grad_whh": whh[0].copy(), "grad_wxh": wxh[0].copy(), "grad_b": b[0].copy()}
+    eps = 1e-6
+
+    def loss_fn():
+        return naive.rnn_loss(params["grad_whh"], params["grad_wxh"], params["grad_b"], x[0], y[0], activation, loss)
+
+    for name, p in params.items():
+        fd = np.zeros_like(p)
+        for idx in np.ndindex(p.shape):
+            old = p[idx]
+            p[idx] = old + eps
+            up = loss_fn()
+            p[idx] = old - eps
+            down = loss_fn()
+            p[idx] = old
+            fd[idx] = (up - down) / (2 * eps)
+        np.testing.assert_allclose(getattr(got, name)[0], np.linalg.norm(fd), rtol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.9, 1.0, 1.1])
+def test_exact_geometric_decay_with_scaled_orthogonal_weights(rho):
+    # Zero inputs and biases, h_0 = 0, tanh: every z_t = 0, phi'(0) = 1, so the
+    # backward map is multiplication by rho * Q^T and norms scale by rho exactly.
+    rng = np.random.default_rng(0)
+    n, steps, batch = 6, 30, 3
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    whh = (rho * q)[None]
+    x = np.zeros((1, steps, batch, 2))
+    y = rng.normal(size=(1, batch, n))
+    res = fg.rnn_backprop(whh, np.zeros((1, 2, n)), np.zeros((1, n)), x, y, loss="last")
+    expected = res.grad_h[0, -1] * rho ** (steps - 1 - np.arange(steps))
+    np.testing.assert_allclose(res.grad_h[0], expected, rtol=1e-12)
+
+
+def test_float32_keeps_the_vanishing_tail():
+    # Gain 0.5 and saturating inputs: grad_h falls to ~1e-31 over 40 steps, still
+    # a normal float32. float32 must resolve that tail as float64 does: the
+    # derivatives come from z (1 - tanh^2 is 0 in float32 for |z| > 9) and the
+    # norms square in float64 (the float32 square of 1e-20 is 0).
+    spec = fg.RNN(steps=40, hidden=16, inputs=4, init="orthogonal", gain=0.5, input_scale=4.0)
+    r64 = fg.run(spec, trials=4, batch=4, dtype="float64")
+    r32 = fg.run(spec, trials=4, batch=4, dtype="float32")
+    assert r32.grad_h.dtype == np.float32
+    assert np.all(r64.grad_h[:, 0] < 1e-25) and np.all(r64.grad_h[:, 0] > 1e-36)
+    np.testing.assert_allclose(r32.grad_h, r64.grad_h, rtol=1e-4)
+
+
+def test_generated_trials_equal_explicit_arrays():
+    for init in ("normal", "orthogonal", "identity", "spectral"):
+        spec = fg.RNN(steps=6, hidden=5, inputs=3, init=init, gain=1.2, sigma_b=0.1, loss="all")
+        res = fg.run(spec, trials=3, batch=2, seed=4)
+        arrays = fg.rnn_trial_arrays(spec, seed=4, trials=3, batch=2)
+        ref = naive.rnn(*arrays, "tanh", "all")
+        for k in STATS:
+            np.testing.assert_allclose(getattr(res, k), ref[k], rtol=1e-12, atol=1e-300, err_msg=f"{init} {k}")
+
+
+def test_recurrent_inits():
+    for init, check in (
+        ("orthogonal", lambda w: np.allclose(w @ w.T, 1.44 * np.eye(8))),
+        ("identity", lambda w: np.allclose(w, 1.2 * np.eye(8))),
+        ("spectral", lambda w: np.isclose(np.max(np.abs(np.linalg.eigvals(w))), 1.2)),
+    ):
+        whh = fg.rnn_trial_arrays(fg.RNN(steps=2, hidden=8, inputs=2, init=init, gain=1.2), 0, 2, 1)[0]
+        assert check(whh[0]) and check(whh[1]), init
+    whh = fg.rnn_trial_arrays(fg.RNN(steps=2, hidden=200, inputs=2, gain=1.5), 0, 1, 1)[0]
+    assert abs(whh.std() - 1.5 / np.sqrt(200)) < 0.02 * 1.5 / np.sqrt(200)
+
+
+def test_reproducible_across_threads_and_chunks():
+    spec = fg.RNN(steps=10, hidden=6, inputs=2, gain=1.3)
+    a = fg.run(spec, trials=200, batch=3, seed=2, threads=2)
+    b = fg.run(spec, trials=200, batch=3, seed=2, threads=1, chunk=17)
+    c = fg.run(spec, trials=7, batch=3, seed=2)
+    for k in STATS:
+        np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
+        np.testing.assert_array_equal(getattr(a, k)[:7], getattr(c, k))
+
+
+def test_overflow_is_recorded():
+    spec = fg.RNN(steps=200, hidden=8, inputs=2, activation="relu", init="identity", gain=3.0, loss="probe")
+    res = fg.run(spec, trials=3, batch=2, dtype="float32")
+    assert not np.all(np.isfinite(res.grad_h))
+    assert res.nonfinite()["grad_whh"] == 3
+
+
+def test_bad_input():
+    rng = np.random.default_rng(0)
+    whh, wxh, b, x, y = random_rnn(rng, 2, 3, 2, 2, 4, "last")
+    with pytest.raises(ValueError, match="W_hh"):
+        fg.rnn_backprop(whh[:, :, :3], wxh, b, x, y)
+    with pytest.raises(ValueError, match="W_xh"):
+        fg.rnn_backprop(whh, wxh[:, :1], b, x, y)
+    with pytest.raises(ValueError, match="y"):
+        fg.rnn_backprop(whh, wxh, b, x, y, loss="all")
+    with pytest.raises(ValueError, match="loss"):
+        fg.rnn_backprop(whh, wxh, b, x, y, loss="first")
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="x"):
+        fg.rnn_backprop(whh, wxh, b, bad, y)
+    with pytest.raises(ValueError, match="steps"):
+        fg.RNN(steps=0, hidden=3, inputs=1)
+    with pytest.raises(ValueError, match="init"):
+        fg.RNN(steps=3, hidden=3, inputs=1, init="xavier_normal")
+    with pytest.raises(ValueError, match="hidden"):
+        fg.RNN(steps=3, hidden=-2, inputs=1)
