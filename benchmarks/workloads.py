@@ -17,3 +17,16 @@ def mlp_flops(spec: fg.MLP, batch: int) -> float:
     """Floating-point operations of one trial: forward 2*B*n_in*n_out, backward twice that."""
     dims = spec.dims
     return float(sum(6 * batch * dims[l] * dims[l + 1] for l in range(spec.depth)))
+
+
+# W-rnn: hidden 64, inputs 16, 100 steps, batch 16, tanh, W_hh ~ N(0, g^2/64), W_xh ~ N(0, 1/16),
+# b = 0, mse on the last step, 256 trials, g in {0.9, 1.0, 1.5}.
+W_RNN = {g: fg.RNN(steps=100, hidden=64, inputs=16, activation="tanh", init="normal", gain=g) for g in (0.9, 1.0, 1.5)}
+W_RNN_TRIALS = 256
+W_RNN_BATCH = 16
+
+
+def rnn_flops(spec: fg.RNN, batch: int) -> float:
+    """Flops of one trial: per step the forward 2B(n^2 + dn), the backward 4B(n^2 + dn)."""
+    n, d = spec.hidden, spec.inputs
+    return float(spec.steps * 6 * batch * (n * n + d * n))

@@ -79,7 +79,7 @@ def _pow2(k: int) -> float:
 
 
 @jit(inline="always")
-def _exp_parts(x: float) -> tuple[float, float, float, int]:
+def _exp_parts(x: float) -> tuple[float, float, float, np.int64]:
     """Split exp(x) = 2**k * (1 + p); returns (p, 2**k1, 2**k2, k), k = k1 + k2.
 
     ``x`` is clamped to +-1400 first: exp overflows or underflows long before,

@@ -15,7 +15,8 @@ that the vectorisable ``exp`` and the random generator need.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numba as nb
 from numba import types
@@ -54,8 +55,12 @@ def jit(func: Callable[..., Any] | None = None, **overrides: Any) -> Any:
     return nb.njit(**options)(func)
 
 
-@intrinsic
-def int64_as_float64(typingctx: Any, value: Any) -> Any:
+def max_threads() -> int:
+    """The number of threads Numba's parallel loops can use (``NUMBA_NUM_THREADS``)."""
+    return int(nb.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+
+
+def _int64_as_float64(typingctx: Any, value: Any) -> Any:
     """Reinterpret the bits of an int64 as a float64 (no conversion)."""
     if not isinstance(value, types.Integer):
         return None
@@ -67,8 +72,7 @@ def int64_as_float64(typingctx: Any, value: Any) -> Any:
     return sig, codegen
 
 
-@intrinsic
-def float64_as_int64(typingctx: Any, value: Any) -> Any:
+def _float64_as_int64(typingctx: Any, value: Any) -> Any:
     """Reinterpret the bits of a float64 as an int64 (no conversion)."""
     if not isinstance(value, types.Float):
         return None
@@ -78,3 +82,8 @@ def float64_as_int64(typingctx: Any, value: Any) -> Any:
         return builder.bitcast(args[0], context.get_value_type(types.int64))
 
     return sig, codegen
+
+
+# Typed as Any: Numba's intrinsic wrapper hides the typing context from callers.
+int64_as_float64: Any = intrinsic(_int64_as_float64)
+float64_as_int64: Any = intrinsic(_float64_as_int64)

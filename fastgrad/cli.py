@@ -6,12 +6,14 @@ import argparse
 import platform
 import sys
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
 import pandas as pd
 
 import fastgrad as fg
+from fastgrad._numba import max_threads
 
 
 def _demo_rows(trials: int, chain_trials: int, depth: int, width: int, batch: int) -> list[dict[str, object]]:
@@ -38,7 +40,7 @@ def _demo_rows(trials: int, chain_trials: int, depth: int, width: int, batch: in
     add("chain sigmoid N(0,1)", fg.run(fg.Chain(depth=30), trials=chain_trials), "grad_b")
     add("chain sigmoid w=100, z=0", fg.run(fg.Chain(depth=30, init="constant", value=100.0, bias_init="centered"),
                                              trials=1000), "grad_b")
-    configs = [
+    configs: list[tuple[str, dict[str, Any]]] = [
         ("mlp sigmoid N(0,1)", dict(activation="sigmoid", init="normal", sigma_w=1.0, sigma_b=1.0)),
         ("mlp sigmoid xavier", dict(activation="sigmoid", init="xavier_normal")),
         ("mlp tanh xavier", dict(activation="tanh", init="xavier_normal")),
@@ -68,7 +70,7 @@ def info(args: argparse.Namespace) -> int:
     """Print versions, threads and usable backends."""
     print(f"fastgrad {fg.__version__}, numba {numba.__version__}, numpy {np.__version__}, "
           f"python {platform.python_version()}")
-    print(f"cpu: {numba.config.NUMBA_NUM_THREADS} threads ({platform.machine()})")
+    print(f"cpu: {max_threads()} threads ({platform.machine()})")
     print("cuda: not available (this version has no CUDA kernels)")
     return 0
 

@@ -12,6 +12,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fastgrad import __version__
+from fastgrad._numba import max_threads
 from fastgrad.initializers import recurrent_kind
 from fastgrad.kernels import cpu_chain, cpu_mlp, cpu_rnn
 from fastgrad.results import Result
@@ -43,8 +44,7 @@ def threads_context(threads: int | None) -> Iterator[int]:
         The number of threads in effect.
     """
     previous = numba.get_num_threads()
-    n = numba.config.NUMBA_NUM_THREADS if threads is None else check_int("threads", threads)
-    n = min(n, numba.config.NUMBA_NUM_THREADS)
+    n = max_threads() if threads is None else min(check_int("threads", threads), max_threads())
     try:
         numba.set_num_threads(n)
         with threadpool_limits(limits=1, user_api="blas"):

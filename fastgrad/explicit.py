@@ -108,7 +108,7 @@ def mlp_backprop(
     if len(bs) != depth:
         raise ValueError(f"b: {len(bs)} layers, but W has {depth}")
     dims = [n0]
-    for l, (w, v) in enumerate(zip(ws, bs)):
+    for l, (w, v) in enumerate(zip(ws, bs, strict=False)):
         if w.shape[0] != trials or v.shape[0] != trials:
             raise ValueError(f"W[{l}], b[{l}]: expected {trials} trials (from x), got {w.shape[0]} and {v.shape[0]}")
         if w.shape[1] != dims[-1]:

@@ -21,13 +21,25 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import fastgrad as fg  # noqa: E402
-from benchmarks.workloads import CHAIN, CHAIN_TRIALS, W_MLP, W_MLP_BATCH, W_MLP_TRIALS, mlp_flops  # noqa: E402
+from benchmarks.workloads import (  # noqa: E402
+    CHAIN,
+    CHAIN_TRIALS,
+    W_MLP,
+    W_MLP_BATCH,
+    W_MLP_TRIALS,
+    W_RNN,
+    W_RNN_BATCH,
+    W_RNN_TRIALS,
+    mlp_flops,
+    rnn_flops,
+)
+from fastgrad._numba import max_threads  # noqa: E402
 from fastgrad.engine import threads_context  # noqa: E402
 
 
 @numba.njit(parallel=True, cache=True)
 def _matmuls(h, w, d, reps):  # the W-mlp's products alone: z = h W, dW = h^T d, dh = d W^T
-    for t in numba.prange(reps):
+    for _t in numba.prange(reps):
         z = np.empty((h.shape[0], w.shape[1]), dtype=h.dtype)
         dw = np.empty((w.shape[0], w.shape[1]), dtype=h.dtype)
         dh = np.empty((h.shape[0], w.shape[0]), dtype=h.dtype)
@@ -67,8 +79,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    print(f"fastgrad {fg.__version__}, {numba.config.NUMBA_NUM_THREADS} threads, {time.strftime('%Y-%m-%d')}")
-    print("| workload | dtype | trials/s median [min-max] | GFLOP/s | same-shape matmul GFLOP/s | fraction | first call s |")
+    print(f"fastgrad {fg.__version__}, {max_threads()} threads, {time.strftime('%Y-%m-%d')}")
+    print("| workload | dtype | trials/s median [min-max] | GFLOP/s | same-shape matmul GFLOP/s | fraction "
+          "| first call s |")
     print("|---|---|---|---|---|---|---|")
     for dtype in ("float64", "float32"):
         med, lo, hi, first, _ = measure(W_MLP, W_MLP_TRIALS, dtype, args.repeats, batch=W_MLP_BATCH)
@@ -76,6 +89,11 @@ def main() -> None:
         peak = matmul_peak(dtype, args.repeats)
         print(f"| W-mlp | {dtype} | {med:,.0f} [{lo:,.0f}-{hi:,.0f}] | {gflops:.1f} | {peak:.1f} | "
               f"{gflops / peak:.0%} | {first:.2f} |")
+    for dtype in ("float64", "float32"):
+        for gain, spec in W_RNN.items():
+            med, lo, hi, first, _ = measure(spec, W_RNN_TRIALS, dtype, args.repeats, batch=W_RNN_BATCH)
+            gflops = med * rnn_flops(spec, W_RNN_BATCH) / 1e9
+            print(f"| W-rnn g={gain} | {dtype} | {med:,.0f} [{lo:,.0f}-{hi:,.0f}] | {gflops:.1f} | - | - | {first:.2f} |")
     for dtype in ("float64", "float32"):
         med, lo, hi, first, _ = measure(CHAIN, CHAIN_TRIALS, dtype, args.repeats)
         print(f"| chain depth 30 | {dtype} | {med:,.0f} [{lo:,.0f}-{hi:,.0f}] | - | - | - | {first:.2f} |")

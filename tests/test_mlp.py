@@ -130,7 +130,7 @@ def test_initialiser_statistics():
 def test_common_random_numbers_across_init_scales():
     a = fg.mlp_trial_arrays(fg.MLP(depth=2, width=4, init="normal", sigma_w=1.0), 0, 2, 3)[0]
     b = fg.mlp_trial_arrays(fg.MLP(depth=2, width=4, init="scaled_normal", sigma_w=3.0), 0, 2, 3)[0]
-    for wa, wb in zip(a, b):
+    for wa, wb in zip(a, b, strict=False):
         np.testing.assert_allclose(wb, wa * 3.0 / 2.0, rtol=1e-15)
 
 
@@ -138,7 +138,7 @@ def test_float32_run_uses_float64_draws_rounded():
     spec = fg.MLP(depth=2, width=5, init="he_normal")
     w64 = fg.mlp_trial_arrays(spec, 4, 3, 2, "float64")[0]
     w32 = fg.mlp_trial_arrays(spec, 4, 3, 2, "float32")[0]
-    for a, b in zip(w64, w32):
+    for a, b in zip(w64, w32, strict=False):
         np.testing.assert_array_equal(a.astype(np.float32), b)
 
 

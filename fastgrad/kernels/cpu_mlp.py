@@ -92,13 +92,12 @@ def mlp_trial(
             dh[i] *= dl[i]
         d = dh.reshape(batch, n_out)  # delta_l = dLoss/dz_l
         delta[l] = np.sqrt(sum_squares(dh))
-        gb = 0.0
-        for j in range(n_out):
-            s = 0.0
-            for i in range(batch):
-                s += d[i, j]
-            gb += s * s
-        grad_b[l] = np.sqrt(gb)
+        # Column sums row by row, so the inner loop is contiguous and vectorises.
+        colsum = np.zeros(n_out)
+        for i in range(batch):
+            for j in range(n_out):
+                colsum[j] += d[i, j]
+        grad_b[l] = np.sqrt(sum_squares(colsum))
         dw = np.empty((n_in, n_out), dtype=dtype)
         np.dot(hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in).T, d, dw)
         grad_w[l] = np.sqrt(sum_squares(dw.reshape(n_in * n_out)))
