@@ -92,14 +92,12 @@ def _chain_plan(spec: Chain, trials: int, batch: int, seed: int, dt: np.dtype) -
     w_scale = spec.value if w_const else spec.sigma_w
     b_kind = {"normal": 0, "constant": 1, "centered": cpu_chain.CENTERED}[spec.bias_init]
     b_scale = spec.sigma_b if spec.bias_init == "normal" else spec.bias_value
-    arrays = {m: np.empty((trials, spec.depth), dtype=dt) for m in ("grad_w", "grad_b", "delta", "q", "dc_db")}
+    arrays = {m: np.empty((trials, spec.depth), dtype=dt) for m in ("grad_w", "grad_b", "q", "dc_db")}
+    arrays["delta"] = arrays["grad_b"]  # width 1, batch 1: |dC/dz_l| = |dC/db_l|; one array, two names
 
     def call(lo: int, hi: int, a: dict[str, np.ndarray]) -> None:
         cpu_chain.chain_generated(seed, lo, code, alpha, w_const, w_scale, b_kind, b_scale,
-                                  a["dc_db"][lo:hi], a["grad_w"][lo:hi], a["q"][lo:hi])
-        # Width 1 and batch 1: |dC/dz_l| = |dC/db_l|, so delta = grad_b.
-        np.abs(a["dc_db"][lo:hi], out=a["grad_b"][lo:hi])
-        a["delta"][lo:hi] = a["grad_b"][lo:hi]
+                                  a["dc_db"][lo:hi], a["grad_b"][lo:hi], a["grad_w"][lo:hi], a["q"][lo:hi])
 
     return arrays, call
 

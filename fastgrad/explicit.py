@@ -174,9 +174,8 @@ def chain_backprop(
         if v.shape != (w.shape[0],):
             raise ValueError(f"{name}: expected shape ({w.shape[0]},), got {v.shape}")
     db = np.empty_like(w)
-    scratch = np.empty_like(w)
     with threads_context(threads):
-        cpu_chain.chain_explicit(w, b, x, y, code, a, db, scratch, np.empty_like(w))
+        cpu_chain.chain_explicit(w, b, x, y, code, a, db, np.empty_like(w), np.empty_like(w), np.empty_like(w))
     return db
 
 

@@ -23,10 +23,10 @@ XY_TENSOR, WB_TENSOR = 0, 1  # chain tensors: (x, y) and the 2L numbers (w_1..w_
 
 @jit
 def _chain_block(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, act: int, alpha: float,
-                 centered: bool, db: np.ndarray, gw: np.ndarray, q: np.ndarray) -> None:
+                 centered: bool, db: np.ndarray, gb: np.ndarray, gw: np.ndarray, q: np.ndarray) -> None:
     """One block: w, b and the outputs are (L, n); x, y are (n,).
 
-    Writes the signed dC/db_l, |dC/dw_l| = |dC/db_l * a_{l-1}| and q_l = z_l^2.
+    Writes the signed dC/db_l, |dC/db_l|, |dC/dw_l| = |dC/db_l * a_{l-1}| and q_l = z_l^2.
     """
     depth, n = w.shape
     a = np.empty((depth + 1, n), dtype=w.dtype)  # a[l] = a_l, a[0] = x
@@ -46,30 +46,33 @@ def _chain_block(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, act
         for i in range(n):
             g[i] *= d[l, i]
             db[l, i] = g[i]
+            gb[l, i] = abs(g[i])
             gw[l, i] = abs(g[i] * a[l, i])
             g[i] *= w[l, i]
 
 
 @jit(parallel=True)
 def chain_explicit(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, act: int, alpha: float,
-                   db: np.ndarray, gw: np.ndarray, q: np.ndarray) -> None:
+                   db: np.ndarray, gb: np.ndarray, gw: np.ndarray, q: np.ndarray) -> None:
     """Trials given as arrays: w, b and the outputs (N, L); x, y (N,)."""
     n_trials, depth = w.shape
     n_blocks = (n_trials + BLOCK - 1) // BLOCK
     for k in prange(n_blocks):
         lo = k * BLOCK
         hi = min(lo + BLOCK, n_trials)
-        bufs = np.empty((3, depth, hi - lo), dtype=db.dtype)
+        bufs = np.empty((4, depth, hi - lo), dtype=db.dtype)
         _chain_block(np.ascontiguousarray(w[lo:hi].T), np.ascontiguousarray(b[lo:hi].T),
-                     x[lo:hi].copy(), y[lo:hi].copy(), act, alpha, False, bufs[0], bufs[1], bufs[2])
+                     x[lo:hi].copy(), y[lo:hi].copy(), act, alpha, False, bufs[0], bufs[1], bufs[2], bufs[3])
         db[lo:hi] = bufs[0].T
-        gw[lo:hi] = bufs[1].T
-        q[lo:hi] = bufs[2].T
+        gb[lo:hi] = bufs[1].T
+        gw[lo:hi] = bufs[2].T
+        q[lo:hi] = bufs[3].T
 
 
 @jit(parallel=True)
 def chain_generated(seed: int, trial0: int, act: int, alpha: float, w_const: bool, w_scale: float,
-                    b_kind: int, b_scale: float, db: np.ndarray, gw: np.ndarray, q: np.ndarray) -> None:
+                    b_kind: int, b_scale: float, db: np.ndarray, gb: np.ndarray, gw: np.ndarray,
+                    q: np.ndarray) -> None:
     """Trials ``trial0 ..`` drawn from their streams: w_l, b_l from pair l of tensor WB.
 
     ``w_const``: every w is ``w_scale``; else w ~ N(0, w_scale^2). ``b_kind``:
@@ -95,8 +98,9 @@ def chain_generated(seed: int, trial0: int, act: int, alpha: float, w_const: boo
                 gw_, gb_ = normal_pair(keys[i], l)  # w_l is element l, b_l element l + L
                 w[l, i] = w_scale if w_const else w_scale * gw_
                 b[l, i] = b_scale * gb_ if b_kind == 0 else b_scale
-        bufs = np.empty((3, depth, n), dtype=dtype)
-        _chain_block(w, b, x, y, act, alpha, b_kind == CENTERED, bufs[0], bufs[1], bufs[2])
+        bufs = np.empty((4, depth, n), dtype=dtype)
+        _chain_block(w, b, x, y, act, alpha, b_kind == CENTERED, bufs[0], bufs[1], bufs[2], bufs[3])
         db[lo:hi] = bufs[0].T
-        gw[lo:hi] = bufs[1].T
-        q[lo:hi] = bufs[2].T
+        gb[lo:hi] = bufs[1].T
+        gw[lo:hi] = bufs[2].T
+        q[lo:hi] = bufs[3].T
