@@ -50,6 +50,15 @@ def _demo_rows(trials: int, chain_trials: int, depth: int, width: int, batch: in
     ]
     for name, kwargs in configs:
         add(name, fg.run(fg.MLP(depth=depth, width=width, **kwargs), trials=trials, batch=batch), "grad_w")
+    rnns: list[tuple[str, dict[str, Any]]] = [
+        ("rnn tanh normal g=0.9", dict(init="normal", gain=0.9)),
+        ("rnn tanh orthogonal g=1", dict(init="orthogonal", gain=1.0)),
+        ("rnn tanh normal g=1.5", dict(init="normal", gain=1.5)),
+        ("rnn relu identity g=1", dict(init="identity", gain=1.0, activation="relu")),
+    ]
+    for name, kwargs in rnns:
+        spec = fg.RNN(steps=100, hidden=width, inputs=16, **kwargs)
+        add(name, fg.run(spec, trials=max(trials // 4, 1), batch=16), "grad_h")
     return rows
 
 
