@@ -93,7 +93,8 @@ def main() -> None:
         for gain, spec in W_RNN.items():
             med, lo, hi, first, _ = measure(spec, W_RNN_TRIALS, dtype, args.repeats, batch=W_RNN_BATCH)
             gflops = med * rnn_flops(spec, W_RNN_BATCH) / 1e9
-            print(f"| W-rnn g={gain} | {dtype} | {med:,.0f} [{lo:,.0f}-{hi:,.0f}] | {gflops:.1f} | - | - | {first:.2f} |")
+            print(f"| W-rnn g={gain} | {dtype} | {med:,.0f} [{lo:,.0f}-{hi:,.0f}] | {gflops:.1f} | - | - "
+                  f"| {first:.2f} |")
     for dtype in ("float64", "float32"):
         med, lo, hi, first, _ = measure(CHAIN, CHAIN_TRIALS, dtype, args.repeats)
         print(f"| chain depth 30 | {dtype} | {med:,.0f} [{lo:,.0f}-{hi:,.0f}] | - | - | - | {first:.2f} |")
