@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-from pathlib import Path
-from typing import Any
 
 import numba
 import numpy as np
@@ -16,62 +14,17 @@ import fastgrad as fg
 from fastgrad._numba import max_threads
 
 
-def _demo_rows(trials: int, chain_trials: int, depth: int, width: int, batch: int) -> list[dict[str, object]]:
-    """Run the classic examples; one summary row per configuration."""
-    rows: list[dict[str, object]] = []
-
-    def add(name: str, res: fg.Result, metric: str) -> None:
-        values = getattr(res, metric)
-        with np.errstate(all="ignore"):
-            ratio = values[:, 0] / values[:, -1]
-        finite = np.isfinite(ratio)
-        rows.append({
-            "configuration": name,
-            "metric": metric,
-            "depth": res.depth,
-            "trials": res.trials,
-            "median_first_over_last": float(np.median(ratio[finite])) if finite.any() else float("nan"),
-            "fraction_vanished_1e-6": float(np.mean(ratio < 1e-6)),
-            "fraction_exploded_1e6": float(np.mean(ratio > 1e6)),
-            "fraction_nonfinite": float(np.mean(~np.all(np.isfinite(values), axis=1))),
-            "trials_per_second": res.trials_per_second(),
-        })
-
-    add("chain sigmoid N(0,1)", fg.run(fg.Chain(depth=30), trials=chain_trials), "grad_b")
-    add("chain sigmoid w=100, z=0", fg.run(fg.Chain(depth=30, init="constant", value=100.0, bias_init="centered"),
-                                             trials=1000), "grad_b")
-    configs: list[tuple[str, dict[str, Any]]] = [
-        ("mlp sigmoid N(0,1)", dict(activation="sigmoid", init="normal", sigma_w=1.0, sigma_b=1.0)),
-        ("mlp sigmoid xavier", dict(activation="sigmoid", init="xavier_normal")),
-        ("mlp tanh xavier", dict(activation="tanh", init="xavier_normal")),
-        ("mlp tanh orthogonal", dict(activation="tanh", init="orthogonal")),
-        ("mlp relu he", dict(activation="relu", init="he_normal")),
-        ("mlp relu xavier", dict(activation="relu", init="xavier_normal")),
-    ]
-    for name, kwargs in configs:
-        add(name, fg.run(fg.MLP(depth=depth, width=width, **kwargs), trials=trials, batch=batch), "grad_w")
-    rnns: list[tuple[str, dict[str, Any]]] = [
-        ("rnn tanh normal g=0.9", dict(init="normal", gain=0.9)),
-        ("rnn tanh orthogonal g=1", dict(init="orthogonal", gain=1.0)),
-        ("rnn tanh normal g=1.5", dict(init="normal", gain=1.5)),
-        ("rnn relu identity g=1", dict(init="identity", gain=1.0, activation="relu")),
-    ]
-    for name, kwargs in rnns:
-        spec = fg.RNN(steps=100, hidden=width, inputs=16, **kwargs)
-        add(name, fg.run(spec, trials=max(trials // 4, 1), batch=16), "grad_h")
-    return rows
-
-
 def demo(args: argparse.Namespace) -> int:
-    """Run the classic vanishing/exploding examples, print and save their table."""
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame(_demo_rows(args.trials, args.chain_trials, args.depth, args.width, args.batch))
-    path = out / "summary.csv"
-    table.to_csv(path, index=False)
+    """Run the classic vanishing/exploding experiments; print the table, write figures."""
+    from fastgrad.demo import DemoSize, run_demo
+
+    size = DemoSize(trials=args.trials, chain_trials=args.chain_trials, depth=args.depth, width=args.width,
+                    batch=args.batch, rnn_steps=args.rnn_steps, phase_trials=args.phase_trials)
+    table = run_demo(args.out, size, progress=not args.quiet)
+    cols = ["configuration", "slope", "slope_low", "slope_high", "depth_scale", "vanished", "exploded", "nonfinite"]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
-        print(table.drop(columns=["trials_per_second"]).to_string(index=False))
-    print(f"\nwrote {path}")
+        print(table[cols].to_string(index=False))
+    print(f"\nwrote figures, summary.md and summary.csv to {args.out}")
     return 0
 
 
@@ -90,11 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the classic vanishing/exploding gradient examples")
     p.add_argument("--out", default="fastgrad-demo", help="output folder (default ./fastgrad-demo)")
-    p.add_argument("--trials", type=int, default=2000, help="MLP trials per configuration")
+    p.add_argument("--trials", type=int, default=1000, help="MLP trials per configuration (RNN: a quarter)")
     p.add_argument("--chain-trials", type=int, default=200_000, help="trials of the sigmoid chain")
     p.add_argument("--depth", type=int, default=50)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--rnn-steps", type=int, default=100)
+    p.add_argument("--phase-trials", type=int, default=16, help="trials per cell of the phase diagram")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=demo)
     p = sub.add_parser("info", help="versions, threads and usable backends")
     p.set_defaults(func=info)

@@ -1,0 +1,155 @@
+"""``fastgrad demo``: the classic vanishing/exploding experiments, measured and drawn."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+import fastgrad as fg
+from fastgrad import plot, stats, theory
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big the demo's runs are (the defaults take about a minute on 2 cores)."""
+
+    trials: int = 1000
+    chain_trials: int = 200_000
+    depth: int = 50
+    width: int = 64
+    batch: int = 32
+    rnn_steps: int = 100
+    phase_trials: int = 16
+
+
+def _row(name: str, res: fg.Result, metric: str) -> dict[str, Any]:
+    rate = stats.decay_rate(res, metric, n_boot=200)
+    frac = stats.fractions(res, metric)
+    return {"configuration": name, "metric": metric, "layers": res.depth, "trials": res.trials,
+            "slope": rate["slope"], "slope_low": rate["low"], "slope_high": rate["high"],
+            "depth_scale": rate["depth_scale"], "vanished": frac["vanished"], "exploded": frac["exploded"],
+            "nonfinite": frac["nonfinite"], "trials_per_s": res.trials_per_second()}
+
+
+def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = True) -> pd.DataFrame:
+    """Run every experiment of the demo, write figures and summaries to ``out``.
+
+    Parameters
+    ----------
+    out : str or Path
+        Output folder (created; existing files of the same names are replaced).
+    size : DemoSize, optional
+        Run sizes; the defaults are the README's demo.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The summary table (also in ``summary.csv`` and ``summary.md``).
+    """
+    size = size or DemoSize()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    mlps: list[tuple[str, dict[str, Any], float, float]] = [
+        # name, MLP arguments, sigma_w^2 and sigma_b^2 for the mean-field theory
+        ("sigmoid, N(0,1)", dict(activation="sigmoid", init="normal", sigma_w=1.0, sigma_b=1.0), size.width, 1.0),
+        ("sigmoid, xavier", dict(activation="sigmoid", init="xavier_normal"), 1.0, 0.0),
+        ("tanh, xavier", dict(activation="tanh", init="xavier_normal"), 1.0, 0.0),
+        ("tanh, orthogonal", dict(activation="tanh", init="orthogonal"), 1.0, 0.0),
+        ("relu, he", dict(activation="relu", init="he_normal"), 2.0, 0.0),
+        ("relu, xavier", dict(activation="relu", init="xavier_normal"), 1.0, 0.0),
+    ]
+    rnns: list[tuple[str, dict[str, Any]]] = [
+        ("tanh, normal g=0.9", dict(init="normal", gain=0.9)),
+        ("tanh, normal g=1.0", dict(init="normal", gain=1.0)),
+        ("tanh, normal g=1.5", dict(init="normal", gain=1.5)),
+        ("tanh, orthogonal g=1", dict(init="orthogonal", gain=1.0)),
+        ("relu, identity g=1", dict(init="identity", gain=1.0, activation="relu")),
+    ]
+    sw2 = np.round(np.linspace(0.5, 3.0, 11), 3)
+    sb2 = np.round(np.linspace(0.0, 0.3, 6), 3)
+    bar = tqdm(total=2 + len(mlps) + len(rnns) + len(sw2) * len(sb2), desc="fastgrad demo", unit="config",
+               disable=not progress)
+    rows = []
+
+    vanishing = fg.run(fg.Chain(depth=30), trials=size.chain_trials)
+    exploding = fg.run(fg.Chain(depth=30, init="constant", value=100.0, bias_init="centered"), trials=1000)
+    rows += [_row("chain sigmoid N(0,1)", vanishing, "grad_b"), _row("chain sigmoid w=100, z=0", exploding, "grad_b")]
+    bar.update(2)
+    plot.save(plot.chain_figure(vanishing, exploding), out / "chain")
+
+    results: dict[str, fg.Result] = {}
+    predicted: dict[str, np.ndarray] = {}
+    for name, kwargs, s_w2, s_b2 in mlps:
+        res = fg.run(fg.MLP(depth=size.depth, width=size.width, **kwargs), trials=size.trials, batch=size.batch)
+        results[name] = res
+        predicted[name] = np.sqrt(theory.delta_curve(kwargs["activation"], s_w2, s_b2, size.depth))
+        rows.append(_row("mlp " + name, res, "delta"))
+        bar.update()
+    fig = plot.decay_curves(stats.summary(results, "delta", normalize=True), predicted,
+                            ylabel="||delta_l|| / ||delta_L|| (same trial)",
+                            title=f"MLP depth {size.depth}, width {size.width}: change the activation, "
+                                  "initialise properly")
+    plot.save(fig, out / "mlp_decay")
+
+    rnn_results: dict[str, fg.Result] = {}
+    rnn_theory: dict[str, np.ndarray] = {}
+    for name, kwargs in rnns:
+        spec = fg.RNN(steps=size.rnn_steps, hidden=size.width, inputs=16, **kwargs)
+        res = fg.run(spec, trials=max(size.trials // 4, 2), batch=16)
+        rnn_results[name] = res
+        if spec.init in ("normal", "orthogonal"):
+            rnn_theory[name] = np.sqrt(theory.rnn_grad_h_curve(spec.activation, spec.gain, 1.0, 0.0, spec.steps))
+        rows.append(_row("rnn " + name, res, "grad_h"))
+        bar.update()
+    fig = plot.decay_curves(stats.summary(rnn_results, "grad_h", normalize=True), rnn_theory,
+                            xlabel="time step t (1 = earliest)", ylabel="||dL/dh_t|| / ||dL/dh_S||",
+                            title=f"Vanilla RNN, {size.rnn_steps} steps, hidden {size.width}")
+    plot.save(fig, out / "rnn_decay")
+
+    slopes = np.empty((len(sb2), len(sw2)))
+    for i, b2 in enumerate(sb2):
+        for j, w2 in enumerate(sw2):
+            mlp = fg.MLP(depth=30, width=size.width, activation="tanh", init="scaled_normal",
+                          sigma_w=math.sqrt(w2), sigma_b=math.sqrt(b2), loss="probe")
+            res = fg.run(mlp, trials=size.phase_trials, batch=8)
+            slopes[i, j] = stats.decay_rate(res, "delta", n_boot=10)["slope"]
+            bar.update()
+    line_b2 = np.linspace(sb2[0], sb2[-1], 31)
+    critical = (line_b2, np.array([theory.critical_sigma_w2("tanh", b2) for b2 in line_b2]))
+    plot.save(plot.phase_diagram(sw2, sb2, slopes, critical, title="tanh, depth 30: order and chaos"),
+              out / "phase_diagram")
+    pd.DataFrame(slopes, index=pd.Index(sb2, name="sigma_b2"), columns=pd.Index(sw2, name="sigma_w2")).to_csv(
+        out / "phase_diagram.csv")
+    bar.close()
+
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "summary.csv", index=False)
+    (out / "summary.md").write_text(_markdown(table, size))
+    return table
+
+
+def _markdown(table: pd.DataFrame, size: DemoSize) -> str:
+    shown = table.drop(columns=["trials_per_s"])
+    lines = [
+        "# fastgrad demo",
+        "",
+        f"fastgrad {fg.__version__}. `slope`: fitted slope of log(norm) per layer or step (> 0: the gradient",
+        "vanishes going back to the input; 95% bootstrap interval in `slope_low`/`slope_high`);",
+        "`depth_scale` = 1/|slope|; `vanished`/`exploded`: fraction of trials whose first/last ratio is",
+        "below 1e-6 / above 1e6; `nonfinite`: fraction with inf or nan (counted, never dropped).",
+        "",
+        "| " + " | ".join(shown.columns) + " |",
+        "|" + "---|" * len(shown.columns),
+    ]
+    for _, r in shown.iterrows():
+        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
+    lines += ["", "Figures: chain.png, mlp_decay.png, rnn_decay.png, phase_diagram.png (and .svg).", ""]
+    return "\n".join(lines)

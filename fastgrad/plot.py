@@ -1,0 +1,152 @@
+"""Figures of gradient-decay curves (matplotlib, no display needed).
+
+Each function returns a :class:`matplotlib.figure.Figure`; :func:`save`
+writes it as PNG and SVG. Measurements are solid lines with bands over
+trials; theory, where given, is dashed in the same colour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; no display is needed or assumed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from fastgrad.results import Result  # noqa: E402
+from fastgrad.stats import decay_curve  # noqa: E402
+
+
+def save(fig: Figure, stem: str | Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+    """Write ``fig`` as ``stem.png`` and ``stem.svg`` (creating the folder); return the paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = stem.with_suffix("." + fmt)
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def decay_curves(
+    curves: pd.DataFrame,
+    theory: dict[str, np.ndarray] | None = None,
+    xlabel: str = "layer l (1 = nearest the input)",
+    ylabel: str = "gradient norm",
+    title: str | None = None,
+    band: tuple[str, str] = ("q05", "q95"),
+) -> Figure:
+    """Median curves with a band over trials, one colour per configuration, log scale.
+
+    Parameters
+    ----------
+    curves : pandas.DataFrame
+        Rows of :func:`fastgrad.stats.summary` (a ``configuration`` column).
+    theory : dict of configuration to array, optional
+        Predicted curve per configuration (same layers), drawn dashed.
+    xlabel, ylabel, title : str
+    band : (str, str)
+        The quantile columns bounding the shaded band.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, group) in enumerate(curves.groupby("configuration", sort=False)):
+        c = colours[i % len(colours)]
+        x = group["layer"].to_numpy()
+        med = group["median"].to_numpy(dtype=float)
+        ok = np.isfinite(med) & (med > 0)
+        ax.plot(x[ok], med[ok], color=c, lw=1.8, label=str(name))
+        lo = group[band[0]].to_numpy(dtype=float)
+        hi = group[band[1]].to_numpy(dtype=float)
+        okb = ok & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
+        ax.fill_between(x[okb], lo[okb], hi[okb], color=c, alpha=0.18, lw=0)
+        if theory is not None and name in theory:
+            ax.plot(x, theory[name], color=c, lw=1.3, ls="--")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    handles, labels = ax.get_legend_handles_labels()
+    if theory:
+        handles.append(plt.Line2D([], [], color="0.3", ls="--"))
+        labels.append("mean-field theory")
+    ax.legend(handles, labels, fontsize=8, frameon=False, loc="best")
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def chain_figure(vanishing: Result, exploding: Result | None = None) -> Figure:
+    """The classic one-neuron chain: |dC/db_l| over layers, median and 5-95% band.
+
+    Parameters
+    ----------
+    vanishing : Result
+        A chain run with N(0, 1) weights (the vanishing case).
+    exploding : Result, optional
+        A chain run with w = 100 and centred biases (every factor 25).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    curves = [decay_curve(vanishing, "grad_b", configuration="N(0,1) weights and biases")]
+    if exploding is not None:
+        curves.append(decay_curve(exploding, "grad_b", configuration="w = 100, z = 0 (factor 25)"))
+    fig = decay_curves(pd.concat(curves), xlabel="layer l (1 = first)", ylabel="|dC/db_l|",
+                       title=f"One-neuron sigmoid chain, {vanishing.trials:,} trials")
+    return fig
+
+
+def phase_diagram(
+    sigma_w2: np.ndarray,
+    sigma_b2: np.ndarray,
+    slope: np.ndarray,
+    critical: tuple[np.ndarray, np.ndarray] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Heat map of a fitted decay rate over sigma_w^2 x sigma_b^2, with the critical line.
+
+    Parameters
+    ----------
+    sigma_w2 : array (W,)
+    sigma_b2 : array (Bv,)
+    slope : array (Bv, W)
+        Fitted slope of log-norm per layer (:func:`fastgrad.stats.decay_rate`).
+    critical : (array, array), optional
+        ``(sigma_b2 values, critical sigma_w2 at each)`` from theory, drawn as a line.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    finite = slope[np.isfinite(slope)]
+    lo = min(float(finite.min()), -1e-3) if finite.size else -1.0
+    hi = max(float(finite.max()), 1e-3) if finite.size else 1.0
+    # Separate scales either side of 0, so the (usually milder) chaotic side keeps its contrast.
+    norm = matplotlib.colors.TwoSlopeNorm(vmin=lo, vcenter=0.0, vmax=hi)
+    mesh = ax.pcolormesh(sigma_w2, sigma_b2, slope, cmap="RdBu_r", norm=norm, shading="nearest")
+    fig.colorbar(mesh, ax=ax, label="fitted slope of log ||delta_l|| per layer\n(> 0: vanishing towards the input)")
+    if critical is not None:
+        ax.plot(critical[1], critical[0], color="k", lw=1.5, ls="--", label="theory: chi_1 = 1")
+        ax.legend(frameon=False, fontsize=8, loc="upper left")
+    ax.set_xlabel("sigma_w^2")
+    ax.set_ylabel("sigma_b^2")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

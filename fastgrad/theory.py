@@ -1,0 +1,223 @@
+"""Mean-field predictions of signal propagation, to compare measurements with.
+
+For a fully connected net with weights N(0, sigma_w^2 / fan_in) and biases
+N(0, sigma_b^2), at infinite width the pre-activations of layer l are
+Gaussian with variance q_l, and (Poole et al. 2016; Schoenholz et al. 2017):
+
+* the variance map  q_{l+1} = sigma_w^2 E[phi(sqrt(q_l) z)^2] + sigma_b^2;
+* chi(q) = sigma_w^2 E[phi'(sqrt(q) z)^2] multiplies E||delta||^2 per layer
+  going backwards; chi_1 = chi(q*) at the fixed point q*;
+* the gradient depth scale xi = -1 / ln(chi_1); chi_1 = 1 is the
+  order/chaos edge.
+
+Expectations over z ~ N(0, 1) use Gauss-Hermite quadrature with the
+activations of :mod:`fastgrad.activations` (the same code the kernels run).
+Theory is a prediction to overlay on measurements, never a stand-in for them.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+from scipy.optimize import bisect, brentq
+
+from fastgrad.activations import NAMES, evaluate
+from fastgrad.specs import check_choice
+
+# An even number of nodes: none at z = 0, so q -> 0 gives the one-sided limit
+# (relu: E[phi'^2] = 1/2 for every q > 0, not phi'(0) = 0 at one node).
+QUADRATURE_POINTS = 200
+
+
+@cache
+def _nodes(n: int = QUADRATURE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    # Probabilists' Hermite: integrates against exp(-z^2 / 2); normalised to N(0, 1).
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    return x, w / math.sqrt(2 * math.pi)
+
+
+def gaussian_moments(activation: str, q: float, alpha: float | None = None) -> tuple[float, float]:
+    """E[phi(sqrt(q) z)^2] and E[phi'(sqrt(q) z)^2] for z ~ N(0, 1).
+
+    Parameters
+    ----------
+    activation : str
+    q : float
+        Variance of the pre-activation (>= 0).
+    alpha : float, optional
+        Activation parameter.
+
+    Returns
+    -------
+    (float, float)
+    """
+    check_choice("activation", activation, NAMES)
+    x, w = _nodes()
+    # q = inf (a diverging map) is evaluated at 1e300: finite, and past every saturation.
+    h, d = evaluate(activation, math.sqrt(min(max(q, 1e-300), 1e300)) * x, alpha)
+    return float(np.dot(w, h * h)), float(np.dot(w, d * d))
+
+
+def variance_map(activation: str, q: float, sigma_w2: float, sigma_b2: float, alpha: float | None = None) -> float:
+    """One step of the variance map: q -> sigma_w^2 E[phi(sqrt(q) z)^2] + sigma_b^2."""
+    return sigma_w2 * gaussian_moments(activation, q, alpha)[0] + sigma_b2
+
+
+def q_sequence(activation: str, sigma_w2: float, sigma_b2: float, depth: int, q_in: float = 1.0,
+               alpha: float | None = None) -> np.ndarray:
+    """Pre-activation variances q_1 .. q_L of a finite-depth net.
+
+    Parameters
+    ----------
+    activation : str
+    sigma_w2, sigma_b2 : float
+    depth : int
+    q_in : float
+        Mean square of the input entries (1 for N(0, 1) inputs): q_1 = sigma_w^2 q_in + sigma_b^2.
+    alpha : float, optional
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (depth,).
+    """
+    qs = np.empty(depth)
+    qs[0] = sigma_w2 * q_in + sigma_b2
+    for l in range(1, depth):
+        qs[l] = variance_map(activation, qs[l - 1], sigma_w2, sigma_b2, alpha)
+    return qs
+
+
+def fixed_point(activation: str, sigma_w2: float, sigma_b2: float, alpha: float | None = None,
+                q0: float = 1.0, iterations: int = 500) -> float:
+    """The fixed point q* reached by the variance map from ``q0``.
+
+    Iterates the map, then polishes the root of map(q) - q with Brent's method:
+    near the order/chaos edge the iteration converges like 1/l, too slowly to
+    stop on a small step. Returns 0 when the map contracts to 0 (sigma_b = 0,
+    ordered phase) and inf when it diverges (unbounded activations).
+    """
+    q = q0
+    for _ in range(iterations):
+        nxt = variance_map(activation, q, sigma_w2, sigma_b2, alpha)
+        if not math.isfinite(nxt) or nxt > 1e300:
+            return math.inf
+        q = nxt
+
+    def gap(v: float) -> float:
+        return variance_map(activation, v, sigma_w2, sigma_b2, alpha) - v
+
+    if q < 1e-300:
+        return 0.0
+    lo, hi = q, q
+    for _ in range(200):
+        lo, hi = lo / 2, hi * 2
+        if gap(lo) * gap(hi) <= 0:
+            return float(brentq(gap, lo, hi, xtol=1e-300, rtol=1e-12, maxiter=500))
+        if lo < 1e-300:
+            break
+    if gap(q) > 0:
+        return math.inf  # still growing and no fixed point above: the map diverges
+    return 0.0 if sigma_b2 == 0 and q < 1e-8 else q
+
+
+def chi(activation: str, q: float, sigma_w2: float, alpha: float | None = None) -> float:
+    """chi(q) = sigma_w^2 E[phi'(sqrt(q) z)^2]: the per-layer factor of E||delta||^2."""
+    return sigma_w2 * gaussian_moments(activation, q, alpha)[1]
+
+
+def chi1(activation: str, sigma_w2: float, sigma_b2: float, alpha: float | None = None) -> float:
+    """chi_1 = chi(q*) at the variance map's fixed point."""
+    return chi(activation, fixed_point(activation, sigma_w2, sigma_b2, alpha), sigma_w2, alpha)
+
+
+def depth_scale(activation: str, sigma_w2: float, sigma_b2: float, alpha: float | None = None) -> float:
+    """The gradient depth scale xi = -1 / ln(chi_1) (inf at chi_1 = 1; negative when exploding)."""
+    c = chi1(activation, sigma_w2, sigma_b2, alpha)
+    return math.inf if c == 1.0 else -1.0 / math.log(c)
+
+
+def critical_sigma_w2(activation: str, sigma_b2: float, alpha: float | None = None,
+                      bracket: tuple[float, float] = (0.05, 20.0)) -> float:
+    """The sigma_w^2 at which chi_1 = 1 for the given sigma_b^2 (the order/chaos edge).
+
+    Raises
+    ------
+    ValueError
+        If chi_1 - 1 does not change sign over ``bracket``.
+    """
+    def f(s: float) -> float:
+        return chi1(activation, s, sigma_b2, alpha) - 1.0
+
+    lo, hi = bracket
+    if f(lo) * f(hi) > 0:
+        raise ValueError(f"bracket: chi_1 - 1 has the same sign at sigma_w2 = {lo} and {hi}")
+    # Near the edge chi_1 - 1 is flat (sigma_b = 0: it touches 0 at sigma_w^2 = 1),
+    # so 1e-9 is the accuracy the fixed-point polish supports.
+    return float(bisect(f, lo, hi, xtol=1e-10, maxiter=200))
+
+
+def delta_curve(activation: str, sigma_w2: float, sigma_b2: float, depth: int, q_in: float = 1.0,
+                alpha: float | None = None) -> np.ndarray:
+    """Predicted E||delta_l||^2 / E||delta_L||^2 for l = 1..L at finite depth.
+
+    Uses the actual q_l sequence from the input, not only the fixed point:
+    ratio_l = prod_{k=l}^{L-1} chi(q_k).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (depth,), last entry 1.
+    """
+    qs = q_sequence(activation, sigma_w2, sigma_b2, depth, q_in, alpha)
+    factors = np.array([chi(activation, q, sigma_w2, alpha) for q in qs[:-1]])
+    return np.append(np.cumprod(factors[::-1])[::-1], 1.0)
+
+
+def rnn_q_sequence(activation: str, gain: float, input_scale: float, sigma_b2: float, steps: int,
+                   alpha: float | None = None) -> np.ndarray:
+    """Mean-field variances q_1 .. q_S of a vanilla RNN's pre-activations.
+
+    W_hh ~ N(0, gain^2 / n), W_xh ~ N(0, input_scale^2 / d), x ~ N(0, 1), h_0 = 0:
+    q_t = gain^2 E[phi(sqrt(q_{t-1}) z)^2] + input_scale^2 + sigma_b^2.
+    (The mean-field treats W_hh as fresh at every step, as for an MLP.)
+    """
+    qs = np.empty(steps)
+    qs[0] = input_scale**2 + sigma_b2
+    for t in range(1, steps):
+        qs[t] = variance_map(activation, qs[t - 1], gain**2, input_scale**2 + sigma_b2, alpha)
+    return qs
+
+
+def rnn_grad_h_curve(activation: str, gain: float, input_scale: float, sigma_b2: float, steps: int,
+                     alpha: float | None = None) -> np.ndarray:
+    """Predicted E||dLoss/dh_t||^2 / E||dLoss/dh_S||^2 for loss on the last step.
+
+    g_{t-1} = (g_t * phi'(z_t)) W_hh^T, so each step back multiplies by chi(q_t) = gain^2 E[phi'^2].
+    """
+    qs = rnn_q_sequence(activation, gain, input_scale, sigma_b2, steps, alpha)
+    factors = np.array([chi(activation, q, gain**2, alpha) for q in qs[1:]])
+    return np.append(np.cumprod(factors[::-1])[::-1], 1.0)
+
+
+def relu_log_jacobian(widths: list[int] | np.ndarray) -> tuple[float, float]:
+    """Mean and variance of log ||J u||^2 for a He-initialised ReLU net at finite width.
+
+    Each layer multiplies ||J u||^2 by X = (2/n) sum_i B_i G_i^2 (B ~ Bernoulli(1/2),
+    G ~ N(0, 1)) with E[X] = 1 and Var[X] = 5/n, so to first order in 1/n,
+    log ||J u||^2 is Gaussian with variance beta = 5 sum 1/n_l and mean -beta/2
+    (Hanin 2018).
+
+    Parameters
+    ----------
+    widths : sequence of int
+        The widths n_l of the layers whose factors enter the product.
+
+    Returns
+    -------
+    (mean, variance) : (float, float)
+    """
+    beta = 5.0 * float(np.sum(1.0 / np.asarray(widths, dtype=np.float64)))
+    return -beta / 2.0, beta
