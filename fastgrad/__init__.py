@@ -13,6 +13,8 @@ from fastgrad.engine import run  # noqa: E402
 from fastgrad.explicit import chain_backprop, mlp_backprop, rnn_backprop  # noqa: E402
 from fastgrad.results import Result  # noqa: E402
 from fastgrad.specs import MLP, RNN, Chain  # noqa: E402
+from fastgrad.store import load  # noqa: E402
+from fastgrad.sweep import sweep  # noqa: E402
 from fastgrad.trials import chain_trial_arrays, mlp_trial_arrays, rnn_trial_arrays  # noqa: E402
 
 __all__ = [
@@ -23,9 +25,11 @@ __all__ = [
     "__version__",
     "chain_backprop",
     "chain_trial_arrays",
+    "load",
     "mlp_backprop",
     "mlp_trial_arrays",
     "rnn_backprop",
     "rnn_trial_arrays",
     "run",
+    "sweep",
 ]

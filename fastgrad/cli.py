@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
@@ -25,6 +27,89 @@ def demo(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
         print(table[cols].to_string(index=False))
     print(f"\nwrote figures, summary.md and summary.csv to {args.out}")
+    return 0
+
+
+def parse_values(name: str, text: str) -> list[Any]:
+    """Parse a grid flag: ``a:b`` (integers a..b), ``a:b:step`` (inclusive), or ``x,y,z``.
+
+    Numbers become int or float, ``none`` becomes None, anything else stays a string.
+    """
+    def scalar(tok: str) -> Any:
+        tok = tok.strip()
+        if tok.lower() == "none":
+            return None
+        for kind in (int, float):
+            try:
+                return kind(tok)
+            except ValueError:
+                pass
+        return tok
+
+    if ":" in text and "," not in text:
+        parts = [scalar(p) for p in text.split(":")]
+        if len(parts) not in (2, 3) or not all(isinstance(p, (int, float)) for p in parts):
+            raise ValueError(f"--{name}: expected START:STOP or START:STOP:STEP with numbers, got {text!r}")
+        start, stop = parts[0], parts[1]
+        step = parts[2] if len(parts) == 3 else 1
+        if step <= 0:
+            raise ValueError(f"--{name}: step must be > 0, got {step}")
+        count = int(np.floor((stop - start) / step + 1e-9)) + 1
+        if count < 1:
+            raise ValueError(f"--{name}: empty range {text!r}")
+        if all(isinstance(p, int) for p in parts):
+            return list(range(start, stop + 1, step))
+        return [round(start + i * step, 12) for i in range(count)]
+    values = [scalar(t) for t in text.split(",") if t.strip()]
+    if not values:
+        raise ValueError(f"--{name}: no values in {text!r}")
+    return values
+
+
+def read_grid(path: str) -> dict[str, Any]:
+    """A grid from a TOML or JSON file: a table of parameter -> value or list."""
+    import json
+
+    text = Path(path).read_text()
+    if path.endswith(".toml"):
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        data = tomllib.loads(text)
+    else:
+        data = json.loads(text)
+    grid = data.get("grid", data)
+    if not isinstance(grid, dict):
+        raise ValueError(f"--grid: {path} must hold a table of parameter -> values")
+    return dict(grid)
+
+
+def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
+    """Run a sweep whose grid comes from flags and/or a file."""
+    grid: dict[str, Any] = read_grid(args.grid) if args.grid else {}
+    i = 0
+    while i < len(extra):
+        flag = extra[i]
+        if not flag.startswith("--") or i + 1 >= len(extra):
+            raise ValueError(f"grid flags: expected --NAME VALUES pairs, got {' '.join(extra[i:])!r}")
+        name = flag[2:].replace("-", "_")
+        grid[name] = parse_values(flag[2:], extra[i + 1])
+        i += 2
+    report = fg.sweep(args.model, grid, trials=args.trials, batch=args.batch, seed=args.seed, store=args.store,
+                      dtype=args.dtype, backend=args.backend,
+                      executor="dask" if (args.workers or args.scheduler) else "local", address=args.scheduler,
+                      workers=args.workers, threads=args.threads, progress=not args.quiet)
+    return 1 if report.failed else 0
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    """Draw the standard figures of a store."""
+    from fastgrad.plot import plot_store
+
+    paths = plot_store(args.store, args.out)
+    for p in paths:
+        print(p)
     return 0
 
 
@@ -52,6 +137,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-trials", type=int, default=16, help="trials per cell of the phase diagram")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=demo)
+    p = sub.add_parser("sweep", help="run a grid of configurations into a resumable store",
+                       description="Grid parameters are given as --NAME VALUES (e.g. --depth 1:60 "
+                                   "--activation tanh,relu --sigma-w 0.5:3:0.1) and/or --grid FILE.")
+    p.add_argument("--model", default="mlp", choices=["mlp", "rnn", "chain"])
+    p.add_argument("--grid", help="TOML or JSON file with the grid")
+    p.add_argument("--trials", type=int, default=100)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    p.add_argument("--backend", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--store", required=True, help="the store's folder (resumed if it exists)")
+    p.add_argument("--workers", type=int, help="run on a Dask LocalCluster of this many worker processes")
+    p.add_argument("--scheduler", help="run on the Dask cluster at this scheduler address")
+    p.add_argument("--threads", type=int, help="threads per cell")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=sweep_command, takes_extra=True)
+    p = sub.add_parser("plot", help="draw the standard figures of a sweep's store")
+    p.add_argument("store")
+    p.add_argument("--out", help="output folder (default STORE/figures)")
+    p.set_defaults(func=plot_command)
     p = sub.add_parser("info", help="versions, threads and usable backends")
     p.set_defaults(func=info)
     return parser
@@ -59,8 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastgrad`` command."""
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        if getattr(args, "takes_extra", False):
+            return int(args.func(args, extra))
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return int(args.func(args))
+    except ValueError as err:  # bad user input: one clear line, no traceback
+        print(f"fastgrad: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

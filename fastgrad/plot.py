@@ -116,6 +116,8 @@ def phase_diagram(
     slope: np.ndarray,
     critical: tuple[np.ndarray, np.ndarray] | None = None,
     title: str | None = None,
+    xlabel: str = "sigma_w^2",
+    ylabel: str = "sigma_b^2",
 ) -> Figure:
     """Heat map of a fitted decay rate over sigma_w^2 x sigma_b^2, with the critical line.
 
@@ -128,6 +130,8 @@ def phase_diagram(
     critical : (array, array), optional
         ``(sigma_b2 values, critical sigma_w2 at each)`` from theory, drawn as a line.
     title : str, optional
+    xlabel, ylabel : str
+        Axis labels (the heat map can span any two numeric grid axes).
 
     Returns
     -------
@@ -144,9 +148,92 @@ def phase_diagram(
     if critical is not None:
         ax.plot(critical[1], critical[0], color="k", lw=1.5, ls="--", label="theory: chi_1 = 1")
         ax.legend(frameon=False, fontsize=8, loc="upper left")
-    ax.set_xlabel("sigma_w^2")
-    ax.set_ylabel("sigma_b^2")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+MAIN_METRIC = {"mlp": "delta", "chain": "grad_b", "rnn": "grad_h"}
+MAX_CURVES = 12
+
+
+def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Draw the standard figures of a sweep's store.
+
+    Decay (ratio) curves of the model's main statistic (``delta`` for MLPs,
+    ``grad_b`` for chains, ``grad_h`` for RNNs), at most 12 configurations
+    evenly spread over the grid; and, when the grid has two numeric axes with
+    several values, a heat map of the fitted decay rate over them (other axes
+    at their first value), with the mean-field order/chaos edge when the axes
+    are ``sigma_w`` and ``sigma_b`` of a ``scaled_normal`` MLP.
+
+    Parameters
+    ----------
+    store : str or Path
+    out : str or Path, optional
+        Output folder; default ``STORE/figures``.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    from fastgrad import theory
+    from fastgrad.stats import decay_rate
+    from fastgrad.store import load, manifest
+
+    info = manifest(store)
+    frame = load(store)
+    if frame.empty:
+        raise ValueError(f"store: {store} has no finished cells yet")
+    out = Path(out) if out is not None else Path(store) / "figures"
+    model = info["model"]
+    metric = MAIN_METRIC[model]
+    params = list(info["grid"])
+    configs = list(frame.groupby(params, sort=False, dropna=False))
+    pick = np.unique(np.linspace(0, len(configs) - 1, min(MAX_CURVES, len(configs))).round().astype(int))
+    curves = []
+    for i in pick:
+        key, group = configs[i]
+        key = key if isinstance(key, tuple) else (key,)
+        values = group.pivot(index="trial", columns="layer", values=metric).to_numpy()
+        label = ", ".join(f"{p}={v}" for p, v in zip(params, key, strict=True) if len(info["grid"][p]) > 1)
+        curves.append(decay_curve(values, metric, normalize=True, configuration=label or "all"))
+    shown = f" ({len(pick)} of {len(configs)} configurations)" if len(pick) < len(configs) else ""
+    xlabel = "time step t (1 = earliest)" if model == "rnn" else "layer l (1 = nearest the input)"
+    paths = save(decay_curves(pd.concat(curves), xlabel=xlabel, ylabel=f"{metric} / last {metric} (same trial)",
+                              title=f"{model} sweep{shown}"), out / "decay_curves")
+
+    numeric = [p for p in params if len(info["grid"][p]) > 1
+               and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in info["grid"][p])]
+    if {"sigma_w", "sigma_b"} <= set(numeric):
+        numeric = ["sigma_w", "sigma_b"]  # the order/chaos plane
+    if len(numeric) >= 2:
+        xa, ya = numeric[0], numeric[1]
+        sub = frame
+        for p in params:
+            if p not in (xa, ya):
+                sub = sub[sub[p] == info["grid"][p][0]]
+        xs, ys = info["grid"][xa], info["grid"][ya]
+        slope = np.full((len(ys), len(xs)), np.nan)
+        for (xv, yv), group in sub.groupby([xa, ya]):
+            values = group.pivot(index="trial", columns="layer", values=metric).to_numpy()
+            if values.shape[1] >= 2:
+                slope[ys.index(yv), xs.index(xv)] = decay_rate(values, metric, n_boot=10)["slope"]
+        critical = None
+        grid = info["grid"]
+        if (model == "mlp" and (xa, ya) == ("sigma_w", "sigma_b") and grid.get("init") == ["scaled_normal"]
+                and len(grid.get("activation", ["tanh"])) == 1):
+            act = grid.get("activation", ["tanh"])[0]
+            b2 = np.linspace(min(ys) ** 2, max(ys) ** 2, 31)
+            try:
+                critical = (np.sqrt(b2), np.sqrt([theory.critical_sigma_w2(act, v) for v in b2]))
+            except ValueError:  # no order/chaos edge in range for this activation
+                critical = None
+        paths += save(phase_diagram(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float), slope, critical,
+                                    title=f"fitted slope of log {metric} per layer", xlabel=xa, ylabel=ya),
+                      out / "phase_diagram")
+    return paths
