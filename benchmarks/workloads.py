@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
+import numba
+import numpy as np
+
 import fastgrad as fg
+from fastgrad.engine import threads_context
 
 # W-mlp: width 64, depth 50, batch 32, tanh, W ~ N(0, 1/64), b ~ N(0, 0.1^2), mse, 512 trials.
 W_MLP = fg.MLP(depth=50, width=64, activation="tanh", init="scaled_normal", sigma_w=1.0, sigma_b=0.1)
@@ -30,3 +36,31 @@ def rnn_flops(spec: fg.RNN, batch: int) -> float:
     """Flops of one trial: per step the forward 2B(n^2 + dn), the backward 4B(n^2 + dn)."""
     n, d = spec.hidden, spec.inputs
     return float(spec.steps * 6 * batch * (n * n + d * n))
+
+
+@numba.njit(parallel=True, cache=True)
+def _matmuls(h, w, d, reps):  # the W-mlp's products alone: z = h W, dW = h^T d, dh = d W^T
+    for _t in numba.prange(reps):
+        z = np.empty((h.shape[0], w.shape[1]), dtype=h.dtype)
+        dw = np.empty((w.shape[0], w.shape[1]), dtype=h.dtype)
+        dh = np.empty((h.shape[0], w.shape[0]), dtype=h.dtype)
+        for _ in range(50):
+            np.dot(h, w, z)
+            np.dot(h.T, d, dw)
+            np.dot(d, w.T, dh)
+
+
+def matmul_peak(dtype: str, repeats: int, trials: int = W_MLP_TRIALS) -> float:
+    """GFLOP/s of the W-mlp's matrix products alone (Numba calling BLAS, same shapes and threads)."""
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(32, 64)).astype(dtype)
+    w = rng.normal(size=(64, 64)).astype(dtype)
+    d = rng.normal(size=(32, 64)).astype(dtype)
+    with threads_context(None):
+        _matmuls(h, w, d, 2)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            _matmuls(h, w, d, trials)
+            times.append(time.perf_counter() - t0)
+    return trials * mlp_flops(W_MLP, W_MLP_BATCH) / np.median(times) / 1e9

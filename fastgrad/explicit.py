@@ -40,20 +40,32 @@ def check_array(name: str, value: object, ndim: int, dtype: np.dtype | None = No
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {arr.shape}")
     if 0 in arr.shape:
         raise ValueError(f"{name}: empty array, shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    # A finite sum proves every entry finite (inf and nan propagate) without a
+    # full-size temporary; only a non-finite sum (or an overflowing one) needs the exact check.
+    if not np.isfinite(arr.sum()) and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: contains nan or inf")
     return np.ascontiguousarray(arr)
 
 
-def _pack_layers(name: str, value: np.ndarray | Sequence[np.ndarray], vector: bool) -> list[np.ndarray]:
-    """Split W (T, L, n, n) / b (T, L, n) or accept a list of per-layer arrays."""
+def _layers(name: str, value: np.ndarray | Sequence[np.ndarray], vector: bool,
+            dtype: np.dtype) -> tuple[list[np.ndarray], np.ndarray]:
+    """Validate W (T, L, n, n) / b (T, L, n), or a list of per-layer arrays.
+
+    Returns the per-layer arrays (views) and the layers packed per trial as
+    (T, total): a view of a stacked array, a copy of a list.
+    """
     ndim = 2 if vector else 3
     if isinstance(value, np.ndarray) and value.ndim == ndim + 1:
-        return [value[:, l] for l in range(value.shape[1])]
+        stacked = check_array(name, value, ndim + 1, dtype)
+        return [stacked[:, l] for l in range(stacked.shape[1])], stacked.reshape(stacked.shape[0], -1)
     if isinstance(value, np.ndarray) or not isinstance(value, Sequence) or len(value) == 0:
         shape = "(T, L, n)" if vector else "(T, L, n, n)"
         raise ValueError(f"{name}: expected an array of shape {shape} or a non-empty list of per-layer arrays")
-    return list(value)
+    layers = [check_array(f"{name}[{l}]", v, ndim, dtype) for l, v in enumerate(value)]
+    trials = layers[0].shape[0]
+    if any(v.shape[0] != trials for v in layers):
+        raise ValueError(f"{name}: layers disagree on the number of trials: {[v.shape[0] for v in layers]}")
+    return layers, np.concatenate([v.reshape(trials, -1) for v in layers], axis=1)
 
 
 def mlp_backprop(
@@ -100,8 +112,8 @@ def mlp_backprop(
         "last_activation", last_activation, alpha)
     x = check_array("x", x, 3)
     dt = x.dtype
-    ws = [check_array(f"W[{l}]", w, 3, dt) for l, w in enumerate(_pack_layers("W", W, vector=False))]
-    bs = [check_array(f"b[{l}]", v, 2, dt) for l, v in enumerate(_pack_layers("b", b, vector=True))]
+    ws, w_flat = _layers("W", W, False, dt)
+    bs, b_flat = _layers("b", b, True, dt)
     y = check_array("y", y, 3, dt)
     trials, batch, n0 = x.shape
     depth = len(ws)
@@ -118,15 +130,13 @@ def mlp_backprop(
         dims.append(w.shape[2])
     if y.shape != (trials, batch, dims[-1]):
         raise ValueError(f"y: expected shape {(trials, batch, dims[-1])}, got {y.shape}")
-    w_flat = np.concatenate([w.reshape(trials, -1) for w in ws], axis=1) if depth > 1 else ws[0].reshape(trials, -1)
-    b_flat = np.concatenate(bs, axis=1) if depth > 1 else bs[0]
     act = np.full(depth, code, dtype=np.int64)
     act_alpha = np.full(depth, a)
     act[-1], act_alpha[-1] = last_code, last_a
     out = {m: np.empty((trials, depth), dtype=dt) for m in ("grad_w", "grad_b", "delta", "q")}
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
-        cpu_mlp.mlp_explicit(np.ascontiguousarray(w_flat), np.ascontiguousarray(b_flat), x, y,
+        cpu_mlp.mlp_explicit(w_flat, b_flat, x, y,
                              np.array(dims, dtype=np.int64), act, act_alpha,
                              cpu_mlp.MSE if loss == "mse" else cpu_mlp.PROBE,
                              out["grad_w"], out["grad_b"], out["delta"], out["q"])

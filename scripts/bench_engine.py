@@ -15,7 +15,6 @@ import os
 import sys
 import time
 
-import numba
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -30,38 +29,11 @@ from benchmarks.workloads import (  # noqa: E402
     W_RNN,
     W_RNN_BATCH,
     W_RNN_TRIALS,
+    matmul_peak,
     mlp_flops,
     rnn_flops,
 )
 from fastgrad._numba import max_threads  # noqa: E402
-from fastgrad.engine import threads_context  # noqa: E402
-
-
-@numba.njit(parallel=True, cache=True)
-def _matmuls(h, w, d, reps):  # the W-mlp's products alone: z = h W, dW = h^T d, dh = d W^T
-    for _t in numba.prange(reps):
-        z = np.empty((h.shape[0], w.shape[1]), dtype=h.dtype)
-        dw = np.empty((w.shape[0], w.shape[1]), dtype=h.dtype)
-        dh = np.empty((h.shape[0], w.shape[0]), dtype=h.dtype)
-        for _ in range(50):
-            np.dot(h, w, z)
-            np.dot(h.T, d, dw)
-            np.dot(d, w.T, dh)
-
-
-def matmul_peak(dtype: str, repeats: int) -> float:
-    rng = np.random.default_rng(0)
-    h = rng.normal(size=(32, 64)).astype(dtype)
-    w = rng.normal(size=(64, 64)).astype(dtype)
-    d = rng.normal(size=(32, 64)).astype(dtype)
-    with threads_context(None):
-        _matmuls(h, w, d, 2)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            _matmuls(h, w, d, W_MLP_TRIALS)
-            times.append(time.perf_counter() - t0)
-    return W_MLP_TRIALS * mlp_flops(W_MLP, W_MLP_BATCH) / np.median(times) / 1e9
 
 
 def measure(spec, trials, dtype, repeats, **kw):
@@ -86,7 +58,7 @@ def main() -> None:
     for dtype in ("float64", "float32"):
         med, lo, hi, first, _ = measure(W_MLP, W_MLP_TRIALS, dtype, args.repeats, batch=W_MLP_BATCH)
         gflops = med * mlp_flops(W_MLP, W_MLP_BATCH) / 1e9
-        peak = matmul_peak(dtype, args.repeats)
+        peak = matmul_peak(dtype, args.repeats, W_MLP_TRIALS)
         print(f"| W-mlp | {dtype} | {med:,.0f} [{lo:,.0f}-{hi:,.0f}] | {gflops:.1f} | {peak:.1f} | "
               f"{gflops / peak:.0%} | {first:.2f} |")
     for dtype in ("float64", "float32"):

@@ -1,0 +1,255 @@
+"""The same workloads written the way a researcher would without fastgrad.
+
+Each function takes the arrays of :func:`fastgrad.mlp_trial_arrays` (or the
+RNN/chain equivalents) and returns the same statistics as fastgrad, so that
+every peer is checked against fastgrad before it is timed. torch and jax are
+imported inside the functions: they are optional (``fastgrad[peers]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.special as sp
+
+Arrays = dict[str, Any]
+
+
+# ---------------------------------------------------------------- NumPy, batched over trials
+def _np_act(name: str, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if name == "tanh":
+        h = np.tanh(z)
+        return h, 1.0 / np.cosh(z) ** 2
+    if name == "relu":
+        return np.maximum(z, 0), (z > 0).astype(z.dtype)
+    s = sp.expit(z)
+    return s, s * sp.expit(-z)
+
+
+def numpy_mlp(a: Arrays, activation: str) -> dict[str, np.ndarray]:
+    """Forward and backward of T MLPs with batched matmuls (np.matmul over the trial axis)."""
+    W, b, x, y = a["W"], a["b"], a["x"], a["y"]
+    L = len(W)
+    hs, ds, q = [x], [], []
+    for l in range(L):
+        z = np.matmul(hs[-1], W[l]) + b[l][:, None, :]
+        q.append(np.mean(z * z, axis=(1, 2)))
+        h, d = _np_act(activation, z)
+        hs.append(h)
+        ds.append(d)
+    batch = x.shape[1]
+    dh = (hs[-1] - y) / batch
+    out = {k: np.empty((x.shape[0], L), dtype=x.dtype) for k in ("grad_w", "grad_b", "delta")}
+    for l in range(L - 1, -1, -1):
+        delta = dh * ds[l]
+        out["delta"][:, l] = np.sqrt(np.sum(delta * delta, axis=(1, 2)))
+        out["grad_b"][:, l] = np.linalg.norm(delta.sum(axis=1), axis=1)
+        gw = np.matmul(hs[l].transpose(0, 2, 1), delta)
+        out["grad_w"][:, l] = np.sqrt(np.sum(gw * gw, axis=(1, 2)))
+        dh = np.matmul(delta, W[l].transpose(0, 2, 1))
+    out["q"] = np.stack(q, axis=1)
+    return out
+
+
+def numpy_rnn(a: Arrays, activation: str) -> dict[str, np.ndarray]:
+    """BPTT for T RNNs, batched over trials (loss on the last step)."""
+    whh, wxh, bias, x, y = a["W_hh"], a["W_xh"], a["b"], a["x"], a["y"]
+    T, S, B, _ = x.shape
+    n = whh.shape[1]
+    hs = [np.zeros((T, B, n), dtype=x.dtype)]
+    ds = []
+    zx = np.matmul(x.reshape(T, S * B, -1), wxh).reshape(T, S, B, n) + bias[:, None, None, :]
+    for t in range(S):
+        h, d = _np_act(activation, np.matmul(hs[-1], whh) + zx[:, t])
+        hs.append(h)
+        ds.append(d)
+    g = (hs[-1] - y) / B
+    grad_h = np.empty((T, S), dtype=x.dtype)
+    dw = np.zeros_like(whh)
+    for t in range(S - 1, -1, -1):
+        grad_h[:, t] = np.sqrt(np.sum(g * g, axis=(1, 2)))
+        delta = g * ds[t]
+        dw += np.matmul(hs[t].transpose(0, 2, 1), delta)
+        g = np.matmul(delta, whh.transpose(0, 2, 1))
+    return {"grad_h": grad_h, "grad_whh": np.sqrt(np.sum(dw * dw, axis=(1, 2)))}
+
+
+def numpy_chain(a: Arrays, activation: str) -> dict[str, np.ndarray]:
+    """Signed dC/db of N one-neuron chains, vectorised across chains."""
+    w, b, x, y = a["w"], a["b"], a["x"], a["y"]
+    act = x
+    ds = []
+    for l in range(w.shape[1]):
+        act, d = _np_act(activation, w[:, l] * act + b[:, l])
+        ds.append(d)
+    g = act - y
+    db = np.empty_like(w)
+    for l in range(w.shape[1] - 1, -1, -1):
+        g = g * ds[l]
+        db[:, l] = g
+        g = g * w[:, l]
+    return {"dc_db": db}
+
+
+# ---------------------------------------------------------------- PyTorch
+def _torch_act(torch: Any, name: str) -> Callable[[Any], Any]:
+    return {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}[name]
+
+
+def _torch_mlp_stats(torch: Any, W: list[Any], b: list[Any], x: Any, y: Any, act: Callable[[Any], Any],
+                     batched: bool) -> dict[str, Any]:
+    zs, h = [], x
+    for l in range(len(W)):
+        z = (torch.bmm(h, W[l]) + b[l][:, None, :]) if batched else (h @ W[l] + b[l])
+        z.retain_grad()
+        zs.append(z)
+        h = act(z)
+    dims = (1, 2) if batched else (0, 1)
+    loss = 0.5 * ((h - y) ** 2).sum() / x.shape[-2]
+    loss.backward()
+    with torch.no_grad():
+        return {
+            "grad_w": torch.stack([w.grad.square().sum(dims).sqrt() for w in W], -1),
+            "grad_b": torch.stack([v.grad.square().sum(-1).sqrt() for v in b], -1),
+            "delta": torch.stack([z.grad.square().sum(dims).sqrt() for z in zs], -1),
+            "q": torch.stack([z.square().mean(dims) for z in zs], -1),
+        }
+
+
+def torch_mlp_batched(a: Arrays, activation: str) -> dict[str, np.ndarray]:
+    """One autograd graph over all trials (bmm), loss summed over trials."""
+    import torch
+
+    W = [torch.from_numpy(w).requires_grad_() for w in a["W"]]
+    b = [torch.from_numpy(v).requires_grad_() for v in a["b"]]
+    out = _torch_mlp_stats(torch, W, b, torch.from_numpy(a["x"]), torch.from_numpy(a["y"]),
+                           _torch_act(torch, activation), batched=True)
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def torch_mlp_loop(a: Arrays, activation: str) -> dict[str, np.ndarray]:
+    """A Python loop over trials, autograd per trial: what a typical user writes."""
+    import torch
+
+    act = _torch_act(torch, activation)
+    rows: dict[str, list[Any]] = {"grad_w": [], "grad_b": [], "delta": [], "q": []}
+    for t in range(a["x"].shape[0]):
+        W = [torch.from_numpy(w[t]).requires_grad_() for w in a["W"]]
+        b = [torch.from_numpy(v[t]).requires_grad_() for v in a["b"]]
+        out = _torch_mlp_stats(torch, W, b, torch.from_numpy(a["x"][t]), torch.from_numpy(a["y"][t]), act,
+                               batched=False)
+        for k in rows:
+            rows[k].append(out[k].numpy())
+    return {k: np.stack(v) for k, v in rows.items()}
+
+
+def torch_rnn_batched(a: Arrays, activation: str) -> dict[str, np.ndarray]:
+    """The unrolled RNN as one autograd graph over all trials."""
+    import torch
+
+    act = _torch_act(torch, activation)
+    whh = torch.from_numpy(a["W_hh"]).requires_grad_()
+    wxh = torch.from_numpy(a["W_xh"])
+    bias = torch.from_numpy(a["b"])
+    x = torch.from_numpy(a["x"])
+    T, S, B, _ = x.shape
+    h = torch.zeros((T, B, whh.shape[1]), dtype=x.dtype)
+    hs = []
+    for t in range(S):
+        h = act(torch.bmm(h, whh) + torch.bmm(x[:, t], wxh) + bias[:, None, :])
+        h.retain_grad()
+        hs.append(h)
+    loss = 0.5 * ((h - torch.from_numpy(a["y"])) ** 2).sum() / B
+    loss.backward()
+    with torch.no_grad():
+        return {"grad_h": torch.stack([v.grad.square().sum((1, 2)).sqrt() for v in hs], -1).numpy(),
+                "grad_whh": whh.grad.square().sum((1, 2)).sqrt().numpy()}
+
+
+def torch_chain(a: Arrays, activation: str) -> dict[str, np.ndarray]:
+    """Autograd through N chains at once (elementwise)."""
+    import torch
+
+    act = _torch_act(torch, activation)
+    w = torch.from_numpy(a["w"])
+    b = torch.from_numpy(a["b"]).requires_grad_()
+    h = torch.from_numpy(a["x"])
+    for l in range(w.shape[1]):
+        h = act(w[:, l] * h + b[:, l])
+    (0.5 * (h - torch.from_numpy(a["y"])) ** 2).sum().backward()
+    return {"dc_db": b.grad.numpy()}
+
+
+# ---------------------------------------------------------------- JAX
+def _jax_act(jnp: Any, jax: Any, name: str) -> Callable[[Any], Any]:
+    return {"tanh": jnp.tanh, "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid}[name]
+
+
+def jax_mlp(activation: str) -> Callable[[Arrays], dict[str, Any]]:
+    """jit(vmap(grad)) of one trial's loss; dLoss/dz via zero perturbations of z."""
+    import jax
+    import jax.numpy as jnp
+
+    act = _jax_act(jnp, jax, activation)
+
+    def loss(W: list[Any], b: list[Any], eps: list[Any], x: Any, y: Any) -> tuple[Any, Any]:
+        h, qs = x, []
+        for l in range(len(W)):
+            z = h @ W[l] + b[l] + eps[l]
+            qs.append(jnp.mean(z * z))
+            h = act(z)
+        return 0.5 * jnp.sum((h - y) ** 2) / x.shape[0], jnp.stack(qs)
+
+    def one(W: list[Any], b: list[Any], x: Any, y: Any) -> dict[str, Any]:
+        eps = [jnp.zeros((x.shape[0], w.shape[1]), x.dtype) for w in W]
+        (gw, gb, ge), q = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(W, b, eps, x, y)
+        return {"grad_w": jnp.stack([jnp.linalg.norm(g) for g in gw]),
+                "grad_b": jnp.stack([jnp.linalg.norm(g) for g in gb]),
+                "delta": jnp.stack([jnp.linalg.norm(g) for g in ge]), "q": q}
+
+    fn = jax.jit(jax.vmap(one))
+    return lambda a: fn(list(a["W"]), list(a["b"]), a["x"], a["y"])
+
+
+def jax_rnn(activation: str) -> Callable[[Arrays], dict[str, Any]]:
+    """jit(vmap(grad)) of one RNN trial, unrolled with lax.scan; dLoss/dh_t via perturbations."""
+    import jax
+    import jax.numpy as jnp
+
+    act = _jax_act(jnp, jax, activation)
+
+    def loss(whh: Any, eps: Any, wxh: Any, bias: Any, x: Any, y: Any) -> Any:
+        def step(h: Any, inp: tuple[Any, Any]) -> tuple[Any, None]:
+            xt, et = inp
+            return act(h @ whh + xt @ wxh + bias) + et, None
+
+        h0 = jnp.zeros((x.shape[1], whh.shape[0]), x.dtype)
+        h, _ = jax.lax.scan(step, h0, (x, eps))
+        return 0.5 * jnp.sum((h - y) ** 2) / x.shape[1]
+
+    def one(whh: Any, wxh: Any, bias: Any, x: Any, y: Any) -> dict[str, Any]:
+        eps = jnp.zeros((x.shape[0], x.shape[1], whh.shape[0]), x.dtype)
+        gw, ge = jax.grad(loss, argnums=(0, 1))(whh, eps, wxh, bias, x, y)
+        return {"grad_h": jnp.sqrt(jnp.sum(ge * ge, axis=(1, 2))), "grad_whh": jnp.linalg.norm(gw)}
+
+    fn = jax.jit(jax.vmap(one))
+    return lambda a: fn(a["W_hh"], a["W_xh"], a["b"], a["x"], a["y"])
+
+
+def jax_chain(activation: str) -> Callable[[Arrays], dict[str, Any]]:
+    """jit(grad) of the summed chain cost with respect to the biases (elementwise across chains)."""
+    import jax
+    import jax.numpy as jnp
+
+    act = _jax_act(jnp, jax, activation)
+
+    def cost(b: Any, w: Any, x: Any, y: Any) -> Any:
+        h = x
+        for l in range(w.shape[1]):
+            h = act(w[:, l] * h + b[:, l])
+        return 0.5 * jnp.sum((h - y) ** 2)
+
+    fn = jax.jit(jax.grad(cost))
+    return lambda a: {"dc_db": fn(a["b"], a["w"], a["x"], a["y"])}
