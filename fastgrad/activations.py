@@ -151,7 +151,7 @@ def gelu(z: float, alpha: float) -> float:
 
 @jit(inline="always")
 def d_gelu(z: float, alpha: float) -> float:
-    pdf = _INV_SQRT_2PI * np.exp(-0.5 * z * z)
+    pdf = _INV_SQRT_2PI * exp(-0.5 * z * z)
     return 0.5 * math.erfc(-z / _SQRT2) + z * pdf
 
 

@@ -68,7 +68,9 @@ def check_backend(backend: str) -> str:
     """Return ``backend`` if it can run here, else raise naming the argument and the reason."""
     check_choice("backend", backend, BACKENDS)
     if backend == "cuda":
-        raise RuntimeError("backend='cuda': this version of fastgrad has no CUDA kernels yet; use backend='cpu'")
+        from fastgrad import gpu
+
+        gpu.require()
     return backend
 
 
@@ -173,6 +175,8 @@ def run(
     seed = check_int("seed", seed, minimum=0)
     dt = check_dtype(dtype)
     check_backend(backend)
+    if backend == "cuda":
+        return _run_cuda(spec, trials, batch, seed, dt, None if chunk is None else check_int("chunk", chunk))
     chunk = DEFAULT_CHUNK if chunk is None else check_int("chunk", chunk)
     arrays, call = plan(spec, trials, batch, seed, dt)  # type: ignore[operator]
 
@@ -193,3 +197,21 @@ def run(
 
     return Result(arrays, spec=spec, seed=seed, trials=trials, batch=batch, dtype=dt.name, backend=backend,
                   version=__version__, threads=n_threads, compile_seconds=compile_seconds, run_seconds=run_seconds)
+
+
+def _run_cuda(spec: MLP | Chain | RNN, trials: int, batch: int, seed: int, dt: np.dtype,
+              chunk: int | None) -> Result:
+    from fastgrad import gpu
+
+    compile_seconds = 0.0
+    key = (type(spec).__name__ + "-cuda", dt.name)
+    if key not in _warm:
+        t0 = time.perf_counter()
+        gpu.run_cuda(spec, 1, batch, seed, dt, 1)
+        compile_seconds = time.perf_counter() - t0
+        _warm.add(key)
+    t0 = time.perf_counter()
+    arrays = gpu.run_cuda(spec, trials, batch, seed, dt, chunk)
+    run_seconds = time.perf_counter() - t0
+    return Result(arrays, spec=spec, seed=seed, trials=trials, batch=batch, dtype=dt.name, backend="cuda",
+                  version=__version__, threads=1, compile_seconds=compile_seconds, run_seconds=run_seconds)

@@ -20,6 +20,8 @@ run's dtype, so a float32 run sees the float64 run's draws, rounded.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fastgrad._math import log_unit, sincos_turn
@@ -69,7 +71,7 @@ def normal_pair(key: np.uint64, pair: int) -> tuple[float, float]:
     bits = word(key, pair)
     u1 = np.float64((bits >> _S32) + _ONE) * _TWO_M32
     u2 = np.float64(bits & _LOW32) * _TWO_M32
-    r = np.sqrt(-2.0 * log_unit(u1))
+    r = math.sqrt(-2.0 * log_unit(u1))
     c, s = sincos_turn(u2)
     return r * c, r * s
 
