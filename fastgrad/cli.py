@@ -118,7 +118,10 @@ def info(args: argparse.Namespace) -> int:
     print(f"fastgrad {fg.__version__}, numba {numba.__version__}, numpy {np.__version__}, "
           f"python {platform.python_version()}")
     print(f"cpu: {max_threads()} threads ({platform.machine()})")
-    print("cuda: not available (this version has no CUDA kernels)")
+    from fastgrad import gpu
+
+    ok, why = gpu.status()
+    print(f"cuda: {'usable' if ok else 'not usable'}: {why}")
     return 0
 
 

@@ -23,4 +23,5 @@ def test_demo_writes_its_summary(tmp_path, capsys):
 
 def test_info(capsys):
     assert main(["info"]) == 0
-    assert "fastgrad" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "fastgrad" in out and "cpu:" in out and "cuda:" in out
