@@ -9,12 +9,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from fastgrad import data  # noqa: E402
 from fastgrad.engine import run  # noqa: E402
 from fastgrad.explicit import chain_backprop, mlp_backprop, rnn_backprop  # noqa: E402
 from fastgrad.results import Result  # noqa: E402
 from fastgrad.specs import MLP, RNN, Chain  # noqa: E402
 from fastgrad.store import load  # noqa: E402
 from fastgrad.sweep import sweep  # noqa: E402
+from fastgrad.train import TrainResult, train  # noqa: E402
 from fastgrad.trials import chain_trial_arrays, mlp_trial_arrays, rnn_trial_arrays  # noqa: E402
 
 __all__ = [
@@ -22,9 +24,11 @@ __all__ = [
     "RNN",
     "Chain",
     "Result",
+    "TrainResult",
     "__version__",
     "chain_backprop",
     "chain_trial_arrays",
+    "data",
     "load",
     "mlp_backprop",
     "mlp_trial_arrays",
@@ -32,4 +36,5 @@ __all__ = [
     "rnn_trial_arrays",
     "run",
     "sweep",
+    "train",
 ]

@@ -21,12 +21,13 @@ def demo(args: argparse.Namespace) -> int:
     from fastgrad.demo import DemoSize, run_demo
 
     size = DemoSize(trials=args.trials, chain_trials=args.chain_trials, depth=args.depth, width=args.width,
-                    batch=args.batch, rnn_steps=args.rnn_steps, phase_trials=args.phase_trials)
+                    batch=args.batch, rnn_steps=args.rnn_steps, phase_trials=args.phase_trials,
+                    train_trials=args.train_trials, train_epochs=args.train_epochs)
     table = run_demo(args.out, size, progress=not args.quiet)
     cols = ["configuration", "slope", "slope_low", "slope_high", "depth_scale", "vanished", "exploded", "nonfinite"]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
         print(table[cols].to_string(index=False))
-    print(f"\nwrote figures, summary.md and summary.csv to {args.out}")
+    print(f"\nwrote figures, summary.md, summary.csv and training_summary.csv to {args.out}")
     return 0
 
 
@@ -138,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--rnn-steps", type=int, default=100)
     p.add_argument("--phase-trials", type=int, default=16, help="trials per cell of the phase diagram")
+    p.add_argument("--train-trials", type=int, default=8, help="trials per training configuration")
+    p.add_argument("--train-epochs", type=int, default=20)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=demo)
     p = sub.add_parser("sweep", help="run a grid of configurations into a resumable store",

@@ -26,6 +26,8 @@ class DemoSize:
     batch: int = 32
     rnn_steps: int = 100
     phase_trials: int = 16
+    train_trials: int = 8
+    train_epochs: int = 20
 
 
 def _row(name: str, res: fg.Result, metric: str) -> dict[str, Any]:
@@ -75,7 +77,7 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     ]
     sw2 = np.round(np.linspace(0.5, 3.0, 11), 3)
     sb2 = np.round(np.linspace(0.0, 0.3, 6), 3)
-    bar = tqdm(total=2 + len(mlps) + len(rnns) + len(sw2) * len(sb2), desc="fastgrad demo", unit="config",
+    bar = tqdm(total=3 + len(mlps) + len(rnns) + len(sw2) * len(sb2), desc="fastgrad demo", unit="config",
                disable=not progress)
     rows = []
 
@@ -128,12 +130,46 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
               out / "phase_diagram")
     pd.DataFrame(slopes, index=pd.Index(sb2, name="sigma_b2"), columns=pd.Index(sw2, name="sigma_w2")).to_csv(
         out / "phase_diagram.csv")
+    train_table = _training(out, size)
+    bar.update()
     bar.close()
 
     table = pd.DataFrame(rows)
     table.to_csv(out / "summary.csv", index=False)
-    (out / "summary.md").write_text(_markdown(table, size))
+    (out / "summary.md").write_text(_markdown(table, size) + training_markdown(train_table))
     return table
+
+
+def _training(out: Path, size: DemoSize) -> pd.DataFrame:
+    """The remedies measured during training (digits if scikit-learn is there, else a teacher task)."""
+    from fastgrad.data import digits, teacher
+    from fastgrad.remedies import run_remedies
+
+    try:
+        data = digits()
+    except RuntimeError:  # scikit-learn (the optional data extra) is not installed
+        data = teacher("classification", samples=1800, features=64, outputs=10)
+    table, results = run_remedies(data, epochs=size.train_epochs, trials=size.train_trials)
+    table.insert(1, "data", data.name)
+    table.to_csv(out / "training_summary.csv", index=False)
+    plot.save(plot.training_curves(results, f"Training on {data.name}: depth 5, width 30, lr 0.1"),
+              out / "training_loss")
+    plot.save(plot.learning_speed(results, ["baseline: sigmoid, N(0,1), SGD", "relu + he + momentum"]),
+              out / "learning_speed")
+    return table
+
+
+def training_markdown(table: pd.DataFrame) -> str:
+    """The training table as a Markdown section."""
+    shown = table.drop(columns=["seconds"])
+    lines = ["## The remedies during training", "",
+             "Trials of a 5-layer, width-30 MLP trained from the same draws; medians over trials.",
+             "`speed_first_over_last_hidden`: ||dC/db_1|| / ||dC/db_4|| in the first epoch.", "",
+             "| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    for _, r in shown.iterrows():
+        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
+    lines += ["", "Figures: training_loss.png, learning_speed.png.", ""]
+    return "\n".join(lines)
 
 
 def _markdown(table: pd.DataFrame, size: DemoSize) -> str:

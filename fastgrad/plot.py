@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -237,3 +238,69 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
                                     title=f"fitted slope of log {metric} per layer", xlabel=xa, ylabel=ya),
                       out / "phase_diagram")
     return paths
+
+
+def training_curves(results: dict[str, Any], title: str | None = None) -> Figure:
+    """Loss over epochs per configuration: median over trials with the 25-75% band (log scale).
+
+    Parameters
+    ----------
+    results : dict of name to TrainResult
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, res) in enumerate(results.items()):
+        c = colours[i % len(colours)]
+        epochs = np.arange(1, res.loss.shape[1] + 1)
+        with np.errstate(all="ignore"):
+            med = np.nanmedian(res.loss, axis=0)
+            lo, hi = np.nanquantile(res.loss, [0.25, 0.75], axis=0)
+        ax.plot(epochs, med, color=c, lw=1.8, label=name)
+        ax.fill_between(epochs, lo, hi, color=c, alpha=0.18, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (median, 25-75% over trials)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def learning_speed(results: dict[str, Any], names: Sequence[str]) -> Figure:
+    """Per-layer speed of learning ||dC/db_l|| over epochs, one panel per configuration.
+
+    Parameters
+    ----------
+    results : dict of name to TrainResult
+    names : sequence of str
+        The configurations to draw (one panel each).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        res = results[name]
+        epochs = np.arange(1, res.grad_b.shape[1] + 1)
+        layers = res.grad_b.shape[2]
+        cmap = plt.get_cmap("viridis")
+        for l in range(layers):
+            with np.errstate(all="ignore"):
+                ax.plot(epochs, np.nanmedian(res.grad_b[:, :, l], axis=0), color=cmap(l / max(layers - 1, 1)),
+                        label=f"layer {l + 1}" + (" (read-out)" if l == layers - 1 else ""))
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(name, fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("||dC/db_l||, median over trials")
+    axes[0][-1].legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig

@@ -132,3 +132,25 @@ def normals(seed: int, trial: int, tensor: int, n: int) -> np.ndarray:
 def _fill_stream(out: np.ndarray, seed: int, trial: int, tensor: int) -> None:
     # The key stays inside compiled code: as a Python int it may not fit int64.
     fill_normal(out, stream_key(seed, trial, tensor), 1.0)
+
+
+def uniforms(seed: int, trial: int, tensor: int, n: int) -> np.ndarray:
+    """The first ``n`` uniforms on [0, 1) of a tensor's stream, as float64.
+
+    Parameters
+    ----------
+    seed, trial, tensor, n : int
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n,)``.
+    """
+    out = np.empty(n, dtype=np.float64)
+    _fill_uniform_stream(out, seed, trial, tensor)
+    return out
+
+
+@jit
+def _fill_uniform_stream(out: np.ndarray, seed: int, trial: int, tensor: int) -> None:
+    fill_uniform(out, stream_key(seed, trial, tensor), 0.0, 1.0)

@@ -9,13 +9,16 @@ from fastgrad.cli import main
 def test_demo_writes_its_summary(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--trials", "8", "--chain-trials", "500", "--depth", "6",
-                 "--width", "8", "--batch", "4", "--rnn-steps", "10", "--phase-trials", "2", "--quiet"]) == 0
+                 "--width", "8", "--batch", "4", "--rnn-steps", "10", "--phase-trials", "2", "--train-trials", "2",
+                 "--train-epochs", "2", "--quiet"]) == 0
     table = pd.read_csv(out / "summary.csv").set_index("configuration")
     assert len(table) == 13
     assert table.loc["chain sigmoid N(0,1)", "slope"] > 1.0  # the classic vanishing chain
     # Every factor is 25: log |dC/db_l| falls by ln 25 per layer towards the output.
     assert np.isclose(table.loc["chain sigmoid w=100, z=0", "slope"], -np.log(25.0), rtol=1e-9)
-    for stem in ("chain", "mlp_decay", "rnn_decay", "phase_diagram"):
+    training = pd.read_csv(out / "training_summary.csv")
+    assert len(training) == 7 and training["diverged"].between(0, 1).all()
+    for stem in ("chain", "mlp_decay", "rnn_decay", "phase_diagram", "training_loss", "learning_speed"):
         assert (out / f"{stem}.png").exists() and (out / f"{stem}.svg").exists()
     assert (out / "summary.md").read_text().startswith("# fastgrad demo")
     assert "chain sigmoid N(0,1)" in capsys.readouterr().out

@@ -25,6 +25,84 @@ X_TENSOR, Y_TENSOR = 0, 1  # layer l (1-based) draws W from tensor 2l, b from 2l
 
 
 @jit
+def layer_offsets(dims: np.ndarray, batch: int) -> np.ndarray:
+    """hoff: h_l lives at hs[hoff[l]:hoff[l+1]] (l = 0..L), phi'(z_l) at ds[hoff[l]-hoff[1] ...]."""
+    depth = dims.size - 1
+    hoff = np.zeros(depth + 2, dtype=np.int64)
+    for l in range(depth + 1):
+        hoff[l + 1] = hoff[l] + batch * dims[l]
+    return hoff
+
+
+@jit
+def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, dims: np.ndarray, act: np.ndarray, alpha: np.ndarray,
+            hoff: np.ndarray, hs: np.ndarray, ds: np.ndarray, q: np.ndarray) -> None:
+    """z_l = h_{l-1} W_l + b_l; keeps h_l in ``hs``, phi'(z_l) in ``ds`` and mean(z_l^2) in ``q``.
+
+    z itself is not kept: the backward pass needs only h and phi'(z).
+    """
+    depth = dims.size - 1
+    batch = x.shape[0]
+    h0 = hoff[1]
+    zbuf = np.empty(batch * np.max(dims[1:]), dtype=hs.dtype)
+    hs[:h0] = x.reshape(h0)
+    woff = 0
+    boff = 0
+    for l in range(depth):
+        n_in, n_out = dims[l], dims[l + 1]
+        zf = zbuf[: batch * n_out]
+        zl = zf.reshape(batch, n_out)
+        np.dot(hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in), w[woff : woff + n_in * n_out].reshape(n_in, n_out), zl)
+        for i in range(batch):
+            for j in range(n_out):
+                zl[i, j] += b[boff + j]
+        q[l] = sum_squares(zf) / zf.size
+        apply(act[l], alpha[l], zf, hs[hoff[l + 1] : hoff[l + 2]], ds[hoff[l + 1] - h0 : hoff[l + 2] - h0])
+        woff += n_in * n_out
+        boff += n_out
+
+
+@jit
+def backward(w: np.ndarray, dims: np.ndarray, hoff: np.ndarray, hs: np.ndarray, ds: np.ndarray, dh: np.ndarray,
+             gw: np.ndarray, gb: np.ndarray, grad_w: np.ndarray, grad_b: np.ndarray, delta: np.ndarray) -> None:
+    """Back-propagate dLoss/dh_L (``dh``, overwritten).
+
+    Writes dLoss/dW and dLoss/db, packed like w and b, into ``gw`` and ``gb``
+    (float64), and their per-layer norms and ||delta_l|| into the (L,) rows.
+    """
+    depth = dims.size - 1
+    batch = dh.size // dims[depth]
+    h0 = hoff[1]
+    woff = w.size
+    boff = gb.size
+    for l in range(depth - 1, -1, -1):
+        n_in, n_out = dims[l], dims[l + 1]
+        woff -= n_in * n_out
+        boff -= n_out
+        dl = ds[hoff[l + 1] - h0 : hoff[l + 2] - h0]
+        for i in range(dh.size):
+            dh[i] *= dl[i]
+        d = dh.reshape(batch, n_out)  # delta_l = dLoss/dz_l
+        delta[l] = np.sqrt(sum_squares(dh))
+        # Column sums row by row, so the inner loop is contiguous and vectorises.
+        colsum = gb[boff : boff + n_out]
+        colsum[:] = 0.0
+        for i in range(batch):
+            for j in range(n_out):
+                colsum[j] += d[i, j]
+        grad_b[l] = np.sqrt(sum_squares(colsum))
+        dw = np.empty((n_in, n_out), dtype=dh.dtype)
+        np.dot(hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in).T, d, dw)
+        dwf = dw.reshape(n_in * n_out)
+        gw[woff : woff + n_in * n_out] = dwf
+        grad_w[l] = np.sqrt(sum_squares(dwf))
+        if l > 0:
+            dh_prev = np.empty((batch, n_in), dtype=dh.dtype)
+            np.dot(d, w[woff : woff + n_in * n_out].reshape(n_in, n_out).T, dh_prev)
+            dh = dh_prev.reshape(batch * n_in)
+
+
+@jit
 def mlp_trial(
     w: np.ndarray,
     b: np.ndarray,
@@ -46,37 +124,13 @@ def mlp_trial(
     """
     depth = dims.size - 1
     batch = x.shape[0]
-    dtype = x.dtype
-    # h_l lives at hs[hoff[l]:hoff[l+1]] (l = 0..L); phi'(z_l) of layer l at
-    # ds[hoff[l] - h0 : hoff[l+1] - h0] (l = 1..L). z itself is not kept.
-    hoff = np.zeros(depth + 2, dtype=np.int64)
-    for l in range(depth + 1):
-        hoff[l + 1] = hoff[l] + batch * dims[l]
-    h0 = hoff[1]
-    hs = np.empty(hoff[depth + 1], dtype=dtype)
-    ds = np.empty(hoff[depth + 1] - h0, dtype=dtype)
-    zbuf = np.empty(batch * np.max(dims[1:]), dtype=dtype)
-    hs[:h0] = x.reshape(h0)
-    woff = 0
-    boff = 0
-    for l in range(depth):
-        n_in, n_out = dims[l], dims[l + 1]
-        wl = w[woff : woff + n_in * n_out].reshape(n_in, n_out)
-        zf = zbuf[: batch * n_out]
-        zl = zf.reshape(batch, n_out)
-        np.dot(hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in), wl, zl)
-        for i in range(batch):
-            for j in range(n_out):
-                zl[i, j] += b[boff + j]
-        q[l] = sum_squares(zf) / zf.size
-        apply(act[l], alpha[l], zf, hs[hoff[l + 1] : hoff[l + 2]], ds[hoff[l + 1] - h0 : hoff[l + 2] - h0])
-        woff += n_in * n_out
-        boff += n_out
-
-    # dLoss/dh_L, then back through the layers.
+    hoff = layer_offsets(dims, batch)
+    hs = np.empty(hoff[depth + 1], dtype=x.dtype)
+    ds = np.empty(hoff[depth + 1] - hoff[1], dtype=x.dtype)
+    forward(w, b, x, dims, act, alpha, hoff, hs, ds, q)
     h_last = hs[hoff[depth] : hoff[depth + 1]]
     yf = y.reshape(h_last.size)
-    dh = np.empty(h_last.size, dtype=dtype)
+    dh = np.empty(h_last.size, dtype=x.dtype)
     inv_b = 1.0 / batch
     if loss == MSE:
         for i in range(dh.size):
@@ -84,28 +138,7 @@ def mlp_trial(
     else:
         for i in range(dh.size):
             dh[i] = yf[i] * inv_b
-    for l in range(depth - 1, -1, -1):
-        n_in, n_out = dims[l], dims[l + 1]
-        woff -= n_in * n_out
-        dl = ds[hoff[l + 1] - h0 : hoff[l + 2] - h0]
-        for i in range(dh.size):
-            dh[i] *= dl[i]
-        d = dh.reshape(batch, n_out)  # delta_l = dLoss/dz_l
-        delta[l] = np.sqrt(sum_squares(dh))
-        # Column sums row by row, so the inner loop is contiguous and vectorises.
-        colsum = np.zeros(n_out)
-        for i in range(batch):
-            for j in range(n_out):
-                colsum[j] += d[i, j]
-        grad_b[l] = np.sqrt(sum_squares(colsum))
-        dw = np.empty((n_in, n_out), dtype=dtype)
-        np.dot(hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in).T, d, dw)
-        grad_w[l] = np.sqrt(sum_squares(dw.reshape(n_in * n_out)))
-        if l > 0:
-            wl = w[woff : woff + n_in * n_out].reshape(n_in, n_out)
-            dh_prev = np.empty((batch, n_in), dtype=dtype)
-            np.dot(d, wl.T, dh_prev)
-            dh = dh_prev.reshape(batch * n_in)
+    backward(w, dims, hoff, hs, ds, dh, np.empty(w.size), np.empty(b.size), grad_w, grad_b, delta)
 
 
 @jit(parallel=True)
@@ -161,17 +194,23 @@ def mlp_generated(
         trial = trial0 + t
         w = np.empty(n_w, dtype=dtype)
         b = np.empty(n_b, dtype=dtype)
-        woff = 0
-        boff = 0
-        for l in range(depth):
-            n_in, n_out = dims[l], dims[l + 1]
-            wl = w[woff : woff + n_in * n_out].reshape(n_in, n_out)
-            draw_matrix(wl, w_kind[l], w_scale[l], seed, trial, 2 * l + 2)
-            draw_vector(b[boff : boff + n_out], b_kind[l], b_scale[l], seed, trial, 2 * l + 3)
-            woff += n_in * n_out
-            boff += n_out
+        draw_weights(w, b, seed, trial, dims, w_kind, w_scale, b_kind, b_scale)
         x = np.empty((batch, dims[0]), dtype=dtype)
         y = np.empty((batch, dims[depth]), dtype=dtype)
         draw_vector(x.reshape(x.size), NORMAL, 1.0, seed, trial, X_TENSOR)
         draw_vector(y.reshape(y.size), NORMAL, 1.0, seed, trial, Y_TENSOR)
         mlp_trial(w, b, x, y, dims, act, alpha, loss, grad_w[t], grad_b[t], delta[t], q[t])
+
+
+@jit
+def draw_weights(w: np.ndarray, b: np.ndarray, seed: int, trial: int, dims: np.ndarray, w_kind: np.ndarray,
+                 w_scale: np.ndarray, b_kind: np.ndarray, b_scale: np.ndarray) -> None:
+    """Trial ``trial``'s weights and biases, packed: W_l from tensor 2l, b_l from 2l + 1 (l 1-based)."""
+    woff = 0
+    boff = 0
+    for l in range(dims.size - 1):
+        n_in, n_out = dims[l], dims[l + 1]
+        draw_matrix(w[woff : woff + n_in * n_out].reshape(n_in, n_out), w_kind[l], w_scale[l], seed, trial, 2 * l + 2)
+        draw_vector(b[boff : boff + n_out], b_kind[l], b_scale[l], seed, trial, 2 * l + 3)
+        woff += n_in * n_out
+        boff += n_out

@@ -1,0 +1,116 @@
+"""Data sets for training experiments: a real one that ships in a package, and synthetic tasks.
+
+Nothing is downloaded at run time. ``digits`` loads scikit-learn's 8x8
+handwritten digits, which ship inside scikit-learn (optional extra
+``fastgrad[data]``); the teacher tasks are made by fastgrad from its own
+counter-based generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastgrad.specs import MLP, check_int
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Inputs and targets for training.
+
+    Attributes
+    ----------
+    x_train, y_train : numpy.ndarray
+        (N, features) and (N, outputs): one-hot rows for classification.
+    x_test, y_test : numpy.ndarray
+        The held-out split, same layout (may have 0 rows).
+    task : str
+        ``classification`` (softmax cross-entropy) or ``regression`` (mse).
+    name : str
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    task: str
+    name: str
+
+    @property
+    def features(self) -> int:
+        """Number of input features."""
+        return int(self.x_train.shape[1])
+
+    @property
+    def outputs(self) -> int:
+        """Number of outputs (classes for classification)."""
+        return int(self.y_train.shape[1])
+
+
+def _one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
+    out = np.zeros((labels.size, classes))
+    out[np.arange(labels.size), labels] = 1.0
+    return out
+
+
+def digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """scikit-learn's 8x8 digits (1797 images, 10 classes), pixels scaled to [0, 1].
+
+    Parameters
+    ----------
+    test_fraction : float
+        Share of the images held out, chosen by a seeded permutation.
+    seed : int
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    RuntimeError
+        If scikit-learn is not installed (``pip install 'fastgrad[data]'``).
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise RuntimeError("digits() needs scikit-learn, which ships the data: pip install 'fastgrad[data]'") from err
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction: must be in [0, 1), got {test_fraction}")
+    bunch = load_digits()
+    x = bunch.data.astype(np.float64) / 16.0
+    y = _one_hot(bunch.target.astype(np.int64), 10)
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = int(round(test_fraction * len(x)))
+    test, train = order[:n_test], order[n_test:]
+    return Dataset(x[train], y[train], x[test], y[test], "classification", "digits")
+
+
+def teacher(task: str = "classification", samples: int = 2000, features: int = 16, outputs: int = 4,
+            depth: int = 2, width: int = 32, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """A synthetic task labelled by a random teacher MLP (tanh, Xavier weights).
+
+    Inputs are N(0, 1). Regression targets are the teacher's outputs;
+    classification labels are the arg-max of its outputs.
+
+    Returns
+    -------
+    Dataset
+    """
+    from fastgrad import mlp_trial_arrays  # the package's own generator, trial 0 of ``seed``
+
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task: unknown {task!r}; choose classification or regression")
+    samples = check_int("samples", samples, minimum=2)
+    spec = MLP(depth=check_int("depth", depth), width=check_int("width", width), activation="tanh",
+               init="xavier_normal", input_width=check_int("features", features),
+               output_width=check_int("outputs", outputs), last_activation="linear")
+    W, b, x, _ = mlp_trial_arrays(spec, seed, 1, samples)
+    h = x[0]
+    for l in range(depth):
+        z = h @ W[l][0] + b[l][0]
+        h = z if l == depth - 1 else np.tanh(z)
+    y = _one_hot(np.argmax(h, axis=1), outputs) if task == "classification" else h
+    n_test = int(round(test_fraction * samples))
+    return Dataset(x[0][n_test:], y[n_test:], x[0][:n_test], y[:n_test], task, f"teacher-{task}")

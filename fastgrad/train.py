@@ -1,0 +1,170 @@
+"""Training many independent small networks at once, recording how each layer learns."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from fastgrad import __version__
+from fastgrad.data import Dataset
+from fastgrad.engine import check_dtype, threads_context
+from fastgrad.kernels import cpu_train
+from fastgrad.specs import MLP, check_choice, check_float, check_int
+
+OPTIMIZERS = {"sgd": cpu_train.SGD, "momentum": cpu_train.MOMENTUM, "nesterov": cpu_train.NESTEROV}
+
+
+@dataclass
+class TrainResult:
+    """Per-trial, per-epoch records of a training run.
+
+    Attributes
+    ----------
+    loss : array (trials, epochs)
+        Mean minibatch loss of each epoch (nan after divergence).
+    accuracy, test_accuracy : array (trials, epochs)
+        Training accuracy over the epoch's minibatches, and held-out accuracy at
+        its end (classification; nan otherwise).
+    grad_w, grad_b : array (trials, epochs, layers)
+        Mean over the epoch's minibatches of ||dL/dW_l||_F and ||dL/db_l||: how
+        fast each layer learns (layer 0 nearest the input).
+    diverged : array (trials,)
+        The first epoch whose loss or weights were non-finite, -1 if none.
+        Diverged trials are kept and counted, never dropped.
+    initial, final : array (trials, parameters)
+        Weights then biases, packed layer by layer (W_l row-major), before and after training.
+    spec, config : the network and the optimiser settings; seed, seconds, version.
+    """
+
+    loss: np.ndarray
+    accuracy: np.ndarray
+    test_accuracy: np.ndarray
+    grad_w: np.ndarray
+    grad_b: np.ndarray
+    diverged: np.ndarray
+    spec: MLP
+    config: dict[str, Any]
+    seed: int
+    seconds: float
+    version: str
+    initial: np.ndarray
+    final: np.ndarray
+
+    def fraction_diverged(self) -> float:
+        """Fraction of trials that diverged."""
+        return float(np.mean(self.diverged >= 0))
+
+    def epochs_to(self, threshold: float) -> np.ndarray:
+        """Per trial, the first epoch (1-based) whose loss is below ``threshold``; nan if never."""
+        below = self.loss < threshold
+        first = np.argmax(below, axis=1).astype(float) + 1
+        first[~below.any(axis=1)] = np.nan
+        return first
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per trial x epoch x layer (loss and accuracies repeated per layer)."""
+        t, e, layers = self.grad_w.shape
+        idx = np.indices((t, e, layers)).reshape(3, -1)
+        frame = pd.DataFrame({"trial": idx[0], "epoch": idx[1] + 1, "layer": idx[2] + 1,
+                              "grad_w": self.grad_w.ravel(), "grad_b": self.grad_b.ravel()})
+        for name in ("loss", "accuracy", "test_accuracy"):
+            frame[name] = np.repeat(getattr(self, name).ravel(), layers)
+        return frame
+
+
+def train(
+    spec: MLP,
+    data: Dataset,
+    optimizer: Literal["sgd", "momentum", "nesterov"] = "sgd",
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
+    epochs: int = 30,
+    batch: int = 32,
+    trials: int = 16,
+    seed: int = 0,
+    dtype: str = "float64",
+    threads: int | None = None,
+) -> TrainResult:
+    """Train ``trials`` independent networks drawn from ``spec`` on ``data``, in parallel.
+
+    The spec's input and output widths are set from the data; for
+    classification the last layer is linear (logits of a softmax
+    cross-entropy) unless the spec sets ``last_activation``; for regression
+    the loss is the mse. Trial k's initial weights are trial k of
+    ``fastgrad.run(spec, seed=seed)``; its minibatch order is its own.
+
+    Parameters
+    ----------
+    spec : MLP
+    data : Dataset
+    optimizer : {"sgd", "momentum", "nesterov"}
+    lr : float
+        Learning rate (> 0).
+    momentum : float
+        Momentum coefficient for ``momentum`` and ``nesterov`` (PyTorch's form).
+    weight_decay : float
+        L2 penalty coefficient on the weights (not the biases).
+    clip_norm : float, optional
+        Clip the global gradient norm (all weights and biases) to this value.
+    epochs, batch, trials, seed : int
+    dtype : {"float32", "float64"}
+    threads : int, optional
+
+    Returns
+    -------
+    TrainResult
+    """
+    if not isinstance(spec, MLP):
+        raise ValueError(f"spec: expected fastgrad.MLP, got {type(spec).__name__}")
+    if not isinstance(data, Dataset):
+        raise ValueError(f"data: expected fastgrad.data.Dataset, got {type(data).__name__}")
+    check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
+    lr = check_float("lr", lr, positive=True)
+    momentum = check_float("momentum", momentum)
+    weight_decay = check_float("weight_decay", weight_decay)
+    clip = 0.0 if clip_norm is None else check_float("clip_norm", clip_norm, positive=True)
+    epochs = check_int("epochs", epochs)
+    batch = check_int("batch", batch)
+    trials = check_int("trials", trials)
+    seed = check_int("seed", seed, minimum=0)
+    dt = check_dtype(dtype)
+    if batch > data.x_train.shape[0]:
+        raise ValueError(f"batch: {batch} is more than the {data.x_train.shape[0]} training samples")
+    classification = data.task == "classification"
+    spec = dataclasses.replace(
+        spec, input_width=data.features, output_width=data.outputs,
+        last_activation=spec.last_activation or ("linear" if classification else None))
+    act, alpha = spec.layer_activations()
+    w_kind, w_scale, b_kind, b_scale = spec.layer_inits()
+    depth = spec.depth
+    shape = (trials, epochs)
+    loss, acc, test_acc = (np.empty(shape) for _ in range(3))
+    grad_w = np.empty((trials, epochs, depth))
+    grad_b = np.empty((trials, epochs, depth))
+    diverged = np.empty(trials, dtype=np.int64)
+    dims = spec.dims
+    n_params = int(np.sum(dims[:-1] * dims[1:]) + np.sum(dims[1:]))
+    initial = np.empty((trials, n_params), dtype=dt)
+    final = np.empty((trials, n_params), dtype=dt)
+    arrays = [np.ascontiguousarray(a, dtype=dt) for a in (data.x_train, data.y_train, data.x_test, data.y_test)]
+    with threads_context(threads):
+        t0 = time.perf_counter()
+        cpu_train.train_mlp(seed, 0, dims, w_kind, w_scale, b_kind, b_scale, act, alpha,
+                            cpu_train.XENT if classification else cpu_train.MSE, *arrays, OPTIMIZERS[optimizer], lr,
+                            momentum, weight_decay, clip, epochs, batch, initial, final, loss, acc, test_acc, grad_w,
+                            grad_b, diverged)
+        seconds = time.perf_counter() - t0
+    if not classification:
+        acc[:] = np.nan
+    config = {"optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+              "clip_norm": clip_norm, "epochs": epochs, "batch": batch, "trials": trials, "data": data.name,
+              "dtype": dt.name}
+    return TrainResult(loss, acc, test_acc, grad_w, grad_b, diverged, spec, config, seed, seconds, __version__,
+                       initial, final)

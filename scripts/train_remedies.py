@@ -1,0 +1,44 @@
+"""The remedies for unstable gradients, measured during training, at full size.
+
+Usage: python scripts/train_remedies.py [--trials 32] [--epochs 40] [--out results/remedies]
+
+Writes training_summary.csv/.md, training_loss.png/.svg and learning_speed.png/.svg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from fastgrad import plot  # noqa: E402
+from fastgrad.data import digits, teacher  # noqa: E402
+from fastgrad.demo import training_markdown  # noqa: E402
+from fastgrad.remedies import run_remedies  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--data", default="digits", choices=["digits", "teacher"])
+    parser.add_argument("--out", default="results/remedies")
+    args = parser.parse_args()
+    data = digits() if args.data == "digits" else teacher("classification", samples=2000, features=64, outputs=10)
+    table, results = run_remedies(data, epochs=args.epochs, trials=args.trials)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "training_summary.csv", index=False)
+    (out / "training_summary.md").write_text(training_markdown(table))
+    plot.save(plot.training_curves(results, f"{data.name}: depth 5, width 30, lr 0.1, {args.trials} trials"),
+              out / "training_loss")
+    plot.save(plot.learning_speed(results, ["baseline: sigmoid, N(0,1), SGD", "relu + he + momentum"]),
+              out / "learning_speed")
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
