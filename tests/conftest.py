@@ -10,3 +10,7 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("fastgrad")
+
+# The CUDA-simulator tests run in their own process (tests/test_cuda.py), because
+# NUMBA_ENABLE_CUDASIM must be set before numba is imported.
+collect_ignore = [] if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else ["cuda_sim"]
