@@ -14,6 +14,12 @@ from fastgrad.engine import threads_context
 W_MLP = fg.MLP(depth=50, width=64, activation="tanh", init="scaled_normal", sigma_w=1.0, sigma_b=0.1)
 W_MLP_TRIALS = 512
 W_MLP_BATCH = 32
+# The three variants of W-mlp compared with the peers (tanh is W_MLP itself).
+W_MLP_VARIANTS = {
+    "tanh": W_MLP,
+    "relu": fg.MLP(depth=50, width=64, activation="relu", init="he_normal"),  # W ~ N(0, 2/n), b = 0
+    "sigmoid": fg.MLP(depth=50, width=64, activation="sigmoid", init="normal", sigma_w=1.0, sigma_b=1.0),
+}
 # Chain: depth 30, sigmoid, N(0, 1) weights and biases, 200 000 trials.
 CHAIN = fg.Chain(depth=30, activation="sigmoid")
 CHAIN_TRIALS = 200_000

@@ -30,13 +30,17 @@ sys.path.insert(0, str(ROOT))
 
 import fastgrad as fg  # noqa: E402
 from benchmarks import peers  # noqa: E402
-from benchmarks.workloads import W_MLP_BATCH, W_RNN, W_RNN_BATCH, matmul_peak, mlp_flops, rnn_flops  # noqa: E402
+from benchmarks.workloads import (  # noqa: E402
+    W_MLP_BATCH,
+    W_MLP_VARIANTS,
+    W_RNN,
+    W_RNN_BATCH,
+    matmul_peak,
+    mlp_flops,
+    rnn_flops,
+)
 
-MLPS = {
-    "W-mlp tanh": fg.MLP(depth=50, width=64, activation="tanh", init="scaled_normal", sigma_w=1.0, sigma_b=0.1),
-    "W-mlp relu": fg.MLP(depth=50, width=64, activation="relu", init="he_normal"),
-    "W-mlp sigmoid": fg.MLP(depth=50, width=64, activation="sigmoid", init="normal", sigma_w=1.0, sigma_b=1.0),
-}
+MLPS = {f"W-mlp {name}": spec for name, spec in W_MLP_VARIANTS.items()}
 RNNS = {f"W-rnn g={g}": spec for g, spec in W_RNN.items()}
 CHAIN = ("chain", fg.Chain(depth=30, activation="sigmoid"))
 IMPLS = {

@@ -68,13 +68,16 @@ def backward(w: np.ndarray, dims: np.ndarray, hoff: np.ndarray, hs: np.ndarray, 
     """Back-propagate dLoss/dh_L (``dh``, overwritten).
 
     Writes dLoss/dW and dLoss/db, packed like w and b, into ``gw`` and ``gb``
-    (float64), and their per-layer norms and ||delta_l|| into the (L,) rows.
+    (float64; pass empty arrays to skip), and their per-layer norms and
+    ||delta_l|| into the (L,) rows.
     """
     depth = dims.size - 1
     batch = dh.size // dims[depth]
     h0 = hoff[1]
     woff = w.size
-    boff = gb.size
+    boff = 0
+    for l in range(depth):
+        boff += dims[l + 1]
     for l in range(depth - 1, -1, -1):
         n_in, n_out = dims[l], dims[l + 1]
         woff -= n_in * n_out
@@ -85,8 +88,7 @@ def backward(w: np.ndarray, dims: np.ndarray, hoff: np.ndarray, hs: np.ndarray, 
         d = dh.reshape(batch, n_out)  # delta_l = dLoss/dz_l
         delta[l] = np.sqrt(sum_squares(dh))
         # Column sums row by row, so the inner loop is contiguous and vectorises.
-        colsum = gb[boff : boff + n_out]
-        colsum[:] = 0.0
+        colsum = np.zeros(n_out)
         for i in range(batch):
             for j in range(n_out):
                 colsum[j] += d[i, j]
@@ -94,8 +96,10 @@ def backward(w: np.ndarray, dims: np.ndarray, hoff: np.ndarray, hs: np.ndarray, 
         dw = np.empty((n_in, n_out), dtype=dh.dtype)
         np.dot(hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in).T, d, dw)
         dwf = dw.reshape(n_in * n_out)
-        gw[woff : woff + n_in * n_out] = dwf
         grad_w[l] = np.sqrt(sum_squares(dwf))
+        if gw.size:  # training keeps the gradients; statistics need only their norms
+            gw[woff : woff + n_in * n_out] = dwf
+            gb[boff : boff + n_out] = colsum
         if l > 0:
             dh_prev = np.empty((batch, n_in), dtype=dh.dtype)
             np.dot(d, w[woff : woff + n_in * n_out].reshape(n_in, n_out).T, dh_prev)
@@ -138,7 +142,7 @@ def mlp_trial(
     else:
         for i in range(dh.size):
             dh[i] = yf[i] * inv_b
-    backward(w, dims, hoff, hs, ds, dh, np.empty(w.size), np.empty(b.size), grad_w, grad_b, delta)
+    backward(w, dims, hoff, hs, ds, dh, np.empty(0), np.empty(0), grad_w, grad_b, delta)
 
 
 @jit(parallel=True)
