@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return int(args.func(args))
-    except ValueError as err:  # bad user input: one clear line, no traceback
+    except (ValueError, RuntimeError) as err:  # bad input or an unusable backend: one clear line
         print(f"fastgrad: error: {err}", file=sys.stderr)
         return 2
 

@@ -228,7 +228,16 @@ def main() -> None:
                         "max_rel_error": _max_rel_error(ref, stats) if impl != "fastgrad" else 0.0,
                     })
                     print(json.dumps(rows[-1]), flush=True)
-    machine = f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, fastgrad {fg.__version__}"
+    import importlib.metadata as metadata
+
+    versions = []
+    for pkg in ("numpy", "numba", "torch", "jax"):
+        try:
+            versions.append(f"{pkg} {metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{pkg} absent")
+    machine = (f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, fastgrad {fg.__version__}, "
+               + ", ".join(versions))
     (out / "peers.json").write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": machine,
                                                 "matmul_gflops": peaks, "rows": rows}, indent=2))
     (out / "peers.md").write_text(markdown(rows, machine, peaks))

@@ -83,6 +83,10 @@ def rnn_trial(
             for j in range(n):
                 g[i, j] = (hs[steps, i, j] - last_y[i, j]) * inv_b
     deltas = np.empty((steps, batch, n), dtype=dtype)
+    h64 = np.empty((batch, n))
+    d64 = np.empty((batch, n))
+    gram_h = np.empty((batch, batch))
+    gram_d = np.empty((batch, batch))
     for t in range(steps - 1, -1, -1):
         if loss == ALL and t < steps - 1:
             for i in range(batch):
@@ -93,7 +97,7 @@ def rnn_trial(
         for i in range(batch):
             for j in range(n):
                 dt[i, j] = g[i, j] * ds[t, i, j]
-        grad_whh_step[t] = np.sqrt(product_norm_squared(hs[t], dt))
+        grad_whh_step[t] = np.sqrt(product_norm_squared(hs[t], dt, h64, d64, gram_h, gram_d))
         np.dot(dt, whh.T, g)
 
     flat_d = deltas.reshape(steps * batch, n)
