@@ -180,3 +180,17 @@ def rnn_loss(Whh, Wxh, b, x, y, activation="tanh", loss="last"):
     elif loss == "probe":
         total = np.sum(y * h) / B
     return total
+
+
+def central_difference(loss_fn, param, eps=1e-6):
+    """d loss / d param by central differences, perturbing ``param`` in place (restored)."""
+    fd = np.zeros_like(param)
+    for idx in np.ndindex(param.shape):
+        old = param[idx]
+        param[idx] = old + eps
+        up = loss_fn()
+        param[idx] = old - eps
+        down = loss_fn()
+        param[idx] = old
+        fd[idx] = (up - down) / (2 * eps)
+    return fd

@@ -53,15 +53,7 @@ def test_finite_differences(loss, activation):
         return naive.rnn_loss(params["grad_whh"], params["grad_wxh"], params["grad_b"], x[0], y[0], activation, loss)
 
     for name, p in params.items():
-        fd = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            old = p[idx]
-            p[idx] = old + eps
-            up = loss_fn()
-            p[idx] = old - eps
-            down = loss_fn()
-            p[idx] = old
-            fd[idx] = (up - down) / (2 * eps)
+        fd = naive.central_difference(loss_fn, p, eps)
         np.testing.assert_allclose(getattr(got, name)[0], np.linalg.norm(fd), rtol=1e-6, err_msg=name)
 
 
