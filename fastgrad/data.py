@@ -22,7 +22,8 @@ class Dataset:
     Attributes
     ----------
     x_train, y_train : numpy.ndarray
-        (N, features) and (N, outputs): one-hot rows for classification.
+        (N, features) and (N, outputs): one-hot rows for classification;
+        sequences (for RNNs) have x of shape (N, steps, features).
     x_test, y_test : numpy.ndarray
         The held-out split, same layout (may have 0 rows).
     task : str
@@ -40,7 +41,7 @@ class Dataset:
     @property
     def features(self) -> int:
         """Number of input features."""
-        return int(self.x_train.shape[1])
+        return int(self.x_train.shape[-1])
 
     @property
     def outputs(self) -> int:
@@ -114,3 +115,32 @@ def teacher(task: str = "classification", samples: int = 2000, features: int = 1
     y = _one_hot(np.argmax(h, axis=1), outputs) if task == "classification" else h
     n_test = int(round(test_fraction * samples))
     return Dataset(x[0][n_test:], y[n_test:], x[0][:n_test], y[:n_test], task, f"teacher-{task}")
+
+
+def adding(samples: int = 2000, steps: int = 50, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """The adding problem (Hochreiter & Schmidhuber 1997), a task that needs memory over ``steps``.
+
+    Each sequence has two inputs per step: a value u ~ U(0, 1) and a marker that
+    is 1 at two positions (one in each half) and 0 elsewhere; the target is the
+    sum of the two marked values. Predicting the mean (1.0) gives mse ~0.083 (the
+    loss 0.5 * mse ~0.042): a network must carry the first value across ~steps/2 steps.
+
+    Returns
+    -------
+    Dataset
+        ``x`` of shape (N, steps, 2), ``y`` of shape (N, 1), task ``regression``.
+    """
+    samples = check_int("samples", samples, minimum=2)
+    steps = check_int("steps", steps, minimum=2)
+    rng = np.random.default_rng(seed)
+    x = np.zeros((samples, steps, 2))
+    x[:, :, 0] = rng.random((samples, steps))
+    half = steps // 2
+    first = rng.integers(0, half, samples)
+    second = rng.integers(half, steps, samples)
+    rows = np.arange(samples)
+    x[rows, first, 1] = 1.0
+    x[rows, second, 1] = 1.0
+    y = (x[rows, first, 0] + x[rows, second, 0])[:, None]
+    n_test = int(round(test_fraction * samples))
+    return Dataset(x[n_test:], y[n_test:], x[:n_test], y[:n_test], "regression", f"adding-{steps}")

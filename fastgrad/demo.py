@@ -142,8 +142,8 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
 
 def _training(out: Path, size: DemoSize) -> pd.DataFrame:
     """The remedies measured during training (digits if scikit-learn is there, else a teacher task)."""
-    from fastgrad.data import digits, teacher
-    from fastgrad.remedies import run_remedies
+    from fastgrad.data import adding, digits, teacher
+    from fastgrad.remedies import run_remedies, run_rnn_remedies
 
     try:
         data = digits()
@@ -151,6 +151,11 @@ def _training(out: Path, size: DemoSize) -> pd.DataFrame:
         data = teacher("classification", samples=1800, features=64, outputs=10)
     table, results = run_remedies(data, epochs=size.train_epochs, trials=size.train_trials)
     table.insert(1, "data", data.name)
+    rnn_table, rnn_results = run_rnn_remedies(adding(samples=1000, steps=30), epochs=max(size.train_epochs // 2, 1),
+                                              trials=size.train_trials)
+    rnn_table.to_csv(out / "rnn_training_summary.csv", index=False)
+    plot.save(plot.training_curves(rnn_results, "Vanilla RNN on the adding problem (30 steps): gradient clipping"),
+              out / "rnn_training_loss")
     table.to_csv(out / "training_summary.csv", index=False)
     plot.save(plot.training_curves(results, f"Training on {data.name}: depth 5, width 30, lr 0.1"),
               out / "training_loss")
@@ -168,7 +173,8 @@ def training_markdown(table: pd.DataFrame) -> str:
              "| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     for _, r in shown.iterrows():
         lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
-    lines += ["", "Figures: training_loss.png, learning_speed.png.", ""]
+    lines += ["", "Figures: training_loss.png, learning_speed.png; the RNN clipping experiment: "
+              "rnn_training_loss.png, rnn_training_summary.csv.", ""]
     return "\n".join(lines)
 
 

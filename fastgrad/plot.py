@@ -7,6 +7,7 @@ trials; theory, where given, is dashed in the same colour.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,8 @@ def training_curves(results: dict[str, Any], title: str | None = None) -> Figure
     for i, (name, res) in enumerate(results.items()):
         c = colours[i % len(colours)]
         epochs = np.arange(1, res.loss.shape[1] + 1)
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # epochs after every trial diverged are all nan: no line there
+            warnings.simplefilter("ignore", RuntimeWarning)
             med = np.nanmedian(res.loss, axis=0)
             lo, hi = np.nanquantile(res.loss, [0.25, 0.75], axis=0)
         ax.plot(epochs, med, color=c, lw=1.8, label=name)
@@ -293,7 +295,8 @@ def learning_speed(results: dict[str, Any], names: Sequence[str]) -> Figure:
         layers = res.grad_b.shape[2]
         cmap = plt.get_cmap("viridis")
         for l in range(layers):
-            with np.errstate(all="ignore"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
                 ax.plot(epochs, np.nanmedian(res.grad_b[:, :, l], axis=0), color=cmap(l / max(layers - 1, 1)),
                         label=f"layer {l + 1}" + (" (read-out)" if l == layers - 1 else ""))
         ax.set_yscale("log")

@@ -76,3 +76,46 @@ def run_remedies(data: Dataset, depth: int = 5, width: int = 30, epochs: int = 2
             "seconds": res.seconds,
         })
     return pd.DataFrame(rows), results
+
+
+RNN_REMEDIES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    # name: (changes to the RNN, optimiser settings); exploding when relu meets gain 2
+    "tanh, gain 1": ({"activation": "tanh", "gain": 1.0}, {}),
+    "relu, gain 2 (exploding)": ({"activation": "relu", "gain": 2.0}, {}),
+    "relu, gain 2, clip 1": ({"activation": "relu", "gain": 2.0}, {"clip_norm": 1.0}),
+    "relu, identity (IRNN)": ({"activation": "relu", "init": "identity", "gain": 1.0}, {}),
+}
+
+
+def run_rnn_remedies(data: Dataset, hidden: int = 32, epochs: int = 10, trials: int = 8, lr: float = 0.1,
+                     batch: int = 32, seed: int = 0) -> tuple[pd.DataFrame, dict[str, TrainResult]]:
+    """Vanilla RNNs on a memory task (e.g. the adding problem), with and without gradient clipping.
+
+    Returns
+    -------
+    (pandas.DataFrame, dict of str to TrainResult)
+        One row per configuration: fraction diverged, median first and final loss, and the
+        median first-epoch ||dL/dh_1|| / ||dL/dh_S|| (vanishing < 1 < exploding).
+    """
+    from fastgrad.specs import RNN
+
+    steps = int(data.x_train.shape[1])
+    results: dict[str, TrainResult] = {}
+    rows = []
+    for name, (net, opt) in RNN_REMEDIES.items():
+        spec = RNN(steps=steps, hidden=hidden, inputs=data.features, **net)
+        res = train(spec, data, lr=lr, epochs=epochs, batch=batch, trials=trials, seed=seed, **opt)
+        results[name] = res
+        assert res.grad_h is not None
+        with np.errstate(all="ignore"):
+            ratio = _median(res.grad_h[:, 0, 0] / res.grad_h[:, 0, -1])  # nan if every trial diverged
+        rows.append({"configuration": name, "diverged": res.fraction_diverged(),
+                     "first_loss": _median(res.loss[:, 0]), "final_loss": _median(res.loss[:, -1]),
+                     "grad_h_first_over_last": float(ratio), "seconds": res.seconds})
+    return pd.DataFrame(rows), results
+
+
+def _median(values: np.ndarray) -> float:
+    """Median over the finite values (nan when every trial diverged)."""
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else float("nan")

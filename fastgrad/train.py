@@ -13,8 +13,9 @@ import pandas as pd
 from fastgrad import __version__
 from fastgrad.data import Dataset
 from fastgrad.engine import check_dtype, threads_context
+from fastgrad.initializers import recurrent_kind
 from fastgrad.kernels import cpu_train
-from fastgrad.specs import MLP, check_choice, check_float, check_int
+from fastgrad.specs import MLP, RNN, activation_params, check_choice, check_float, check_int
 
 OPTIMIZERS = {"sgd": cpu_train.SGD, "momentum": cpu_train.MOMENTUM, "nesterov": cpu_train.NESTEROV}
 
@@ -37,7 +38,11 @@ class TrainResult:
         The first epoch whose loss or weights were non-finite, -1 if none.
         Diverged trials are kept and counted, never dropped.
     initial, final : array (trials, parameters)
-        Weights then biases, packed layer by layer (W_l row-major), before and after training.
+        Weights then biases, packed layer by layer (W_l row-major), before and after training;
+        for an RNN, packed [W_hh, W_xh, b, W_o, b_o].
+    grad_h : array (trials, epochs, steps) or None
+        RNN only: mean ||dL/dh_t|| per step (step 0 the earliest). For an RNN, ``grad_w``
+        holds (W_xh, W_hh, W_o) and ``grad_b`` (b, b_o).
     spec, config : the network and the optimiser settings; seed, seconds, version.
     """
 
@@ -47,13 +52,14 @@ class TrainResult:
     grad_w: np.ndarray
     grad_b: np.ndarray
     diverged: np.ndarray
-    spec: MLP
+    spec: MLP | RNN
     config: dict[str, Any]
     seed: int
     seconds: float
     version: str
     initial: np.ndarray
     final: np.ndarray
+    grad_h: np.ndarray | None = None
 
     def fraction_diverged(self) -> float:
         """Fraction of trials that diverged."""
@@ -78,7 +84,7 @@ class TrainResult:
 
 
 def train(
-    spec: MLP,
+    spec: MLP | RNN,
     data: Dataset,
     optimizer: Literal["sgd", "momentum", "nesterov"] = "sgd",
     lr: float = 0.1,
@@ -121,8 +127,8 @@ def train(
     -------
     TrainResult
     """
-    if not isinstance(spec, MLP):
-        raise ValueError(f"spec: expected fastgrad.MLP, got {type(spec).__name__}")
+    if not isinstance(spec, (MLP, RNN)):
+        raise ValueError(f"spec: expected fastgrad.MLP or fastgrad.RNN, got {type(spec).__name__}")
     if not isinstance(data, Dataset):
         raise ValueError(f"data: expected fastgrad.data.Dataset, got {type(data).__name__}")
     check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
@@ -137,6 +143,14 @@ def train(
     dt = check_dtype(dtype)
     if batch > data.x_train.shape[0]:
         raise ValueError(f"batch: {batch} is more than the {data.x_train.shape[0]} training samples")
+    config = {"optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+              "clip_norm": clip_norm, "epochs": epochs, "batch": batch, "trials": trials, "data": data.name,
+              "dtype": dt.name}
+    if isinstance(spec, RNN):
+        return _train_rnn(spec, data, OPTIMIZERS[optimizer], lr, momentum, weight_decay, clip, epochs, batch, trials,
+                          seed, dt, threads, config)
+    if data.x_train.ndim != 2:
+        raise ValueError(f"data: an MLP needs inputs of shape (N, features), got {data.x_train.shape}")
     classification = data.task == "classification"
     spec = dataclasses.replace(
         spec, input_width=data.features, output_width=data.outputs,
@@ -163,8 +177,39 @@ def train(
         seconds = time.perf_counter() - t0
     if not classification:
         acc[:] = np.nan
-    config = {"optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
-              "clip_norm": clip_norm, "epochs": epochs, "batch": batch, "trials": trials, "data": data.name,
-              "dtype": dt.name}
     return TrainResult(loss, acc, test_acc, grad_w, grad_b, diverged, spec, config, seed, seconds, __version__,
                        initial, final)
+
+
+def _train_rnn(spec: RNN, data: Dataset, opt: int, lr: float, momentum: float, weight_decay: float, clip: float,
+               epochs: int, batch: int, trials: int, seed: int, dt: np.dtype, threads: int | None,
+               config: dict[str, Any]) -> TrainResult:
+    """RNN regressor with a linear read-out on h_S, trained by BPTT (see ``kernels/cpu_train.train_rnn``)."""
+    if data.x_train.ndim != 3 or data.task != "regression":
+        raise ValueError("data: an RNN trains on sequences (N, steps, features) with regression targets, "
+                         f"got {data.x_train.shape} ({data.task})")
+    spec = dataclasses.replace(spec, inputs=data.features, steps=data.x_train.shape[1])
+    code, alpha = activation_params("activation", spec.activation, spec.alpha)
+    w_kind, w_scale = recurrent_kind(spec.init, spec.hidden, spec.gain)
+    b_kind, b_scale = spec.bias()
+    n, d, k = spec.hidden, data.features, data.outputs
+    size = n * n + d * n + n + n * k + k
+    shape = (trials, epochs)
+    loss = np.empty(shape)
+    grad_w = np.empty((trials, epochs, 3))
+    grad_b = np.empty((trials, epochs, 2))
+    grad_h = np.empty((trials, epochs, spec.steps))
+    diverged = np.empty(trials, dtype=np.int64)
+    initial = np.empty((trials, size), dtype=dt)
+    final = np.empty((trials, size), dtype=dt)
+    x = np.ascontiguousarray(data.x_train, dtype=dt)
+    y = np.ascontiguousarray(data.y_train, dtype=dt)
+    with threads_context(threads):
+        t0 = time.perf_counter()
+        cpu_train.train_rnn(seed, 0, n, w_kind, w_scale, spec.input_scale / np.sqrt(d), b_kind, b_scale, code, alpha,
+                            x, y, opt, lr, momentum, weight_decay, clip, epochs, batch, initial, final, loss, grad_w,
+                            grad_b, grad_h, diverged)
+        seconds = time.perf_counter() - t0
+    nan = np.full(shape, np.nan)
+    return TrainResult(loss, nan, nan.copy(), grad_w, grad_b, diverged, spec, config, seed, seconds, __version__,
+                       initial, final, grad_h)

@@ -2,7 +2,8 @@
 
 Usage: python scripts/train_remedies.py [--trials 32] [--epochs 40] [--out results/remedies]
 
-Writes training_summary.csv/.md, training_loss.png/.svg and learning_speed.png/.svg.
+Writes training_summary.csv/.md, training_loss.png/.svg, learning_speed.png/.svg, and for the
+RNN clipping experiment (adding problem) rnn_training_summary.csv and rnn_training_loss.png/.svg.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from fastgrad import plot  # noqa: E402
-from fastgrad.data import digits, teacher  # noqa: E402
+from fastgrad.data import adding, digits, teacher  # noqa: E402
 from fastgrad.demo import training_markdown  # noqa: E402
-from fastgrad.remedies import run_remedies  # noqa: E402
+from fastgrad.remedies import run_remedies, run_rnn_remedies  # noqa: E402
 
 
 def main() -> None:
@@ -26,6 +27,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--data", default="digits", choices=["digits", "teacher"])
     parser.add_argument("--out", default="results/remedies")
+    parser.add_argument("--rnn-steps", type=int, default=30)
     args = parser.parse_args()
     data = digits() if args.data == "digits" else teacher("classification", samples=2000, features=64, outputs=10)
     table, results = run_remedies(data, epochs=args.epochs, trials=args.trials)
@@ -38,6 +40,12 @@ def main() -> None:
     plot.save(plot.learning_speed(results, ["baseline: sigmoid, N(0,1), SGD", "relu + he + momentum"]),
               out / "learning_speed")
     print(table.to_string(index=False))
+    rnn_table, rnn_results = run_rnn_remedies(adding(samples=2000, steps=args.rnn_steps), epochs=args.epochs // 2,
+                                              trials=args.trials)
+    rnn_table.to_csv(out / "rnn_training_summary.csv", index=False)
+    plot.save(plot.training_curves(rnn_results, f"Vanilla RNN, adding problem ({args.rnn_steps} steps)"),
+              out / "rnn_training_loss")
+    print(rnn_table.to_string(index=False))
 
 
 if __name__ == "__main__":

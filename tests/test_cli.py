@@ -18,7 +18,11 @@ def test_demo_writes_its_summary(tmp_path, capsys):
     assert np.isclose(table.loc["chain sigmoid w=100, z=0", "slope"], -np.log(25.0), rtol=1e-9)
     training = pd.read_csv(out / "training_summary.csv")
     assert len(training) == 7 and training["diverged"].between(0, 1).all()
-    for stem in ("chain", "mlp_decay", "rnn_decay", "phase_diagram", "training_loss", "learning_speed"):
+    rnn_training = pd.read_csv(out / "rnn_training_summary.csv").set_index("configuration")
+    assert rnn_training.loc["relu, gain 2 (exploding)", "diverged"] == 1.0
+    assert rnn_training.loc["relu, gain 2, clip 1", "diverged"] == 0.0
+    for stem in ("chain", "mlp_decay", "rnn_decay", "phase_diagram", "training_loss", "learning_speed",
+                 "rnn_training_loss"):
         assert (out / f"{stem}.png").exists() and (out / f"{stem}.svg").exists()
     assert (out / "summary.md").read_text().startswith("# fastgrad demo")
     assert "chain sigmoid N(0,1)" in capsys.readouterr().out

@@ -126,3 +126,71 @@ def test_bad_arguments():
             fg.train(spec, data, **kwargs)
     with pytest.raises(ValueError, match="data"):
         fg.train(spec, Dataset)
+
+
+def rnn_reference_step(p, x, y, n, d, k, activation):
+    """Gradients of the RNN regressor on a minibatch, by plain NumPy BPTT (parameters packed)."""
+    whh = p[: n * n].reshape(n, n)
+    wxh = p[n * n : n * n + d * n].reshape(d, n)
+    b = p[n * n + d * n : n * n + d * n + n]
+    wo = p[n * n + d * n + n : n * n + d * n + n + n * k].reshape(n, k)
+    bo = p[-k:]
+    B, S, _ = x.shape
+    hs, zs = [np.zeros((B, n))], []
+    for t in range(S):
+        zs.append(hs[-1] @ whh + x[:, t] @ wxh + b)
+        hs.append(naive.phi(activation, zs[-1]))
+    err = (hs[-1] @ wo + bo - y) / B
+    g_wo, g_bo = hs[-1].T @ err, err.sum(axis=0)
+    g = err @ wo.T
+    g_whh, g_wxh, g_b = np.zeros_like(whh), np.zeros_like(wxh), np.zeros_like(b)
+    for t in range(S - 1, -1, -1):
+        g = g * naive.dphi(activation, zs[t])
+        g_whh += hs[t].T @ g
+        g_wxh += x[:, t].T @ g
+        g_b += g.sum(axis=0)
+        g = g @ whh.T
+    return np.concatenate([g_whh.ravel(), g_wxh.ravel(), g_b, g_wo.ravel(), g_bo])
+
+
+@pytest.mark.parametrize("optimizer, clip, decay",
+                         [("sgd", None, 0.0), ("nesterov", 0.5, 0.01), ("momentum", 0.2, 0.0)])
+def test_rnn_steps_equal_numpy_bptt(optimizer, clip, decay):
+    data = fg.data.adding(samples=10, steps=5, seed=2)  # 8 training sequences
+    spec = fg.RNN(steps=5, hidden=4, inputs=2, gain=1.3, sigma_b=0.1)
+    lr, mom, batch = 0.2, 0.7, 4
+    res = fg.train(spec, data, optimizer=optimizer, lr=lr, momentum=mom, weight_decay=decay, clip_norm=clip,
+                   epochs=1, batch=batch, trials=2, seed=3)
+    n, d, k = 4, 2, 1
+    n_decayed = n * n + d * n
+    for t in range(2):
+        p = res.initial[t].copy()
+        vel = np.zeros_like(p)
+        mask = np.zeros_like(p)
+        mask[:n_decayed] = 1.0
+        mask[n_decayed + n : n_decayed + n + n * k] = 1.0  # W_o decays too, the biases do not
+        order = np.argsort(uniforms(3, t, ORDER_TENSOR, 8), kind="stable")
+        for s in range(2):
+            rows = order[s * batch : (s + 1) * batch]
+            grad = rnn_reference_step(p, data.x_train[rows], data.y_train[rows], n, d, k, "tanh")
+            scale = 1.0 if clip is None else min(1.0, clip / np.linalg.norm(grad))
+            g = grad * scale + decay * mask * p
+            if optimizer == "sgd":
+                p -= lr * g
+            else:
+                vel = mom * vel + g
+                p -= lr * (g + mom * vel if optimizer == "nesterov" else vel)
+        np.testing.assert_allclose(res.final[t], p, rtol=1e-10, atol=1e-12)
+    assert res.grad_h.shape == (2, 1, 5) and res.grad_w.shape == (2, 1, 3)
+    # trial k's recurrent weights are trial k of fastgrad.run(spec)
+    whh = fg.rnn_trial_arrays(res.spec, seed=3, trials=2, batch=1)[0]
+    np.testing.assert_array_equal(res.initial[1, :16], whh[1].ravel())
+
+
+def test_clipping_stops_an_exploding_rnn_from_diverging():
+    data = fg.data.adding(samples=400, steps=20, seed=1)
+    spec = fg.RNN(steps=20, hidden=16, inputs=2, activation="relu", gain=2.0)  # gradients grow ~2^20
+    free = fg.train(spec, data, lr=0.1, epochs=3, trials=4)
+    clipped = fg.train(spec, data, lr=0.1, epochs=3, trials=4, clip_norm=1.0)
+    assert free.fraction_diverged() == 1.0 and clipped.fraction_diverged() == 0.0
+    assert np.all(np.isfinite(clipped.loss))

@@ -14,7 +14,9 @@ import numpy as np
 from numba import prange
 
 from fastgrad._numba import jit
+from fastgrad.activations import apply
 from fastgrad.kernels.cpu_mlp import backward, draw_weights, forward, layer_offsets
+from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import sum_squares
 from fastgrad.rng import stream_key, uniform
 
@@ -165,3 +167,141 @@ def train_mlp(seed, trial0, dims, w_kind, w_scale, b_kind, b_scale, act, alpha, 
                 out_test_acc[k, epoch] = hits / m
         w_final[k, :n_w] = w
         w_final[k, n_w:] = b
+
+
+@jit
+def _rnn_forward_backward(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, wo: np.ndarray, bo: np.ndarray,
+                          x: np.ndarray, y: np.ndarray, act: int, alpha: float, hs: np.ndarray, ds: np.ndarray,
+                          g_whh: np.ndarray, g_wxh: np.ndarray, g_b: np.ndarray, g_wo: np.ndarray,
+                          g_bo: np.ndarray, grad_h: np.ndarray) -> float:
+    """One minibatch of the RNN regressor: x (B, S, d), y (B, k); the read-out is linear on h_S.
+
+    Returns the loss 0.5 * sum((h_S W_o + b_o - y)^2) / B; writes the gradients and ||dL/dh_t||.
+    """
+    batch, steps, d_in = x.shape
+    n = whh.shape[0]
+    z = np.empty((batch, n), dtype=hs.dtype)
+    hs[0] = 0.0
+    for t in range(steps):
+        np.dot(hs[t], whh, z)
+        z += np.dot(np.ascontiguousarray(x[:, t, :]), wxh)
+        for i in range(batch):
+            for j in range(n):
+                z[i, j] += b[j]
+        apply(act, alpha, z.reshape(batch * n), hs[t + 1].reshape(batch * n), ds[t].reshape(batch * n))
+    out = np.dot(hs[steps], wo)
+    total = 0.0
+    err = np.empty_like(out)
+    for i in range(batch):
+        for j in range(out.shape[1]):
+            e = out[i, j] + bo[j] - y[i, j]
+            err[i, j] = e / batch
+            total += 0.5 * e * e
+    np.dot(hs[steps].T, err, g_wo)
+    for j in range(err.shape[1]):
+        g_bo[j] = np.sum(err[:, j])
+    g = np.dot(err, wo.T)
+    g_whh[:, :] = 0.0
+    g_wxh[:, :] = 0.0
+    g_b[:] = 0.0
+    for t in range(steps - 1, -1, -1):
+        grad_h[t] = np.sqrt(sum_squares(g.reshape(batch * n)))
+        g *= ds[t]
+        g_whh += np.dot(hs[t].T, g)
+        g_wxh += np.dot(np.ascontiguousarray(x[:, t, :]).T, g)
+        for j in range(n):
+            g_b[j] += np.sum(g[:, j])
+        g = np.dot(g, whh.T)
+    return total / batch
+
+
+@jit(parallel=True)
+def train_rnn(seed, trial0, hidden, w_kind, w_scale, x_scale, b_kind, b_scale, act, alpha, x, y, opt, lr,  # type: ignore[no-untyped-def]
+              momentum, weight_decay, clip, epochs, batch, p_init, p_final, out_loss, out_gw, out_gb, out_gh,
+              out_diverged):
+    """Train trials of an RNN with a linear read-out on h_S (regression, e.g. the adding task).
+
+    Parameters are packed [W_hh, W_xh, b, W_o, b_o]; W_o ~ N(0, 1/hidden), b_o = 0. Per epoch: mean
+    minibatch loss, mean norms of dL/dW_xh, dL/dW_hh, dL/dW_o (``out_gw``) and dL/db, dL/db_o
+    (``out_gb``), and the mean ||dL/dh_t|| per step (``out_gh``).
+    """
+    n_samples, steps, d_in = x.shape
+    k_out = y.shape[1]
+    n = hidden
+    sizes = (n * n, d_in * n, n, n * k_out, k_out)
+    total_size = sizes[0] + sizes[1] + sizes[2] + sizes[3] + sizes[4]
+    n_steps = n_samples // batch
+    for k in prange(out_loss.shape[0]):
+        trial = trial0 + k
+        p = np.zeros(total_size, dtype=x.dtype)
+        whh = p[: sizes[0]].reshape(n, n)
+        wxh = p[sizes[0] : sizes[0] + sizes[1]].reshape(d_in, n)
+        b = p[sizes[0] + sizes[1] : sizes[0] + sizes[1] + n]
+        o3 = sizes[0] + sizes[1] + n
+        wo = p[o3 : o3 + sizes[3]].reshape(n, k_out)
+        bo = p[o3 + sizes[3] :]
+        draw_matrix(whh, w_kind, w_scale, seed, trial, 2)
+        draw_matrix(wxh, 0, x_scale, seed, trial, 3)
+        draw_vector(b, b_kind, b_scale, seed, trial, 4)
+        draw_matrix(wo, 0, 1.0 / np.sqrt(n), seed, trial, 5)
+        p_init[k] = p
+        grad = np.zeros(total_size)
+        vel = np.zeros(total_size)
+        gwhh = grad[: sizes[0]].reshape(n, n)
+        gwxh = grad[sizes[0] : sizes[0] + sizes[1]].reshape(d_in, n)
+        gb = grad[sizes[0] + sizes[1] : o3]
+        gwo = grad[o3 : o3 + sizes[3]].reshape(n, k_out)
+        gbo = grad[o3 + sizes[3] :]
+        hs = np.empty((steps + 1, batch, n), dtype=x.dtype)
+        ds = np.empty((steps, batch, n), dtype=x.dtype)
+        gh = np.empty(steps)
+        xb = np.empty((batch, steps, d_in), dtype=x.dtype)
+        yb = np.empty((batch, k_out), dtype=x.dtype)
+        keys = np.empty(n_samples)
+        decay = np.zeros(total_size)
+        decay[: sizes[0] + sizes[1]] = weight_decay  # L2 on W_hh and W_xh
+        decay[o3 : o3 + sizes[3]] = weight_decay  # and W_o; not on biases
+        out_diverged[k] = -1
+        for epoch in range(epochs):
+            if out_diverged[k] >= 0:
+                out_loss[k, epoch] = np.nan
+                out_gw[k, epoch] = np.nan
+                out_gb[k, epoch] = np.nan
+                out_gh[k, epoch] = np.nan
+                continue
+            key = stream_key(seed, trial, ORDER_TENSOR + epoch)
+            for i in range(n_samples):
+                keys[i] = uniform(key, i)
+            order = np.argsort(keys)
+            total = 0.0
+            out_gw[k, epoch] = 0.0
+            out_gb[k, epoch] = 0.0
+            out_gh[k, epoch] = 0.0
+            for s in range(n_steps):
+                for r in range(batch):
+                    xb[r] = x[order[s * batch + r]]
+                    yb[r] = y[order[s * batch + r]]
+                total += _rnn_forward_backward(whh, wxh, b, wo, bo, xb, yb, act, alpha, hs, ds, gwhh, gwxh, gb,
+                                               gwo, gbo, gh)
+                out_gw[k, epoch, 0] += np.sqrt(sum_squares(gwxh.ravel())) / n_steps
+                out_gw[k, epoch, 1] += np.sqrt(sum_squares(gwhh.ravel())) / n_steps
+                out_gw[k, epoch, 2] += np.sqrt(sum_squares(gwo.ravel())) / n_steps
+                out_gb[k, epoch, 0] += np.sqrt(sum_squares(gb)) / n_steps
+                out_gb[k, epoch, 1] += np.sqrt(sum_squares(gbo)) / n_steps
+                out_gh[k, epoch] += gh / n_steps
+                scale = 1.0
+                if clip > 0.0:
+                    norm = np.sqrt(sum_squares(grad))
+                    if norm > clip:
+                        scale = clip / norm
+                for i in range(total_size):
+                    gi = grad[i] * scale + decay[i] * p[i]
+                    if opt == SGD:
+                        p[i] -= lr * gi
+                    else:
+                        vel[i] = momentum * vel[i] + gi
+                        p[i] -= lr * (gi + momentum * vel[i] if opt == NESTEROV else vel[i])
+            out_loss[k, epoch] = total / n_steps
+            if not (np.isfinite(total) and np.isfinite(sum_squares(p))):
+                out_diverged[k] = epoch
+        p_final[k] = p
