@@ -63,6 +63,15 @@ def loss_gradient(h: np.ndarray, y: np.ndarray, loss: int, dh: np.ndarray) -> tu
 
 
 @jit
+def epoch_order(seed: int, trial: int, epoch: int, keys: np.ndarray) -> np.ndarray:
+    """The trial's visiting order of the training set in this epoch (a seeded permutation)."""
+    key = stream_key(seed, trial, ORDER_TENSOR + epoch)
+    for i in range(keys.size):
+        keys[i] = uniform(key, i)
+    return np.argsort(keys)
+
+
+@jit
 def sgd_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, opt: int, lr: float, momentum: float,
              decay: float, scale: float) -> None:
     """One update of a packed parameter vector; ``scale`` is the clipping factor (1 if none)."""
@@ -124,10 +133,7 @@ def train_mlp(seed, trial0, dims, w_kind, w_scale, b_kind, b_scale, act, alpha, 
                 out_gw[k, epoch] = np.nan
                 out_gb[k, epoch] = np.nan
                 continue
-            key = stream_key(seed, trial, ORDER_TENSOR + epoch)
-            for i in range(n):
-                keys[i] = uniform(key, i)
-            order = np.argsort(keys)
+            order = epoch_order(seed, trial, epoch, keys)
             total = 0.0
             correct = 0
             out_gw[k, epoch] = 0.0
@@ -258,9 +264,6 @@ def train_rnn(seed, trial0, hidden, w_kind, w_scale, x_scale, b_kind, b_scale, a
         xb = np.empty((batch, steps, d_in), dtype=x.dtype)
         yb = np.empty((batch, k_out), dtype=x.dtype)
         keys = np.empty(n_samples)
-        decay = np.zeros(total_size)
-        decay[: sizes[0] + sizes[1]] = weight_decay  # L2 on W_hh and W_xh
-        decay[o3 : o3 + sizes[3]] = weight_decay  # and W_o; not on biases
         out_diverged[k] = -1
         for epoch in range(epochs):
             if out_diverged[k] >= 0:
@@ -269,10 +272,7 @@ def train_rnn(seed, trial0, hidden, w_kind, w_scale, x_scale, b_kind, b_scale, a
                 out_gb[k, epoch] = np.nan
                 out_gh[k, epoch] = np.nan
                 continue
-            key = stream_key(seed, trial, ORDER_TENSOR + epoch)
-            for i in range(n_samples):
-                keys[i] = uniform(key, i)
-            order = np.argsort(keys)
+            order = epoch_order(seed, trial, epoch, keys)
             total = 0.0
             out_gw[k, epoch] = 0.0
             out_gb[k, epoch] = 0.0
@@ -294,13 +294,10 @@ def train_rnn(seed, trial0, hidden, w_kind, w_scale, x_scale, b_kind, b_scale, a
                     norm = np.sqrt(sum_squares(grad))
                     if norm > clip:
                         scale = clip / norm
-                for i in range(total_size):
-                    gi = grad[i] * scale + decay[i] * p[i]
-                    if opt == SGD:
-                        p[i] -= lr * gi
-                    else:
-                        vel[i] = momentum * vel[i] + gi
-                        p[i] -= lr * (gi + momentum * vel[i] if opt == NESTEROV else vel[i])
+                # L2 on W_hh, W_xh and W_o; not on the biases.
+                for lo, hi, wd in ((0, sizes[0] + sizes[1], weight_decay), (sizes[0] + sizes[1], o3, 0.0),
+                                   (o3, o3 + sizes[3], weight_decay), (o3 + sizes[3], total_size, 0.0)):
+                    sgd_step(p[lo:hi], grad[lo:hi], vel[lo:hi], opt, lr, momentum, wd, scale)
             out_loss[k, epoch] = total / n_steps
             if not (np.isfinite(total) and np.isfinite(sum_squares(p))):
                 out_diverged[k] = epoch
