@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 NORMAL, UNIFORM, ORTHOGONAL, IDENTITY, CONSTANT, SPECTRAL = range(6)
 
 WEIGHT_INITS = (
@@ -132,11 +130,3 @@ def bias_kind(bias_init: str, sigma_b: float, value: float) -> tuple[int, float]
     if bias_init == "constant":
         return CONSTANT, value
     raise ValueError(f"bias_init: unknown {bias_init!r}; choose one of {', '.join(BIAS_INITS)}")
-
-
-def layer_table(kinds: list[tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Pack per-layer ``(kind, scale)`` pairs into the arrays the kernels take."""
-    return (
-        np.array([k for k, _ in kinds], dtype=np.int64),
-        np.array([s for _, s in kinds], dtype=np.float64),
-    )

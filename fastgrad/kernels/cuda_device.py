@@ -66,7 +66,8 @@ def _retarget(module: Any, names: list[str]) -> dict[str, Any]:
     return built
 
 
-_ACT_NAMES = ["_nan_or"] + [n for pair in ((f, f"d_{f}") for f in activations.NAMES) for n in pair]
+# Every activation pair of the registry, plus the helper they share.
+_ACT_NAMES = ["_nan_or"] + [f.__name__ for pair in activations.FUNCTIONS.values() for f in pair]
 _act = _retarget(activations, _ACT_NAMES)
 _rng = _retarget(rng, ["mix64", "stream_key", "word", "normal_pair", "uniform"])
 
