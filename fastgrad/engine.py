@@ -83,7 +83,8 @@ def _mlp_plan(spec: MLP, trials: int, batch: int, seed: int, dt: np.dtype) -> tu
 
     def call(lo: int, hi: int, a: dict[str, np.ndarray]) -> None:
         cpu_mlp.mlp_generated(seed, lo, batch, dims, w_kind, w_scale, b_kind, b_scale, act, alpha, loss,
-                              a["grad_w"][lo:hi], a["grad_b"][lo:hi], a["delta"][lo:hi], a["q"][lo:hi])
+                              a["grad_w"][lo:hi], a["grad_b"][lo:hi], a["delta"][lo:hi], a["q"][lo:hi],
+                              numba.get_num_threads())
 
     return arrays, call
 
@@ -116,7 +117,7 @@ def _rnn_plan(spec: RNN, trials: int, batch: int, seed: int, dt: np.dtype) -> tu
     def call(lo: int, hi: int, a: dict[str, np.ndarray]) -> None:
         cpu_rnn.rnn_generated(seed, lo, batch, spec.hidden, spec.inputs, w_kind, w_scale, x_scale, b_kind,
                               b_scale, code, alpha, loss, a["grad_h"][lo:hi], a["grad_whh_step"][lo:hi],
-                              a["q"][lo:hi], totals[lo:hi])
+                              a["q"][lo:hi], totals[lo:hi], numba.get_num_threads())
         a["grad_whh"][lo:hi], a["grad_wxh"][lo:hi], a["grad_b"][lo:hi] = totals[lo:hi].T
 
     arrays.update({m: np.empty(trials, dtype=dt) for m in ("grad_whh", "grad_wxh", "grad_b")})

@@ -139,7 +139,7 @@ def mlp_backprop(
         cpu_mlp.mlp_explicit(w_flat, b_flat, x, y,
                              np.array(dims, dtype=np.int64), act, act_alpha,
                              cpu_mlp.MSE if loss == "mse" else cpu_mlp.PROBE,
-                             out["grad_w"], out["grad_b"], out["delta"], out["q"])
+                             out["grad_w"], out["grad_b"], out["delta"], out["q"], n_threads)
         seconds = time.perf_counter() - t0
     return Result(out, trials=trials, batch=batch, dtype=dt.name, version=__version__,
                   threads=n_threads, run_seconds=seconds)
@@ -251,7 +251,7 @@ def rnn_backprop(
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
         cpu_rnn.rnn_explicit(W_hh, W_xh, b, x, np.ascontiguousarray(y4), code, a, code_loss,
-                             out["grad_h"], out["grad_whh_step"], out["q"], totals)
+                             out["grad_h"], out["grad_whh_step"], out["q"], totals, n_threads)
         seconds = time.perf_counter() - t0
     out.update({m: np.ascontiguousarray(totals[:, i]) for i, m in enumerate(("grad_whh", "grad_wxh", "grad_b"))})
     return Result(out, trials=trials, batch=batch, dtype=dt.name, version=__version__, threads=n_threads,

@@ -43,19 +43,20 @@ def rnn_trial(
     grad_whh_step: np.ndarray,
     q: np.ndarray,
     totals: np.ndarray,
+    work: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
 ) -> None:
     """One trial. x (S, B, d); y (1, B, n) for LAST and PROBE, (S, B, n) for ALL.
 
     Writes grad_h, grad_whh_step, q (S,) and totals = (||dW_hh||, ||dW_xh||, ||db||).
+    ``work`` is the caller's ``workspace``, reused from trial to trial.
     """
     steps, batch, d_in = x.shape
     n = whh.shape[0]
     dtype = x.dtype
-    # hs[t] = h_t for t = 0..S (h_0 = 0); ds[t-1] = phi'(z_t).
-    hs = np.zeros((steps + 1, batch, n), dtype=dtype)
-    ds = np.empty((steps, batch, n), dtype=dtype)
-    # All input products at once: zx[t] = x_t @ W_xh + b.
-    zx = np.empty((steps * batch, n), dtype=dtype)
+    # hs[t] = h_t for t = 0..S (h_0 = 0); ds[t-1] = phi'(z_t);
+    # zx[t] = x_t @ W_xh + b, all steps' input products at once.
+    hs, ds, zx, deltas = work
+    hs[0] = 0.0
     np.dot(x.reshape(steps * batch, d_in), wxh, zx)
     for r in range(steps * batch):
         for j in range(n):
@@ -82,7 +83,6 @@ def rnn_trial(
         for i in range(batch):
             for j in range(n):
                 g[i, j] = (hs[steps, i, j] - last_y[i, j]) * inv_b
-    deltas = np.empty((steps, batch, n), dtype=dtype)
     h64 = np.empty((batch, n))
     d64 = np.empty((batch, n))
     gram_h = np.empty((batch, batch))
@@ -114,6 +114,17 @@ def rnn_trial(
     totals[2] = np.sqrt(sum_squares(db))
 
 
+@jit
+def workspace(steps: int, batch: int, n: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The large buffers of ``rnn_trial`` (hs, ds, zx, deltas): allocate once per block of trials.
+
+    Each is ~S B n elements, above malloc's mmap threshold: allocated per
+    trial, every page would fault in afresh.
+    """
+    return (np.empty((steps + 1, batch, n), dtype=dtype), np.empty((steps, batch, n), dtype=dtype),
+            np.empty((steps * batch, n), dtype=dtype), np.empty((steps, batch, n), dtype=dtype))
+
+
 @jit(parallel=True)
 def rnn_explicit(
     whh: np.ndarray,
@@ -128,10 +139,19 @@ def rnn_explicit(
     grad_whh_step: np.ndarray,
     q: np.ndarray,
     totals: np.ndarray,
+    blocks: int,
 ) -> None:
-    """Trials given as arrays: whh (T, n, n), wxh (T, d, n), b (T, n), x (T, S, B, d), y (T, Sy, B, n)."""
-    for t in prange(whh.shape[0]):
-        rnn_trial(whh[t], wxh[t], b[t], x[t], y[t], act, alpha, loss, grad_h[t], grad_whh_step[t], q[t], totals[t])
+    """Trials given as arrays: whh (T, n, n), wxh (T, d, n), b (T, n), x (T, S, B, d), y (T, Sy, B, n).
+
+    The trials are split into ``blocks`` runs of consecutive trials (one per thread).
+    """
+    n_trials, steps, batch, _ = x.shape
+    n_blocks = min(n_trials, blocks)
+    for k in prange(n_blocks):
+        work = workspace(steps, batch, whh.shape[1], x.dtype)
+        for t in range(k * n_trials // n_blocks, (k + 1) * n_trials // n_blocks):
+            rnn_trial(whh[t], wxh[t], b[t], x[t], y[t], act, alpha, loss, grad_h[t], grad_whh_step[t], q[t],
+                      totals[t], work)
 
 
 @jit(parallel=True)
@@ -153,6 +173,7 @@ def rnn_generated(
     grad_whh_step: np.ndarray,
     q: np.ndarray,
     totals: np.ndarray,
+    blocks: int,
 ) -> None:
     """Trials ``trial0 ..`` drawn from their streams, then run; grad_h fixes S and the dtype.
 
@@ -162,16 +183,20 @@ def rnn_generated(
     steps = grad_h.shape[1]
     dtype = grad_h.dtype
     y_steps = steps if loss == ALL else 1
-    for k in prange(grad_h.shape[0]):
-        trial = trial0 + k
+    n_trials = grad_h.shape[0]
+    n_blocks = min(n_trials, blocks)
+    for blk in prange(n_blocks):
         whh = np.empty((hidden, hidden), dtype=dtype)
-        draw_matrix(whh, w_kind, w_scale, seed, trial, WHH_TENSOR)
         wxh = np.empty((inputs, hidden), dtype=dtype)
-        draw_matrix(wxh, NORMAL, x_scale, seed, trial, WXH_TENSOR)
         bias = np.empty(hidden, dtype=dtype)
-        draw_vector(bias, b_kind, b_scale, seed, trial, B_TENSOR)
         x = np.empty((steps, batch, inputs), dtype=dtype)
-        draw_vector(x.reshape(x.size), NORMAL, 1.0, seed, trial, X_TENSOR)
         y = np.empty((y_steps, batch, hidden), dtype=dtype)
-        draw_vector(y.reshape(y.size), NORMAL, 1.0, seed, trial, Y_TENSOR)
-        rnn_trial(whh, wxh, bias, x, y, act, alpha, loss, grad_h[k], grad_whh_step[k], q[k], totals[k])
+        work = workspace(steps, batch, hidden, dtype)
+        for k in range(blk * n_trials // n_blocks, (blk + 1) * n_trials // n_blocks):
+            trial = trial0 + k
+            draw_matrix(whh, w_kind, w_scale, seed, trial, WHH_TENSOR)
+            draw_matrix(wxh, NORMAL, x_scale, seed, trial, WXH_TENSOR)
+            draw_vector(bias, b_kind, b_scale, seed, trial, B_TENSOR)
+            draw_vector(x.reshape(x.size), NORMAL, 1.0, seed, trial, X_TENSOR)
+            draw_vector(y.reshape(y.size), NORMAL, 1.0, seed, trial, Y_TENSOR)
+            rnn_trial(whh, wxh, bias, x, y, act, alpha, loss, grad_h[k], grad_whh_step[k], q[k], totals[k], work)
