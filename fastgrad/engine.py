@@ -113,11 +113,14 @@ def _rnn_plan(spec: RNN, trials: int, batch: int, seed: int, dt: np.dtype) -> tu
     loss = {"last": cpu_rnn.LAST, "all": cpu_rnn.ALL, "probe": cpu_rnn.PROBE}[spec.loss]
     arrays = {m: np.empty((trials, spec.steps), dtype=dt) for m in ("grad_h", "grad_whh_step", "q")}
     totals = np.empty((trials, 3), dtype=dt)
+    jac = np.empty((trials, spec.steps if spec.jacobian else 0), dtype=dt)
+    if spec.jacobian:
+        arrays["jacobian"] = jac
 
     def call(lo: int, hi: int, a: dict[str, np.ndarray]) -> None:
         cpu_rnn.rnn_generated(seed, lo, batch, spec.hidden, spec.inputs, w_kind, w_scale, x_scale, b_kind,
                               b_scale, code, alpha, loss, a["grad_h"][lo:hi], a["grad_whh_step"][lo:hi],
-                              a["q"][lo:hi], totals[lo:hi], numba.get_num_threads())
+                              a["q"][lo:hi], totals[lo:hi], jac[lo:hi], numba.get_num_threads())
         a["grad_whh"][lo:hi], a["grad_wxh"][lo:hi], a["grad_b"][lo:hi] = totals[lo:hi].T
 
     arrays.update({m: np.empty(trials, dtype=dt) for m in ("grad_whh", "grad_wxh", "grad_b")})
@@ -166,7 +169,8 @@ def run(
     -------
     Result
         Per-trial statistics (``grad_w``, ``grad_b``, ``delta``, ``q`` for MLP
-        and chain; ``grad_h``, ``grad_whh_step``, ``q`` and totals for RNN), with timings.
+        and chain; ``grad_h``, ``grad_whh_step``, ``q``, the totals and, if
+        ``spec.jacobian``, ``jacobian`` for RNN), with timings.
     """
     plan = _PLANS.get(type(spec))
     if plan is None:

@@ -199,6 +199,7 @@ def rnn_backprop(
     loss: str = "last",
     alpha: float | None = None,
     threads: int | None = None,
+    jacobian: bool = False,
 ) -> Result:
     """Backpropagation through time for given vanilla RNNs, one per trial.
 
@@ -218,6 +219,9 @@ def rnn_backprop(
     loss : {"last", "all", "probe"}
     alpha : float, optional
     threads : int, optional
+    jacobian : bool
+        Also return ``jacobian`` (T, S): ``||dh_S / dh_t||_F`` for the first
+        sequence of each trial's batch (one extra (n, n) product per step).
 
     Returns
     -------
@@ -225,10 +229,13 @@ def rnn_backprop(
         ``grad_h`` (T, S): ||dLoss/dh_t||_F, the total derivative through all
         later steps; ``grad_whh_step`` (T, S): ||h_{t-1}^T delta_t||_F, step
         t's contribution to dLoss/dW_hh; ``q`` (T, S): mean(z_t^2); the totals
-        ``grad_whh``, ``grad_wxh``, ``grad_b`` (T,). Index 0 is step 1.
+        ``grad_whh``, ``grad_wxh``, ``grad_b`` (T,); ``jacobian`` if asked.
+        Index 0 is step 1.
     """
     check_choice("loss", loss, RNN_LOSSES)
     code, a = activation_params("activation", activation, alpha)
+    if not isinstance(jacobian, (bool, np.bool_)):
+        raise ValueError(f"jacobian: expected True or False, got {jacobian!r}")
     W_hh = check_array("W_hh", W_hh, 3)
     dt = W_hh.dtype
     W_xh = check_array("W_xh", W_xh, 3, dt)
@@ -247,12 +254,15 @@ def rnn_backprop(
     y4 = y if loss == "all" else y[:, None]
     out = {m: np.empty((trials, steps), dtype=dt) for m in ("grad_h", "grad_whh_step", "q")}
     totals = np.empty((trials, 3), dtype=dt)
+    jac = np.empty((trials, steps if jacobian else 0), dtype=dt)
     code_loss = {"last": cpu_rnn.LAST, "all": cpu_rnn.ALL, "probe": cpu_rnn.PROBE}[loss]
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
         cpu_rnn.rnn_explicit(W_hh, W_xh, b, x, np.ascontiguousarray(y4), code, a, code_loss,
-                             out["grad_h"], out["grad_whh_step"], out["q"], totals, n_threads)
+                             out["grad_h"], out["grad_whh_step"], out["q"], totals, jac, n_threads)
         seconds = time.perf_counter() - t0
     out.update({m: np.ascontiguousarray(totals[:, i]) for i, m in enumerate(("grad_whh", "grad_wxh", "grad_b"))})
+    if jacobian:
+        out["jacobian"] = jac
     return Result(out, trials=trials, batch=batch, dtype=dt.name, version=__version__, threads=n_threads,
                   run_seconds=seconds)

@@ -114,6 +114,8 @@ def _rnn(cuda: Any, spec: RNN, trials: int, batch: int, seed: int, dt: np.dtype,
          chunk: int | None) -> dict[str, np.ndarray]:
     from fastgrad.kernels import cuda_rnn
 
+    if spec.jacobian:
+        raise ValueError("jacobian: the Jacobian norms are computed on backend='cpu' only")
     w_kind, w_scale = recurrent_kind(spec.init, spec.hidden, spec.gain)
     if w_kind not in (NORMAL, IDENTITY):
         what = "orthogonal" if w_kind == ORTHOGONAL else "spectral" if w_kind == SPECTRAL else str(w_kind)

@@ -166,6 +166,36 @@ def rnn(Whh, Wxh, b, x, y, activation="tanh", loss="last"):
     return out
 
 
+def rnn_jacobian(Whh, Wxh, b, x, activation="tanh"):
+    """||dh_S/dh_t||_F (T, S) for the first sequence of each batch, by forward accumulation.
+
+    P[i, j] = dh_{k,j} / dh_{t,i}, built step by step from h_t forwards (the
+    engine accumulates backwards from h_S).
+    """
+    T, S, _, _ = x.shape
+    out = np.zeros((T, S))
+    for trial in range(T):
+        h = np.zeros(Whh.shape[1])
+        zs = []
+        for s in range(S):
+            z = h @ Whh[trial] + x[trial, s, 0] @ Wxh[trial] + b[trial]
+            zs.append(z)
+            h = phi(activation, z)
+        for t in range(S):  # index t is h_{t+1}
+            p = np.eye(Whh.shape[1])
+            for k in range(t + 1, S):
+                p = p @ (Whh[trial] * dphi(activation, zs[k])[None, :])
+            out[trial, t] = np.linalg.norm(p)
+    return out
+
+
+def rnn_final_state(Whh, Wxh, b, x, h, start, activation="tanh"):
+    """h_S of one sequence (arrays without the trial and batch axes) given h at step ``start``."""
+    for s in range(start, x.shape[0]):
+        h = phi(activation, h @ Whh + x[s] @ Wxh + b)
+    return h
+
+
 def rnn_loss(Whh, Wxh, b, x, y, activation="tanh", loss="last"):
     """The loss of one RNN trial (arrays without the trial axis)."""
     S, B, _ = x.shape

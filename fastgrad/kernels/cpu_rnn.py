@@ -43,12 +43,15 @@ def rnn_trial(
     grad_whh_step: np.ndarray,
     q: np.ndarray,
     totals: np.ndarray,
+    jac: np.ndarray,
     work: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
 ) -> None:
     """One trial. x (S, B, d); y (1, B, n) for LAST and PROBE, (S, B, n) for ALL.
 
     Writes grad_h, grad_whh_step, q (S,) and totals = (||dW_hh||, ||dW_xh||, ||db||).
-    ``work`` is the caller's ``workspace``, reused from trial to trial.
+    If ``jac`` is not empty, also the Jacobian norms of the batch's first
+    sequence (``jacobian_norms``) into it. ``work`` is the caller's
+    ``workspace``, reused from trial to trial.
     """
     steps, batch, d_in = x.shape
     n = whh.shape[0]
@@ -99,6 +102,8 @@ def rnn_trial(
                 dt[i, j] = g[i, j] * ds[t, i, j]
         grad_whh_step[t] = np.sqrt(product_norm_squared(hs[t], dt, h64, d64, gram_h, gram_d))
         np.dot(dt, whh.T, g)
+    if jac.size:
+        jacobian_norms(whh, ds, jac)
 
     flat_d = deltas.reshape(steps * batch, n)
     dw = np.empty((n, n), dtype=dtype)
@@ -112,6 +117,30 @@ def rnn_trial(
         for j in range(n):
             db[j] += flat_d[r, j]
     totals[2] = np.sqrt(sum_squares(db))
+
+
+@jit
+def jacobian_norms(whh: np.ndarray, ds: np.ndarray, jac: np.ndarray) -> None:
+    """``jac[t] = ||dh_S / dh_{t+1}||_F`` for the first sequence of the batch (index 0 is h_1).
+
+    With ``M_t[i, k] = dh_{S,k} / dh_{t,i}``: ``M_S = I`` and
+    ``M_{t-1} = W_hh diag(phi'(z_t)) M_t``. One (n, n) product per step, in
+    float64 whatever the run's dtype: n times the cost of back-propagating one
+    vector, so this is opt-in.
+    """
+    steps = ds.shape[0]
+    n = whh.shape[0]
+    w64 = whh.astype(np.float64)
+    m = np.eye(n)
+    scaled = np.empty((n, n))
+    for t in range(steps - 1, -1, -1):
+        jac[t] = np.sqrt(sum_squares(m.reshape(n * n)))
+        if t > 0:
+            for i in range(n):
+                d = np.float64(ds[t, 0, i])
+                for k in range(n):
+                    scaled[i, k] = d * m[i, k]
+            np.dot(w64, scaled, m)
 
 
 @jit
@@ -139,11 +168,13 @@ def rnn_explicit(
     grad_whh_step: np.ndarray,
     q: np.ndarray,
     totals: np.ndarray,
+    jac: np.ndarray,
     blocks: int,
 ) -> None:
     """Trials given as arrays: whh (T, n, n), wxh (T, d, n), b (T, n), x (T, S, B, d), y (T, Sy, B, n).
 
-    The trials are split into ``blocks`` runs of consecutive trials (one per thread).
+    ``jac`` is (T, S) for the Jacobian norms or (T, 0) to skip them. The
+    trials are split into ``blocks`` runs of consecutive trials (one per thread).
     """
     n_trials, steps, batch, _ = x.shape
     n_blocks = min(n_trials, blocks)
@@ -151,7 +182,7 @@ def rnn_explicit(
         work = workspace(steps, batch, whh.shape[1], x.dtype)
         for t in range(k * n_trials // n_blocks, (k + 1) * n_trials // n_blocks):
             rnn_trial(whh[t], wxh[t], b[t], x[t], y[t], act, alpha, loss, grad_h[t], grad_whh_step[t], q[t],
-                      totals[t], work)
+                      totals[t], jac[t], work)
 
 
 @jit(parallel=True)
@@ -173,6 +204,7 @@ def rnn_generated(
     grad_whh_step: np.ndarray,
     q: np.ndarray,
     totals: np.ndarray,
+    jac: np.ndarray,
     blocks: int,
 ) -> None:
     """Trials ``trial0 ..`` drawn from their streams, then run; grad_h fixes S and the dtype.
@@ -199,4 +231,5 @@ def rnn_generated(
             draw_vector(bias, b_kind, b_scale, seed, trial, B_TENSOR)
             draw_vector(x.reshape(x.size), NORMAL, 1.0, seed, trial, X_TENSOR)
             draw_vector(y.reshape(y.size), NORMAL, 1.0, seed, trial, Y_TENSOR)
-            rnn_trial(whh, wxh, bias, x, y, act, alpha, loss, grad_h[k], grad_whh_step[k], q[k], totals[k], work)
+            rnn_trial(whh, wxh, bias, x, y, act, alpha, loss, grad_h[k], grad_whh_step[k], q[k], totals[k], jac[k],
+                      work)
