@@ -22,6 +22,20 @@ def test_cuda_kernels_under_the_simulator():
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1]
 
 
+def test_cuda_kernels_compile_for_a_real_gpu():
+    # The simulator runs the kernels as Python; this compiles them (NVVM, then ptxas)
+    # for compute capability 9.0 with the argument types fastgrad.gpu launches them with.
+    pytest.importorskip("numba_cuda", reason="numba-cuda is in the test extra")
+    for wheel in ("nvidia.cuda_nvcc", "nvidia.cuda_nvrtc"):
+        pytest.importorskip(wheel, reason="NVVM and NVRTC come with the test extra on Linux")
+    proc = subprocess.run([sys.executable, "scripts/gpu_compile_check.py", "--cc", "9.0"], cwd=ROOT,
+                          env={k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "generated" in line]
+    assert len(rows) == 6 and all(row.rstrip().endswith("| yes |") for row in rows), proc.stdout
+
+
 @pytest.mark.skipif(gpu.status()[0], reason="a GPU is usable here")
 def test_without_a_gpu_cuda_fails_clearly():
     ok, why = gpu.status()
