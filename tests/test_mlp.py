@@ -163,3 +163,16 @@ def test_result_metadata_and_frame():
     assert len(frame) == 18 and list(frame.columns) == ["trial", "layer", *METRICS]
     assert res.per_layer == list(METRICS)
     np.testing.assert_array_equal(frame["grad_w"].to_numpy().reshape(6, 3), res.grad_w)
+
+
+def test_orthogonal_init_is_the_q_of_numpy_qr_of_the_stream():
+    # Layer l (0-based) draws W from tensor 2l + 2: the Q of NumPy's QR of that stream's
+    # Gaussian (big x small) matrix, columns signed by diag(R), transposed for wide layers.
+    spec = fg.MLP(depth=3, width=7, init="orthogonal", gain=1.5, input_width=4, output_width=9)
+    W, _, _, _ = fg.mlp_trial_arrays(spec, seed=5, trials=3, batch=1)
+    for trial in range(3):
+        for l, (n_in, n_out) in enumerate(((4, 7), (7, 7), (7, 9))):
+            big, small = max(n_in, n_out), min(n_in, n_out)
+            q, r = np.linalg.qr(fg.rng.normals(5, trial, 2 * l + 2, big * small).reshape(big, small))
+            q = 1.5 * q * np.sign(np.diag(r))
+            np.testing.assert_allclose(W[l][trial], q if n_in >= n_out else q.T, rtol=0, atol=1e-13)

@@ -207,3 +207,18 @@ def test_jacobian_of_generated_trials():
         fg.RNN(steps=2, hidden=2, inputs=1, jacobian="yes")
     with pytest.raises(ValueError, match="jacobian"):
         fg.rnn_backprop(whh, wxh, bias, x, x[:, 0, :, :1].repeat(6, axis=2), jacobian=1)
+
+
+def test_recurrent_inits_match_numpy_on_the_stream():
+    # W_hh is tensor 2 of each trial: orthogonal = gain * Q of NumPy's QR (diag(R) > 0),
+    # spectral = gain * G / max|eig(G)| of the same Gaussian G.
+    for init in ("orthogonal", "spectral"):
+        whh = fg.rnn_trial_arrays(fg.RNN(steps=2, hidden=9, inputs=2, init=init, gain=0.8), 3, 4, 1)[0]
+        for trial in range(4):
+            g = fg.rng.normals(3, trial, 2, 81).reshape(9, 9)
+            if init == "orthogonal":
+                q, r = np.linalg.qr(g)
+                expected = 0.8 * q * np.sign(np.diag(r))
+            else:
+                expected = 0.8 * g / np.max(np.abs(np.linalg.eigvals(g)))
+            np.testing.assert_allclose(whh[trial], expected, rtol=0, atol=1e-13, err_msg=init)
