@@ -75,3 +75,5 @@ def test_unsupported_inits_say_so():
         fg.run(fg.MLP(depth=2, width=4, init="orthogonal"), trials=1, backend="cuda")
     with pytest.raises(ValueError, match="spectral"):
         fg.run(fg.RNN(steps=2, hidden=3, inputs=1, init="spectral"), trials=1, backend="cuda")
+    with pytest.raises(ValueError, match="jacobian"):
+        fg.run(fg.RNN(steps=2, hidden=3, inputs=1, jacobian=True), trials=1, backend="cuda")
