@@ -115,7 +115,7 @@ def _rnn_plan(spec: RNN, trials: int, batch: int, seed: int, dt: np.dtype) -> tu
     totals = np.empty((trials, 3), dtype=dt)
     jac = np.empty((trials, spec.steps if spec.jacobian else 0), dtype=dt)
     if spec.jacobian:
-        arrays["jacobian"] = jac
+        arrays["jacobian_norm"] = jac
 
     def call(lo: int, hi: int, a: dict[str, np.ndarray]) -> None:
         cpu_rnn.rnn_generated(seed, lo, batch, spec.hidden, spec.inputs, w_kind, w_scale, x_scale, b_kind,
@@ -170,7 +170,7 @@ def run(
     Result
         Per-trial statistics (``grad_w``, ``grad_b``, ``delta``, ``q`` for MLP
         and chain; ``grad_h``, ``grad_whh_step``, ``q``, the totals and, if
-        ``spec.jacobian``, ``jacobian`` for RNN), with timings.
+        ``spec.jacobian``, ``jacobian_norm`` for RNN), with timings.
     """
     plan = _PLANS.get(type(spec))
     if plan is None:

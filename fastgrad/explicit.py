@@ -220,7 +220,7 @@ def rnn_backprop(
     alpha : float, optional
     threads : int, optional
     jacobian : bool
-        Also return ``jacobian`` (T, S): ``||dh_S / dh_t||_F`` for the first
+        Also return ``jacobian_norm`` (T, S): ``||dh_S / dh_t||_F`` for the first
         sequence of each trial's batch (one extra (n, n) product per step).
 
     Returns
@@ -229,7 +229,7 @@ def rnn_backprop(
         ``grad_h`` (T, S): ||dLoss/dh_t||_F, the total derivative through all
         later steps; ``grad_whh_step`` (T, S): ||h_{t-1}^T delta_t||_F, step
         t's contribution to dLoss/dW_hh; ``q`` (T, S): mean(z_t^2); the totals
-        ``grad_whh``, ``grad_wxh``, ``grad_b`` (T,); ``jacobian`` if asked.
+        ``grad_whh``, ``grad_wxh``, ``grad_b`` (T,); ``jacobian_norm`` if asked.
         Index 0 is step 1.
     """
     check_choice("loss", loss, RNN_LOSSES)
@@ -263,6 +263,6 @@ def rnn_backprop(
         seconds = time.perf_counter() - t0
     out.update({m: np.ascontiguousarray(totals[:, i]) for i, m in enumerate(("grad_whh", "grad_wxh", "grad_b"))})
     if jacobian:
-        out["jacobian"] = jac
+        out["jacobian_norm"] = jac
     return Result(out, trials=trials, batch=batch, dtype=dt.name, version=__version__, threads=n_threads,
                   run_seconds=seconds)

@@ -235,7 +235,7 @@ class RNN:
     alpha : float, optional
         Activation parameter (leaky slope, ELU alpha).
     jacobian : bool
-        Also compute ``jacobian`` (T, S): ``||dh_S / dh_t||_F``, the norm of the
+        Also compute ``jacobian_norm`` (T, S): ``||dh_S / dh_t||_F``, the norm of the
         Jacobian product that the classic analyses bound, for the first sequence
         of each trial's batch. Costs one (n, n) matrix product per step: W-rnn
         (n = 64, batch 16) runs at 0.72x its throughput in float64, 0.64x in float32.

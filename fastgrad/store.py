@@ -106,6 +106,9 @@ def cell_table(params: dict[str, Any], arrays: dict[str, np.ndarray]) -> pa.Tabl
     (trials,) are repeated on each of their trial's rows; each grid parameter
     is a constant column.
     """
+    clash = sorted(set(params) & (set(arrays) | {"trial", "layer"}))
+    if clash:  # a column would silently replace another
+        raise ValueError(f"grid: parameter {clash[0]!r} has the name of a result column")
     per_layer = {k: v for k, v in arrays.items() if v.ndim == 2}
     trials, depth = next(iter(per_layer.values())).shape
     columns: dict[str, Any] = {}

@@ -151,15 +151,15 @@ def test_bad_input():
 def test_jacobian_matches_forward_accumulation(activation):
     whh, wxh, b, x, y = random_rnn(np.random.default_rng(5), 3, 7, 2, 3, 5, "last", gain=1.3)
     got = fg.rnn_backprop(whh, wxh, b, x, y, activation=activation, jacobian=True)
-    assert got.jacobian.shape == (3, 7) and got.jacobian.dtype == np.float64
-    np.testing.assert_allclose(got.jacobian, naive.rnn_jacobian(whh, wxh, b, x, activation), rtol=1e-10)
-    assert "jacobian" not in fg.rnn_backprop(whh, wxh, b, x, y, activation=activation).arrays
+    assert got.jacobian_norm.shape == (3, 7) and got.jacobian_norm.dtype == np.float64
+    np.testing.assert_allclose(got.jacobian_norm, naive.rnn_jacobian(whh, wxh, b, x, activation), rtol=1e-10)
+    assert "jacobian_norm" not in fg.rnn_backprop(whh, wxh, b, x, y, activation=activation).arrays
 
 
 def test_jacobian_matches_finite_differences():
     # dh_S/dh_t by perturbing h_t of the first sequence and running on to step S.
     whh, wxh, b, x, y = random_rnn(np.random.default_rng(6), 1, 6, 2, 2, 4, "last", gain=1.5)
-    got = fg.rnn_backprop(whh, wxh, b, x, y, jacobian=True).jacobian[0]
+    got = fg.rnn_backprop(whh, wxh, b, x, y, jacobian=True).jacobian_norm[0]
     w, u, c, xs = whh[0], wxh[0], b[0], x[0, :, 0]
     h = np.zeros(4)
     for t in range(6):  # h is h_{t+1} after this step; the Jacobian of h_S with respect to it
@@ -182,13 +182,13 @@ def test_jacobian_obeys_the_contraction_bound():
     whh, wxh, b, x, y = random_rnn(rng, 4, steps, 2, 3, n, "last")
     sigma = np.linalg.norm(whh, ord=2, axis=(1, 2))
     whh *= (0.9 / sigma)[:, None, None]
-    got = fg.rnn_backprop(whh, wxh, b, x, y, jacobian=True).jacobian
+    got = fg.rnn_backprop(whh, wxh, b, x, y, jacobian=True).jacobian_norm
     bound = np.sqrt(n) * 0.9 ** (steps - 1 - np.arange(steps))
     assert np.all(got <= bound * (1 + 1e-12))
     assert np.all(got[:, :-1] < bound[:-1])  # saturation makes it strict with random inputs
     q, _ = np.linalg.qr(rng.normal(size=(n, n)))
     zero_x = np.zeros((1, steps, 2, 3))
-    exact = fg.rnn_backprop((0.9 * q)[None], wxh[:1], np.zeros((1, n)), zero_x, y[:1], jacobian=True).jacobian
+    exact = fg.rnn_backprop((0.9 * q)[None], wxh[:1], np.zeros((1, n)), zero_x, y[:1], jacobian=True).jacobian_norm
     np.testing.assert_allclose(exact[0], bound, rtol=1e-12)
 
 
@@ -196,13 +196,13 @@ def test_jacobian_of_generated_trials():
     spec = fg.RNN(steps=12, hidden=6, inputs=3, gain=1.1, sigma_b=0.1, jacobian=True)
     a = fg.run(spec, trials=40, batch=3, seed=9, threads=2)
     b = fg.run(spec, trials=40, batch=3, seed=9, threads=1, chunk=7)
-    np.testing.assert_array_equal(a.jacobian, b.jacobian)
+    np.testing.assert_array_equal(a.jacobian_norm, b.jacobian_norm)
     whh, wxh, bias, x, _ = fg.rnn_trial_arrays(spec, seed=9, trials=40, batch=3)
-    np.testing.assert_allclose(a.jacobian, naive.rnn_jacobian(whh, wxh, bias, x), rtol=1e-10)
+    np.testing.assert_allclose(a.jacobian_norm, naive.rnn_jacobian(whh, wxh, bias, x), rtol=1e-10)
     r32 = fg.run(spec, trials=40, batch=3, seed=9, dtype="float32")
-    assert r32.jacobian.dtype == np.float32
-    np.testing.assert_allclose(r32.jacobian, a.jacobian, rtol=1e-4)
-    assert "jacobian" not in fg.run(fg.RNN(steps=12, hidden=6, inputs=3), trials=2, batch=3).arrays
+    assert r32.jacobian_norm.dtype == np.float32
+    np.testing.assert_allclose(r32.jacobian_norm, a.jacobian_norm, rtol=1e-4)
+    assert "jacobian_norm" not in fg.run(fg.RNN(steps=12, hidden=6, inputs=3), trials=2, batch=3).arrays
     with pytest.raises(ValueError, match="jacobian"):
         fg.RNN(steps=2, hidden=2, inputs=1, jacobian="yes")
     with pytest.raises(ValueError, match="jacobian"):

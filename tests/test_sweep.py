@@ -167,3 +167,15 @@ def test_parse_values():
         parse_values("depth", "5:1")
     with pytest.raises(ValueError, match="step"):
         parse_values("depth", "1:5:0")
+
+
+def test_rnn_jacobian_sweep_keeps_parameter_and_result_apart(tmp_path):
+    grid = {"steps": 6, "hidden": 4, "inputs": 2, "gain": [0.9, 1.5], "jacobian": True}
+    fg.sweep("rnn", grid, trials=5, batch=2, store=tmp_path / "s", progress=False)
+    frame = fg.load(tmp_path / "s")
+    assert frame["jacobian"].all()  # the parameter
+    ref = fg.run(fg.RNN(steps=6, hidden=4, inputs=2, gain=1.5, jacobian=True), trials=5, batch=2).to_frame()
+    got = frame[frame["gain"] == 1.5].reset_index(drop=True)
+    np.testing.assert_array_equal(got["jacobian_norm"], ref["jacobian_norm"])  # the result
+    with pytest.raises(ValueError, match="'q'"):
+        store_module.cell_table({"q": 1.0}, {"q": np.ones((2, 3))})
