@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from fastgrad._numba import float64_as_int64, int64_as_float64, jit
+from fastgrad._numba import float64_as_int64, int32_as_float32, int64_as_float64, jit
 
 LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that k * LN2_HI is exact
 LN2_LO = 1.90821492927058770002e-10
@@ -154,3 +154,43 @@ def sincos_turn(v: float) -> tuple[float, float]:
     # (cos, sin) rotated by q quarter turns, as single-level selects so LLVM
     # if-converts them (nested conditionals kept this loop scalar: 22 ns/elem).
     return sign_c * (s if odd else c), sign_s * (c if odd else s)
+
+
+# float32 arithmetic, for float32 runs: 8 lanes per AVX2 vector instead of 4, and
+# shorter polynomials. Every constant is a float32 (a Python float would promote
+# the expression to float64).
+F32 = np.float32
+_LN2_HI32 = F32(0.693145751953125)  # 12 significant bits: k * _LN2_HI32 is exact for |k| < 2**11
+_LN2_LO32 = F32(1.428606765330187e-06)
+_INV_LN2_32 = F32(1.4426950408889634)
+# expm1(r) = r + r^2 * (1/2! + r/3! + ... + r^5/7!) on |r| <= ln2/2: < 2e-8 relative.
+_EXPM1_C32 = tuple(F32(1.0 / math.factorial(k)) for k in range(2, 8))
+
+
+@jit(inline="always")
+def _pow2_32(k: np.int32) -> np.float32:
+    """2**k as a float32 for -126 <= k <= 127."""
+    return int32_as_float32(np.int32((k + 127) << 23))
+
+
+@jit(inline="always")
+def exp_expm1_32(x: np.float32) -> tuple[np.float32, np.float32]:
+    """(exp(x), expm1(x)) for a float32 ``x <= 0``, in float32 arithmetic.
+
+    Exact 0 (and -1) below the float32 range; one rounding into subnormals.
+    """
+    xc = max(x, F32(-110.0))
+    kf = np.floor(xc * _INV_LN2_32 + F32(0.5))
+    r = (xc - kf * _LN2_HI32) - kf * _LN2_LO32
+    r2 = r * r
+    c = _EXPM1_C32
+    poly = (c[0] + r * c[1]) + r2 * ((c[2] + r * c[3]) + r2 * (c[4] + r * c[5]))
+    p = r + r2 * poly
+    k = np.int32(kf)
+    k1 = k >> np.int32(1)
+    s1 = _pow2_32(k1)
+    s2 = _pow2_32(k - k1)
+    t = s1 * s2
+    e = ((F32(1.0) + p) * s1) * s2
+    em1 = p if k == 0 else t * p + (t - F32(1.0))
+    return e, em1

@@ -87,3 +87,18 @@ def _float64_as_int64(typingctx: Any, value: Any) -> Any:
 # Typed as Any: Numba's intrinsic wrapper hides the typing context from callers.
 int64_as_float64: Any = intrinsic(_int64_as_float64)
 float64_as_int64: Any = intrinsic(_float64_as_int64)
+
+
+def _int32_as_float32(typingctx: Any, value: Any) -> Any:
+    """Reinterpret the bits of an int32 as a float32 (no conversion)."""
+    if not isinstance(value, types.Integer):
+        return None
+    sig = types.float32(types.int32)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+
+    return sig, codegen
+
+
+int32_as_float32: Any = intrinsic(_int32_as_float32)
