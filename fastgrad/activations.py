@@ -120,6 +120,28 @@ def _tanh_pair_typed(z):  # type: ignore[no-untyped-def]  # annotated, Numba's i
 
 
 @jit(inline="always")
+def _sigmoid_pair32(z: np.float32) -> tuple[np.float32, np.float32]:
+    """(sigmoid(z), sigmoid'(z)) in float32 arithmetic, as ``sigmoid`` and ``d_sigmoid`` compute them."""
+    u, _ = exp_expm1_32(-abs(z))
+    one_u = F32(1.0) + u
+    s = (F32(1.0) if z >= F32(0.0) else u) / one_u
+    d = u / (one_u * one_u)
+    return (s if z == z else z), (d if z == z else z)
+
+
+def sigmoid_pair(z: float) -> tuple[float, float]:
+    """(sigmoid(z), sigmoid'(z)); compiled code picks float32 or float64 arithmetic by z's type."""
+    return sigmoid(z, 0.0), d_sigmoid(z, 0.0)
+
+
+@overload(sigmoid_pair, inline="always")
+def _sigmoid_pair_typed(z):  # type: ignore[no-untyped-def]  # as _tanh_pair_typed
+    if isinstance(z, types.Float) and z.bitwidth == 32:
+        return lambda z: _sigmoid_pair32(z)
+    return lambda z: (sigmoid(z, 0.0), d_sigmoid(z, 0.0))
+
+
+@jit(inline="always")
 def relu(z: float, alpha: float) -> float:
     return 0.0 if z < 0.0 else z
 
@@ -210,8 +232,7 @@ def apply(code: int, alpha: float, z: np.ndarray, h: np.ndarray, d: np.ndarray) 
             h[i], d[i] = tanh_pair(z[i])
     elif code == SIGMOID:
         for i in range(z.size):
-            h[i] = sigmoid(z[i], alpha)
-            d[i] = d_sigmoid(z[i], alpha)
+            h[i], d[i] = sigmoid_pair(z[i])
     elif code == RELU:
         for i in range(z.size):
             h[i] = relu(z[i], alpha)
