@@ -60,45 +60,22 @@ def max_threads() -> int:
     return int(nb.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
-def _int64_as_float64(typingctx: Any, value: Any) -> Any:
-    """Reinterpret the bits of an int64 as a float64 (no conversion)."""
-    if not isinstance(value, types.Integer):
-        return None
-    sig = types.float64(types.int64)
+def _bitcast(source: Any, target: Any) -> Any:
+    """An intrinsic reinterpreting the bits of a ``source`` value as a ``target`` (no conversion)."""
 
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    def typer(typingctx: Any, value: Any) -> Any:
+        if not isinstance(value, type(source)):  # Integer or Float, as the source
+            return None
 
-    return sig, codegen
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            return builder.bitcast(args[0], context.get_value_type(target))
 
+        return target(source), codegen
 
-def _float64_as_int64(typingctx: Any, value: Any) -> Any:
-    """Reinterpret the bits of a float64 as an int64 (no conversion)."""
-    if not isinstance(value, types.Float):
-        return None
-    sig = types.int64(types.float64)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], context.get_value_type(types.int64))
-
-    return sig, codegen
+    return intrinsic(typer)
 
 
 # Typed as Any: Numba's intrinsic wrapper hides the typing context from callers.
-int64_as_float64: Any = intrinsic(_int64_as_float64)
-float64_as_int64: Any = intrinsic(_float64_as_int64)
-
-
-def _int32_as_float32(typingctx: Any, value: Any) -> Any:
-    """Reinterpret the bits of an int32 as a float32 (no conversion)."""
-    if not isinstance(value, types.Integer):
-        return None
-    sig = types.float32(types.int32)
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], context.get_value_type(types.float32))
-
-    return sig, codegen
-
-
-int32_as_float32: Any = intrinsic(_int32_as_float32)
+int64_as_float64: Any = _bitcast(types.int64, types.float64)
+float64_as_int64: Any = _bitcast(types.float64, types.int64)
+int32_as_float32: Any = _bitcast(types.int32, types.float32)
