@@ -7,8 +7,6 @@ and the explicit-array routines :func:`mlp_backprop`, :func:`chain_backprop` and
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from fastgrad import data  # noqa: E402
 from fastgrad.engine import run  # noqa: E402
 from fastgrad.explicit import chain_backprop, mlp_backprop, rnn_backprop  # noqa: E402
@@ -18,6 +16,7 @@ from fastgrad.store import load  # noqa: E402
 from fastgrad.sweep import sweep  # noqa: E402
 from fastgrad.train import TrainResult, train  # noqa: E402
 from fastgrad.trials import chain_trial_arrays, mlp_trial_arrays, rnn_trial_arrays  # noqa: E402
+from fastgrad.version import __version__  # noqa: E402
 
 __all__ = [
     "MLP",

@@ -2,15 +2,27 @@
 
 One place decides how kernels are compiled:
 
-* ``cache=True`` so a kernel compiles once per machine, not once per process;
+* :func:`kernel` marks an entry point (a function Python calls): it is cached on
+  disk (:mod:`fastgrad._cache`), so it compiles once per machine and version of
+  its sources, not once per process. :func:`jit` marks a building block (called
+  only from compiled code): never cached on its own, since its code is compiled
+  into, and cached with, each kernel that calls it;
+* every kernel is ``nogil``: threads of the engine run blocks of trials at once
+  (no ``parallel=True``: its parfor pipeline compiled for ~16 s per kernel);
 * ``error_model="numpy"`` so divisions do not carry a zero check, which lets
   LLVM vectorise loops that divide;
 * no ``fastmath``: overflow to ``inf`` and ``nan`` is a measurement here, and
   the fast-math flags ``nnan``/``ninf`` would let LLVM assume it never happens.
   Only ``contract`` (fused multiply-add) is enabled; it keeps inf/nan semantics.
 
-It also holds two tiny LLVM intrinsics, bit casts between integers and floats,
-that the vectorisable ``exp`` and the random generator need.
+It also holds compile-time choices (:class:`Choice`), which let one kernel be
+compiled for just the activation or draw it is called with, and two tiny LLVM
+intrinsics, bit casts between integers and floats, that the vectorisable ``exp``
+and the random generator need.
+
+Kernels must not assign an array into a slice (``a[i:j] = b``): Numba's error
+path for a shape mismatch formats strings and cost ~5 s of compilation; use
+:func:`copy` instead.
 """
 
 from __future__ import annotations
@@ -20,7 +32,10 @@ from typing import Any
 
 import numba as nb
 from numba import types
-from numba.extending import intrinsic
+from numba.core.imputils import lower_constant
+from numba.extending import NativeValue, intrinsic, models, register_model, typeof_impl, unbox
+
+from fastgrad._cache import attach
 
 FASTMATH = {"contract"}
 REDUCE_FASTMATH = {"contract", "reassoc"}
@@ -28,7 +43,6 @@ REDUCE_FASTMATH = {"contract", "reassoc"}
 sum of squares cost ~1.3 ns/element here) and keeps inf/nan semantics."""
 
 JIT_OPTIONS: dict[str, Any] = {
-    "cache": True,
     "error_model": "numpy",
     "fastmath": FASTMATH,
     "nogil": True,
@@ -36,14 +50,14 @@ JIT_OPTIONS: dict[str, Any] = {
 
 
 def jit(func: Callable[..., Any] | None = None, **overrides: Any) -> Any:
-    """Compile ``func`` with fastgrad's defaults (``numba.njit``).
+    """Compile a building block with fastgrad's defaults (``numba.njit``, not cached).
 
     Parameters
     ----------
     func : callable, optional
         The Python function to compile. When omitted, a decorator is returned.
     **overrides
-        Options that replace the defaults, e.g. ``parallel=True``.
+        Options that replace the defaults, e.g. ``inline="always"``.
 
     Returns
     -------
@@ -53,6 +67,102 @@ def jit(func: Callable[..., Any] | None = None, **overrides: Any) -> Any:
     if func is None:
         return nb.njit(**options)
     return nb.njit(**options)(func)
+
+
+def kernel(func: Callable[..., Any]) -> Any:
+    """Compile an entry point with fastgrad's defaults, cached on disk (see :mod:`fastgrad._cache`).
+
+    Parameters
+    ----------
+    func : callable
+        The Python function to compile.
+
+    Returns
+    -------
+    numba dispatcher
+    """
+    return attach(nb.njit(**JIT_OPTIONS)(func))
+
+
+class Choice:
+    """A compile-time choice passed to a kernel: an activation, a way of drawing weights.
+
+    A kernel receives it like any argument, but its Numba type carries the choice
+    (``activation[tanh]``), so the kernel is compiled, and cached, once per choice
+    it is called with, and code that branches on it compiles one branch. At run
+    time it is an empty value.
+
+    Parameters
+    ----------
+    kind : str
+        What is chosen (``"activation"``, ``"draw"``, ``"jacobian"``).
+    name : str
+        The choice.
+    """
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Choice({self.kind!r}, {self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Choice) and (self.kind, self.name) == (other.kind, other.name)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.name))
+
+
+class ChoiceType(types.Type):
+    """The Numba type of a :class:`Choice`: ``kind[name]``."""
+
+    def __init__(self, kind: str, choice: str) -> None:
+        self.kind = kind
+        self.choice = choice
+        super().__init__(name=f"{kind}[{choice}]")
+
+
+register_model(ChoiceType)(models.OpaqueModel)
+
+
+@typeof_impl.register(Choice)
+def _typeof_choice(value: Choice, context: Any) -> ChoiceType:
+    return ChoiceType(value.kind, value.name)
+
+
+@unbox(ChoiceType)
+def _unbox_choice(typ: ChoiceType, obj: Any, c: Any) -> NativeValue:
+    return NativeValue(c.context.get_dummy_value())
+
+
+@lower_constant(ChoiceType)
+def _constant_choice(context: Any, builder: Any, ty: ChoiceType, value: Any) -> Any:
+    return context.get_dummy_value()
+
+
+def chosen(choice: Any, kind: str) -> str | None:
+    """In an ``@overload``: the name of ``choice`` if it is a Numba ``kind[name]`` type, else None.
+
+    Parameters
+    ----------
+    choice : numba type
+    kind : str
+
+    Returns
+    -------
+    str or None
+    """
+    if isinstance(choice, ChoiceType) and choice.kind == kind:
+        return choice.choice
+    return None
+
+
+@nb.njit(**JIT_OPTIONS)
+def copy(dst: Any, src: Any) -> None:
+    """``dst[i] = src[i]`` over two 1-D arrays of the same size (no slice assignment in kernels)."""
+    for i in range(src.size):
+        dst[i] = src[i]
 
 
 def max_threads() -> int:

@@ -11,13 +11,16 @@ Everything is float64 arithmetic built on :mod:`fastgrad._math`, so loops over
 arrays vectorise; float32 kernels call the same functions and round once.
 The one exception is GELU, which needs ``erfc`` and calls libm per element.
 
-The kernels select an activation by its integer code (``CODES``) outside their
-loops, so every loop calls one function and stays vectorisable.
+The CPU kernels receive an activation as a compile-time choice (``CHOICES``):
+each kernel is compiled for the activations it is called with, and every loop
+inlines one function and stays vectorisable. The CUDA kernels take its integer
+code (``CODES``) and branch per element; they are built from the same registry.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,32 +28,13 @@ from numba import types
 from numba.extending import overload
 
 from fastgrad._math import F32, exp, exp_expm1_32, expm1, log1p_unit
-from fastgrad._numba import jit
+from fastgrad._numba import Choice, chosen, jit, kernel
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 0.39894228040143267794
 
-LINEAR, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SELU, SOFTPLUS, GELU = range(9)
-
-CODES: dict[str, int] = {
-    "linear": LINEAR,
-    "sigmoid": SIGMOID,
-    "tanh": TANH,
-    "relu": RELU,
-    "leaky_relu": LEAKY_RELU,
-    "elu": ELU,
-    "selu": SELU,
-    "softplus": SOFTPLUS,
-    "gelu": GELU,
-}
-"""Activation name -> integer code used by the kernels."""
-
-DEFAULT_ALPHA: dict[str, float] = {"leaky_relu": 0.01, "elu": 1.0}
-"""Default parameter for the activations that take one."""
-
-NAMES = tuple(CODES)
 
 
 @jit(inline="always")
@@ -106,11 +90,6 @@ def _tanh_pair32(z: np.float32) -> tuple[np.float32, np.float32]:
     return h, (d if z == z else z)
 
 
-def tanh_pair(z: float) -> tuple[float, float]:
-    """(tanh(z), tanh'(z)); compiled code picks float32 or float64 arithmetic by z's type."""
-    return tanh(z, 0.0), d_tanh(z, 0.0)
-
-
 @jit(inline="always")
 def _sigmoid_pair32(z: np.float32) -> tuple[np.float32, np.float32]:
     """(sigmoid(z), sigmoid'(z)) in float32 arithmetic, as ``sigmoid`` and ``d_sigmoid`` compute them."""
@@ -119,30 +98,6 @@ def _sigmoid_pair32(z: np.float32) -> tuple[np.float32, np.float32]:
     s = (F32(1.0) if z >= F32(0.0) else u) / one_u
     d = u / (one_u * one_u)
     return (s if z == z else z), (d if z == z else z)
-
-
-def sigmoid_pair(z: float) -> tuple[float, float]:
-    """(sigmoid(z), sigmoid'(z)); compiled code picks float32 or float64 arithmetic by z's type."""
-    return sigmoid(z, 0.0), d_sigmoid(z, 0.0)
-
-
-def _by_width(pair: Any, pair32: Any, phi: Any, dphi: Any) -> None:
-    """Compile ``pair(z)`` to ``pair32`` for float32 ``z``, to ``(phi, dphi)`` in float64 otherwise.
-
-    Measured: tanh and its derivative cost ~4-6 ns per element in float64
-    arithmetic, the largest elementwise cost of a float32 RNN trial; in float32
-    arithmetic 1.4 ns.
-    """
-
-    @overload(pair, inline="always")
-    def typed(z):  # type: ignore[no-untyped-def]  # annotated, Numba's inliner rejects it
-        if isinstance(z, types.Float) and z.bitwidth == 32:
-            return lambda z: pair32(z)
-        return lambda z: (phi(z, 0.0), dphi(z, 0.0))
-
-
-_by_width(tanh_pair, _tanh_pair32, tanh, d_tanh)
-_by_width(sigmoid_pair, _sigmoid_pair32, sigmoid, d_sigmoid)
 
 
 @jit(inline="always")
@@ -208,63 +163,94 @@ def d_gelu(z: float, alpha: float) -> float:
     return 0.5 * math.erfc(-z / _SQRT2) + z * pdf
 
 
-FUNCTIONS = {
-    "linear": (linear, d_linear),
-    "sigmoid": (sigmoid, d_sigmoid),
-    "tanh": (tanh, d_tanh),
-    "relu": (relu, d_relu),
-    "leaky_relu": (leaky_relu, d_leaky_relu),
-    "elu": (elu, d_elu),
-    "selu": (selu, d_selu),
-    "softplus": (softplus, d_softplus),
-    "gelu": (gelu, d_gelu),
+@dataclass(frozen=True)
+class Activation:
+    """One activation of the registry: everything a kernel needs to know about it.
+
+    Attributes
+    ----------
+    name : str
+    phi, dphi : Numba scalar functions ``(z, alpha) -> float``
+        The activation and its derivative, both from the pre-activation z.
+    alpha : float
+        Default parameter (leaky slope, ELU alpha); 0 for those that take none.
+    takes_alpha : bool
+        Whether the parameter means anything (others refuse a user's ``alpha``).
+    pair32 : Numba scalar function ``(z) -> (phi, dphi)``, optional
+        The pair in float32 arithmetic, used for float32 ``z`` instead of phi and dphi.
+    """
+
+    name: str
+    phi: Any
+    dphi: Any
+    alpha: float = 0.0
+    takes_alpha: bool = False
+    pair32: Any = None
+
+
+REGISTRY: dict[str, Activation] = {
+    a.name: a
+    for a in (
+        Activation("linear", linear, d_linear),
+        Activation("sigmoid", sigmoid, d_sigmoid, pair32=_sigmoid_pair32),
+        Activation("tanh", tanh, d_tanh, pair32=_tanh_pair32),
+        Activation("relu", relu, d_relu),
+        Activation("leaky_relu", leaky_relu, d_leaky_relu, alpha=0.01, takes_alpha=True),
+        Activation("elu", elu, d_elu, alpha=1.0, takes_alpha=True),
+        Activation("selu", selu, d_selu),
+        Activation("softplus", softplus, d_softplus),
+        Activation("gelu", gelu, d_gelu),
+    )
 }
+"""Every activation, by name. Adding one is adding an entry here (see docs/architecture.md)."""
+
+NAMES = tuple(REGISTRY)
+CODES: dict[str, int] = {name: i for i, name in enumerate(NAMES)}
+"""Activation name -> integer code, for the CUDA kernels (which branch on it at run time)."""
+DEFAULT_ALPHA: dict[str, float] = {a.name: a.alpha for a in REGISTRY.values() if a.takes_alpha}
+"""Default parameter for the activations that take one."""
+CHOICES: dict[str, Choice] = {name: Choice("activation", name) for name in NAMES}
+"""Activation name -> the compile-time choice the CPU kernels are called with."""
+FUNCTIONS = {a.name: (a.phi, a.dphi) for a in REGISTRY.values()}
 """Activation name -> (phi, dphi) scalar Numba functions."""
 
 
-# The branch on ``code`` sits outside each loop so that every loop inlines one
-# activation and vectorises (a per-element switch measured 3x slower). phi and
-# phi' are evaluated in the same loop: LLVM merges the exp they share (tanh,
-# sigmoid, softplus), so the pair costs about one exp per element.
+def pair(act: Any, z: float, alpha: float) -> tuple[float, float]:
+    """``(phi(z), phi'(z))`` of the activation chosen by ``act`` (compiled code only)."""
+    raise NotImplementedError("fastgrad.activations.pair is called from compiled code")
+
+
+@overload(pair, inline="always")
+def _pair(act, z, alpha):  # type: ignore[no-untyped-def]  # annotated, Numba's inliner rejects it
+    name = chosen(act, "activation")
+    if name is None:
+        return None
+    entry = REGISTRY[name]
+    phi, dphi, pair32 = entry.phi, entry.dphi, entry.pair32
+    if pair32 is not None and isinstance(z, types.Float) and z.bitwidth == 32:
+        # tanh and its derivative cost ~4-6 ns per element in float64 arithmetic, the
+        # largest elementwise cost of a float32 RNN trial; in float32 arithmetic 1.4 ns.
+        return lambda act, z, alpha: pair32(z)
+    return lambda act, z, alpha: (phi(z, alpha), dphi(z, alpha))
+
+
+# phi and phi' are evaluated in the same loop: LLVM merges the exp they share
+# (tanh, sigmoid, softplus), so the pair costs about one exp per element. The
+# activation is a compile-time choice, so the loop inlines one activation and
+# vectorises (a per-element switch measured 3x slower), and a kernel compiles
+# only the activations it is called with.
 
 
 @jit
-def apply(code: int, alpha: float, z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
-    """``h[i] = phi(z[i])`` and ``d[i] = phi'(z[i])`` over 1-D arrays."""
-    if code == TANH:
-        for i in range(z.size):
-            h[i], d[i] = tanh_pair(z[i])
-    elif code == SIGMOID:
-        for i in range(z.size):
-            h[i], d[i] = sigmoid_pair(z[i])
-    elif code == RELU:
-        for i in range(z.size):
-            h[i] = relu(z[i], alpha)
-            d[i] = d_relu(z[i], alpha)
-    elif code == LINEAR:
-        for i in range(z.size):
-            h[i] = linear(z[i], alpha)
-            d[i] = d_linear(z[i], alpha)
-    elif code == LEAKY_RELU:
-        for i in range(z.size):
-            h[i] = leaky_relu(z[i], alpha)
-            d[i] = d_leaky_relu(z[i], alpha)
-    elif code == ELU:
-        for i in range(z.size):
-            h[i] = elu(z[i], alpha)
-            d[i] = d_elu(z[i], alpha)
-    elif code == SELU:
-        for i in range(z.size):
-            h[i] = selu(z[i], alpha)
-            d[i] = d_selu(z[i], alpha)
-    elif code == SOFTPLUS:
-        for i in range(z.size):
-            h[i] = softplus(z[i], alpha)
-            d[i] = d_softplus(z[i], alpha)
-    else:
-        for i in range(z.size):
-            h[i] = gelu(z[i], alpha)
-            d[i] = d_gelu(z[i], alpha)
+def apply(act: Any, alpha: float, z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    """``h[i] = phi(z[i])`` and ``d[i] = phi'(z[i])`` over 1-D arrays; ``act`` a :class:`Choice`."""
+    for i in range(z.size):
+        h[i], d[i] = pair(act, z[i], alpha)
+
+
+@kernel
+def _evaluate(act: Any, alpha: float, z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
+    apply(act, alpha, z, h, d)
 
 
 def evaluate(name: str, z: np.ndarray, alpha: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -284,14 +270,14 @@ def evaluate(name: str, z: np.ndarray, alpha: float | None = None) -> tuple[np.n
     phi, dphi : numpy.ndarray
         ``phi(z)`` and ``phi'(z)``, same shape and dtype as ``z``.
     """
-    if name not in CODES:
+    if name not in REGISTRY:
         raise ValueError(f"activation: unknown {name!r}; choose one of {', '.join(NAMES)}")
     z = np.asarray(z)
     if z.dtype not in (np.float32, np.float64):
         raise ValueError(f"z: expected float32 or float64, got {z.dtype}")
-    a = DEFAULT_ALPHA.get(name, 0.0) if alpha is None else float(alpha)
+    a = REGISTRY[name].alpha if alpha is None else float(alpha)
     flat = np.ascontiguousarray(z).ravel()
     h = np.empty_like(flat)
     d = np.empty_like(flat)
-    apply(CODES[name], a, flat, h, d)
+    _evaluate(CHOICES[name], a, flat, h, d)
     return h.reshape(z.shape), d.reshape(z.shape)

@@ -12,8 +12,11 @@ import numba
 import numpy as np
 import pandas as pd
 
-import fastgrad as fg
 from fastgrad._numba import max_threads
+from fastgrad.version import __version__
+
+DESCRIPTION = ("fastgrad: statistics of vanishing and exploding gradients over thousands of random deep "
+               "networks (MLPs, RNNs, the one-neuron chain).")
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -97,10 +100,12 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
         name = flag[2:].replace("-", "_")
         grid[name] = parse_values(flag[2:], extra[i + 1])
         i += 2
-    report = fg.sweep(args.model, grid, trials=args.trials, batch=args.batch, seed=args.seed, store=args.store,
-                      dtype=args.dtype, backend=args.backend,
-                      executor="dask" if (args.workers or args.scheduler) else "local", address=args.scheduler,
-                      workers=args.workers, threads=args.threads, progress=not args.quiet)
+    from fastgrad.sweep import sweep
+
+    report = sweep(args.model, grid, trials=args.trials, batch=args.batch, seed=args.seed, store=args.store,
+                   dtype=args.dtype, backend=args.backend,
+                   executor="dask" if (args.workers or args.scheduler) else "local", address=args.scheduler,
+                   workers=args.workers, threads=args.threads, progress=not args.quiet)
     return 1 if report.failed else 0
 
 
@@ -116,7 +121,7 @@ def plot_command(args: argparse.Namespace) -> int:
 
 def info(args: argparse.Namespace) -> int:
     """Print versions, threads and usable backends."""
-    print(f"fastgrad {fg.__version__}, numba {numba.__version__}, numpy {np.__version__}, "
+    print(f"fastgrad {__version__}, numba {numba.__version__}, numpy {np.__version__}, "
           f"python {platform.python_version()}")
     print(f"cpu: {max_threads()} threads ({platform.machine()})")
     from fastgrad import gpu
@@ -128,7 +133,7 @@ def info(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fastgrad`` command."""
-    parser = argparse.ArgumentParser(prog="fastgrad", description=fg.__doc__)
+    parser = argparse.ArgumentParser(prog="fastgrad", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the classic vanishing/exploding gradient examples")
     p.add_argument("--out", default="fastgrad-demo", help="output folder (default ./fastgrad-demo)")

@@ -99,7 +99,7 @@ def teacher(task: str = "classification", samples: int = 2000, features: int = 1
     -------
     Dataset
     """
-    from fastgrad import mlp_trial_arrays  # the package's own generator, trial 0 of ``seed``
+    from fastgrad.trials import mlp_trial_arrays  # the package's own generator, trial 0 of ``seed``
 
     if task not in ("classification", "regression"):
         raise ValueError(f"task: unknown {task!r}; choose classification or regression")

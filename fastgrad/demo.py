@@ -11,8 +11,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-import fastgrad as fg
 from fastgrad import plot, stats, theory
+from fastgrad.engine import run
+from fastgrad.results import Result
+from fastgrad.specs import MLP, RNN, Chain
+from fastgrad.version import __version__
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class DemoSize:
     train_epochs: int = 20
 
 
-def _row(name: str, res: fg.Result, metric: str) -> dict[str, Any]:
+def _row(name: str, res: Result, metric: str) -> dict[str, Any]:
     rate = stats.decay_rate(res, metric, n_boot=200)
     frac = stats.fractions(res, metric)
     return {"configuration": name, "metric": metric, "layers": res.depth, "trials": res.trials,
@@ -81,16 +84,16 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
                disable=not progress)
     rows = []
 
-    vanishing = fg.run(fg.Chain(depth=30), trials=size.chain_trials)
-    exploding = fg.run(fg.Chain(depth=30, init="constant", value=100.0, bias_init="centered"), trials=1000)
+    vanishing = run(Chain(depth=30), trials=size.chain_trials)
+    exploding = run(Chain(depth=30, init="constant", value=100.0, bias_init="centered"), trials=1000)
     rows += [_row("chain sigmoid N(0,1)", vanishing, "grad_b"), _row("chain sigmoid w=100, z=0", exploding, "grad_b")]
     bar.update(2)
     plot.save(plot.chain_figure(vanishing, exploding), out / "chain")
 
-    results: dict[str, fg.Result] = {}
+    results: dict[str, Result] = {}
     predicted: dict[str, np.ndarray] = {}
     for name, kwargs, s_w2, s_b2 in mlps:
-        res = fg.run(fg.MLP(depth=size.depth, width=size.width, **kwargs), trials=size.trials, batch=size.batch)
+        res = run(MLP(depth=size.depth, width=size.width, **kwargs), trials=size.trials, batch=size.batch)
         results[name] = res
         predicted[name] = np.sqrt(theory.delta_curve(kwargs["activation"], s_w2, s_b2, size.depth))
         rows.append(_row("mlp " + name, res, "delta"))
@@ -101,11 +104,11 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
                                   "initialise properly")
     plot.save(fig, out / "mlp_decay")
 
-    rnn_results: dict[str, fg.Result] = {}
+    rnn_results: dict[str, Result] = {}
     rnn_theory: dict[str, np.ndarray] = {}
     for name, kwargs in rnns:
-        spec = fg.RNN(steps=size.rnn_steps, hidden=size.width, inputs=16, **kwargs)
-        res = fg.run(spec, trials=max(size.trials // 4, 2), batch=16)
+        spec = RNN(steps=size.rnn_steps, hidden=size.width, inputs=16, **kwargs)
+        res = run(spec, trials=max(size.trials // 4, 2), batch=16)
         rnn_results[name] = res
         if spec.init in ("normal", "orthogonal"):
             rnn_theory[name] = np.sqrt(theory.rnn_grad_h_curve(spec.activation, spec.gain, 1.0, 0.0, spec.steps))
@@ -119,9 +122,9 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     slopes = np.empty((len(sb2), len(sw2)))
     for i, b2 in enumerate(sb2):
         for j, w2 in enumerate(sw2):
-            mlp = fg.MLP(depth=30, width=size.width, activation="tanh", init="scaled_normal",
+            mlp = MLP(depth=30, width=size.width, activation="tanh", init="scaled_normal",
                           sigma_w=math.sqrt(w2), sigma_b=math.sqrt(b2), loss="probe")
-            res = fg.run(mlp, trials=size.phase_trials, batch=8)
+            res = run(mlp, trials=size.phase_trials, batch=8)
             slopes[i, j] = stats.decay_rate(res, "delta", n_boot=10)["slope"]
             bar.update()
     line_b2 = np.linspace(sb2[0], sb2[-1], 31)
@@ -183,7 +186,7 @@ def _markdown(table: pd.DataFrame, size: DemoSize) -> str:
     lines = [
         "# fastgrad demo",
         "",
-        f"fastgrad {fg.__version__}. `slope`: fitted slope of log(norm) per layer or step (> 0: the gradient",
+        f"fastgrad {__version__}. `slope`: fitted slope of log(norm) per layer or step (> 0: the gradient",
         "vanishes going back to the input; 95% bootstrap interval in `slope_low`/`slope_high`);",
         "`depth_scale` = 1/|slope|; `vanished`/`exploded`: fraction of trials whose first/last ratio is",
         "below 1e-6 / above 1e6; `nonfinite`: fraction with inf or nan (counted, never dropped).",

@@ -3,54 +3,95 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Literal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
 
-import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from fastgrad import __version__
+from fastgrad import lowering
 from fastgrad._numba import max_threads
-from fastgrad.initializers import recurrent_kind
 from fastgrad.kernels import cpu_chain, cpu_mlp, cpu_rnn
 from fastgrad.results import Result
-from fastgrad.specs import MLP, RNN, Chain, activation_params, check_choice, check_int
+from fastgrad.specs import MLP, RNN, Chain, check_choice, check_int
+from fastgrad.version import __version__
 
 DTYPES = ("float32", "float64")
 BACKENDS = ("cpu", "cuda")
 DEFAULT_CHUNK = 4096
-_warm: set[tuple[str, str]] = set()
-Call = Callable[[int, int, dict[str, np.ndarray]], None]
+Block = Callable[[int, int], None]
+"""A kernel call over the trials lo .. hi - 1 of a run's output rows."""
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The process's worker threads (one per core), created on first use."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max_threads(), thread_name_prefix="fastgrad")
+        return _pool
+
+
+def run_blocks(block: Block, lo: int, hi: int, threads: int) -> None:
+    """Run ``block`` over trials ``lo .. hi - 1`` split into ``threads`` runs of consecutive trials.
+
+    Kernels release the GIL, so the runs proceed in parallel on the process's
+    worker threads. Trial k's result does not depend on the split.
+
+    Parameters
+    ----------
+    block : callable ``(lo, hi) -> None``
+    lo, hi : int
+    threads : int
+    """
+    n = hi - lo
+    blocks = max(1, min(n, threads))
+    bounds = [lo + k * n // blocks for k in range(blocks + 1)]
+    if blocks == 1:
+        block(lo, hi)
+        return
+    futures = [_executor().submit(block, bounds[k], bounds[k + 1]) for k in range(blocks)]
+    for f in futures:
+        f.result()
 
 
 @contextlib.contextmanager
 def threads_context(threads: int | None) -> Iterator[int]:
-    """Set Numba's thread count (and BLAS to one thread) for the duration.
+    """Resolve the thread count, with BLAS limited to one thread for the duration.
 
     Parallelism is over trials; BLAS runs inside each trial's thread, so its own
-    pool is limited to one thread to avoid oversubscription. Both are restored
-    on exit, even on error.
+    pool is limited to one thread to avoid oversubscription (restored on exit,
+    even on error).
 
     Parameters
     ----------
     threads : int or None
-        Threads to use; None for all of Numba's (``NUMBA_NUM_THREADS``).
+        Threads to use; None for one per core (``NUMBA_NUM_THREADS``).
 
     Yields
     ------
     int
         The number of threads in effect.
     """
-    previous = numba.get_num_threads()
-    n = max_threads() if threads is None else min(check_int("threads", threads), max_threads())
-    try:
-        numba.set_num_threads(n)
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield n
-    finally:
-        numba.set_num_threads(previous)
+    n = max_threads() if threads is None else check_threads(threads)
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield n
+
+
+def check_threads(threads: Any) -> int:
+    """Return ``threads`` if it is between 1 and the machine's cores, else raise naming the argument."""
+    n = check_int("threads", threads)
+    if n > max_threads():
+        raise ValueError(f"threads: {n} is more than this machine's {max_threads()} cores "
+                         f"(NUMBA_NUM_THREADS={max_threads()}, os.cpu_count()={os.cpu_count()})")
+    return n
 
 
 def check_dtype(dtype: str | type | np.dtype) -> np.dtype:
@@ -74,60 +115,81 @@ def check_backend(backend: str) -> str:
     return backend
 
 
-def _mlp_plan(spec: MLP, trials: int, batch: int, seed: int, dt: np.dtype) -> tuple[dict[str, np.ndarray], Call]:
-    dims = spec.dims
-    act, alpha = spec.layer_activations()
-    w_kind, w_scale, b_kind, b_scale = spec.layer_inits()
-    loss = cpu_mlp.MSE if spec.loss == "mse" else cpu_mlp.PROBE
-    arrays = {m: np.empty((trials, spec.depth), dtype=dt) for m in ("grad_w", "grad_b", "delta", "q")}
+def _mlp_plan(spec: MLP, trials: int, batch: int, seed: int,
+              dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
+    net, init = lowering.mlp(spec)
+    stats = cpu_mlp.Stats(*(np.empty((trials, spec.depth), dtype=dt) for _ in range(4)))
 
-    def call(lo: int, hi: int, a: dict[str, np.ndarray]) -> None:
-        cpu_mlp.mlp_generated(seed, lo, batch, dims, w_kind, w_scale, b_kind, b_scale, act, alpha, loss,
-                              a["grad_w"][lo:hi], a["grad_b"][lo:hi], a["delta"][lo:hi], a["q"][lo:hi],
-                              numba.get_num_threads())
+    def block(lo: int, hi: int) -> None:
+        cpu_mlp.generated(net, init, seed, 0, batch, stats, lo, hi)
 
-    return arrays, call
+    return dict(stats._asdict()), block, cpu_mlp.generated
 
 
-def _chain_plan(spec: Chain, trials: int, batch: int, seed: int, dt: np.dtype) -> tuple[dict[str, np.ndarray], Call]:
-    code, alpha = activation_params("activation", spec.activation, spec.alpha)
-    w_const = spec.init == "constant"
-    w_scale = spec.value if w_const else spec.sigma_w
-    b_kind = {"normal": 0, "constant": 1, "centered": cpu_chain.CENTERED}[spec.bias_init]
-    b_scale = spec.sigma_b if spec.bias_init == "normal" else spec.bias_value
-    arrays = {m: np.empty((trials, spec.depth), dtype=dt) for m in ("grad_w", "grad_b", "q", "dc_db")}
+def _chain_plan(spec: Chain, trials: int, batch: int, seed: int,
+                dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
+    net, init = lowering.chain(spec)
+    stats = cpu_chain.Stats(*(np.empty((trials, spec.depth), dtype=dt) for _ in range(4)))
+
+    def block(lo: int, hi: int) -> None:
+        cpu_chain.generated(net, init, seed, 0, stats, lo, hi)
+
+    arrays = dict(stats._asdict())
     arrays["delta"] = arrays["grad_b"]  # width 1, batch 1: |dC/dz_l| = |dC/db_l|; one array, two names
-
-    def call(lo: int, hi: int, a: dict[str, np.ndarray]) -> None:
-        cpu_chain.chain_generated(seed, lo, code, alpha, w_const, w_scale, b_kind, b_scale,
-                                  a["dc_db"][lo:hi], a["grad_b"][lo:hi], a["grad_w"][lo:hi], a["q"][lo:hi])
-
-    return arrays, call
+    return arrays, block, cpu_chain.generated
 
 
-def _rnn_plan(spec: RNN, trials: int, batch: int, seed: int, dt: np.dtype) -> tuple[dict[str, np.ndarray], Call]:
-    code, alpha = activation_params("activation", spec.activation, spec.alpha)
-    w_kind, w_scale = recurrent_kind(spec.init, spec.hidden, spec.gain)
-    b_kind, b_scale = spec.bias()
-    x_scale = spec.input_scale / np.sqrt(spec.inputs)
-    loss = {"last": cpu_rnn.LAST, "all": cpu_rnn.ALL, "probe": cpu_rnn.PROBE}[spec.loss]
-    arrays = {m: np.empty((trials, spec.steps), dtype=dt) for m in ("grad_h", "grad_whh_step", "q")}
-    totals = np.empty((trials, 3), dtype=dt)
-    jac = np.empty((trials, spec.steps if spec.jacobian else 0), dtype=dt)
-    if spec.jacobian:
-        arrays["jacobian_norm"] = jac
+def _rnn_plan(spec: RNN, trials: int, batch: int, seed: int,
+              dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
+    net, init = lowering.rnn(spec)
+    stats = cpu_rnn.Stats(*(np.empty((trials, spec.steps), dtype=dt) for _ in range(3)),
+                          np.empty((trials, 3), dtype=dt), np.empty((trials, spec.steps if spec.jacobian else 0), dtype=dt))
 
-    def call(lo: int, hi: int, a: dict[str, np.ndarray]) -> None:
-        cpu_rnn.rnn_generated(seed, lo, batch, spec.hidden, spec.inputs, w_kind, w_scale, x_scale, b_kind,
-                              b_scale, code, alpha, loss, a["grad_h"][lo:hi], a["grad_whh_step"][lo:hi],
-                              a["q"][lo:hi], totals[lo:hi], jac[lo:hi], numba.get_num_threads())
-        a["grad_whh"][lo:hi], a["grad_wxh"][lo:hi], a["grad_b"][lo:hi] = totals[lo:hi].T
+    def block(lo: int, hi: int) -> None:
+        cpu_rnn.generated(net, init, seed, 0, batch, stats, lo, hi)
 
-    arrays.update({m: np.empty(trials, dtype=dt) for m in ("grad_whh", "grad_wxh", "grad_b")})
-    return arrays, call
+    return rnn_arrays(stats, spec.jacobian), block, cpu_rnn.generated
+
+
+def rnn_arrays(stats: cpu_rnn.Stats, jacobian: bool) -> dict[str, np.ndarray]:
+    """The result arrays of an RNN run: the (T, S) statistics, the three totals as (T,) columns, the Jacobian norms."""
+    arrays = {"grad_h": stats.grad_h, "grad_whh_step": stats.grad_whh_step, "q": stats.q}
+    if jacobian:
+        arrays["jacobian_norm"] = stats.jac
+    # Views of the (T, 3) totals: filled as the kernel writes them.
+    arrays.update({m: stats.totals[:, i] for i, m in enumerate(("grad_whh", "grad_wxh", "grad_b"))})
+    return arrays
 
 
 _PLANS = {MLP: _mlp_plan, Chain: _chain_plan, RNN: _rnn_plan}
+
+
+def run_compiled(block: Block, dispatcher: Any, lo: int, hi: int, threads: int) -> float:
+    """Run trials lo .. hi - 1 in ``threads`` blocks; returns the seconds spent compiling (or loading) the kernel.
+
+    If this call needs a kernel the process has not compiled or loaded yet, its
+    first trial runs alone first, and that call's time is reported apart.
+
+    Parameters
+    ----------
+    block : callable ``(lo, hi) -> None``
+    dispatcher : numba dispatcher
+        The kernel ``block`` calls.
+    lo, hi, threads : int
+
+    Returns
+    -------
+    float
+    """
+    before = len(dispatcher.overloads)
+    t0 = time.perf_counter()
+    block(lo, lo + 1)
+    elapsed = time.perf_counter() - t0
+    if len(dispatcher.overloads) == before:  # already compiled: that trial was just run time
+        run_blocks(block, lo + 1, hi, threads)
+        return 0.0
+    run_blocks(block, lo + 1, hi, threads)
+    return elapsed
 
 
 def run(
@@ -180,28 +242,26 @@ def run(
     seed = check_int("seed", seed, minimum=0)
     dt = check_dtype(dtype)
     check_backend(backend)
+    if threads is not None:
+        check_threads(threads)
     if backend == "cuda":
         return _run_cuda(spec, trials, batch, seed, dt, None if chunk is None else check_int("chunk", chunk))
     chunk = DEFAULT_CHUNK if chunk is None else check_int("chunk", chunk)
-    arrays, call = plan(spec, trials, batch, seed, dt)  # type: ignore[operator]
+    arrays, block, dispatcher = plan(spec, trials, batch, seed, dt)  # type: ignore[operator]
 
+    compile_seconds = 0.0
     with threads_context(threads) as n_threads:
-        compile_seconds = 0.0
-        key = (type(spec).__name__, dt.name)
-        if key not in _warm:
-            # First call in this process: compile (or load from cache) on one trial.
-            scratch, warm_call = plan(spec, 1, batch, seed, dt)  # type: ignore[operator]
-            t0 = time.perf_counter()
-            warm_call(0, 1, scratch)
-            compile_seconds = time.perf_counter() - t0
-            _warm.add(key)
         t0 = time.perf_counter()
         for lo in range(0, trials, chunk):
-            call(lo, min(lo + chunk, trials), arrays)
-        run_seconds = time.perf_counter() - t0
+            compile_seconds += run_compiled(block, dispatcher, lo, min(lo + chunk, trials), n_threads)
+        run_seconds = time.perf_counter() - t0 - compile_seconds
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
     return Result(arrays, spec=spec, seed=seed, trials=trials, batch=batch, dtype=dt.name, backend=backend,
                   version=__version__, threads=n_threads, compile_seconds=compile_seconds, run_seconds=run_seconds)
+
+
+_cuda_warm: set[tuple[str, str]] = set()
 
 
 def _run_cuda(spec: MLP | Chain | RNN, trials: int, batch: int, seed: int, dt: np.dtype,
@@ -210,11 +270,11 @@ def _run_cuda(spec: MLP | Chain | RNN, trials: int, batch: int, seed: int, dt: n
 
     compile_seconds = 0.0
     key = (type(spec).__name__ + "-cuda", dt.name)
-    if key not in _warm:
+    if key not in _cuda_warm:
         t0 = time.perf_counter()
         gpu.run_cuda(spec, 1, batch, seed, dt, 1)
         compile_seconds = time.perf_counter() - t0
-        _warm.add(key)
+        _cuda_warm.add(key)
     t0 = time.perf_counter()
     arrays = gpu.run_cuda(spec, trials, batch, seed, dt, chunk)
     run_seconds = time.perf_counter() - t0

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fastgrad import __version__
-from fastgrad.engine import threads_context
+from fastgrad.version import __version__
+from fastgrad import lowering
+from fastgrad.engine import rnn_arrays, run_blocks, threads_context
 from fastgrad.kernels import cpu_chain, cpu_mlp, cpu_rnn
 from fastgrad.results import Result
 from fastgrad.specs import RNN_LOSSES, activation_params, check_choice
@@ -107,9 +108,9 @@ def mlp_backprop(
         ``grad_w``, ``grad_b``, ``delta``, ``q``, each (T, L), in the input dtype.
     """
     check_choice("loss", loss, ("mse", "probe"))
-    code, a = activation_params("activation", activation, alpha)
-    last_code, last_a = (code, a) if last_activation is None else activation_params(
-        "last_activation", last_activation, alpha)
+    activation_params("activation", activation, alpha)
+    if last_activation is not None:
+        activation_params("last_activation", last_activation, alpha)
     x = check_array("x", x, 3)
     dt = x.dtype
     ws, w_flat = _layers("W", W, False, dt)
@@ -130,18 +131,13 @@ def mlp_backprop(
         dims.append(w.shape[2])
     if y.shape != (trials, batch, dims[-1]):
         raise ValueError(f"y: expected shape {(trials, batch, dims[-1])}, got {y.shape}")
-    act = np.full(depth, code, dtype=np.int64)
-    act_alpha = np.full(depth, a)
-    act[-1], act_alpha[-1] = last_code, last_a
-    out = {m: np.empty((trials, depth), dtype=dt) for m in ("grad_w", "grad_b", "delta", "q")}
+    net = lowering.mlp_net(np.array(dims, dtype=np.int64), activation, last_activation, alpha, loss)
+    stats = cpu_mlp.Stats(*(np.empty((trials, depth), dtype=dt) for _ in range(4)))
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
-        cpu_mlp.mlp_explicit(w_flat, b_flat, x, y,
-                             np.array(dims, dtype=np.int64), act, act_alpha,
-                             cpu_mlp.MSE if loss == "mse" else cpu_mlp.PROBE,
-                             out["grad_w"], out["grad_b"], out["delta"], out["q"], n_threads)
+        run_blocks(lambda lo, hi: cpu_mlp.explicit(net, w_flat, b_flat, x, y, stats, lo, hi), 0, trials, n_threads)
         seconds = time.perf_counter() - t0
-    return Result(out, trials=trials, batch=batch, dtype=dt.name, version=__version__,
+    return Result(dict(stats._asdict()), trials=trials, batch=batch, dtype=dt.name, version=__version__,
                   threads=n_threads, run_seconds=seconds)
 
 
@@ -172,7 +168,7 @@ def chain_backprop(
     numpy.ndarray
         dC/db, shape (N, L), in the input dtype; column 0 is the first layer.
     """
-    code, a = activation_params("activation", activation, alpha)
+    net = lowering.chain_net(activation, alpha)
     w = check_array("w", w, 2)
     dt = w.dtype
     b = check_array("b", b, 2, dt)
@@ -183,10 +179,10 @@ def chain_backprop(
     for name, v in (("x", x), ("y", y)):
         if v.shape != (w.shape[0],):
             raise ValueError(f"{name}: expected shape ({w.shape[0]},), got {v.shape}")
-    db = np.empty_like(w)
-    with threads_context(threads):
-        cpu_chain.chain_explicit(w, b, x, y, code, a, db, np.empty_like(w), np.empty_like(w), np.empty_like(w))
-    return db
+    stats = cpu_chain.Stats(*(np.empty_like(w) for _ in range(4)))
+    with threads_context(threads) as n_threads:
+        run_blocks(lambda lo, hi: cpu_chain.explicit(net, w, b, x, y, stats, lo, hi), 0, w.shape[0], n_threads)
+    return stats.dc_db
 
 
 def rnn_backprop(
@@ -233,9 +229,9 @@ def rnn_backprop(
         Index 0 is step 1.
     """
     check_choice("loss", loss, RNN_LOSSES)
-    code, a = activation_params("activation", activation, alpha)
     if not isinstance(jacobian, (bool, np.bool_)):
         raise ValueError(f"jacobian: expected True or False, got {jacobian!r}")
+    net = lowering.rnn_net(activation, alpha, loss, bool(jacobian))
     W_hh = check_array("W_hh", W_hh, 3)
     dt = W_hh.dtype
     W_xh = check_array("W_xh", W_xh, 3, dt)
@@ -252,17 +248,13 @@ def rnn_backprop(
         if arr.shape != expected[name]:
             raise ValueError(f"{name}: expected shape {expected[name]}, got {arr.shape}")
     y4 = y if loss == "all" else y[:, None]
-    out = {m: np.empty((trials, steps), dtype=dt) for m in ("grad_h", "grad_whh_step", "q")}
-    totals = np.empty((trials, 3), dtype=dt)
-    jac = np.empty((trials, steps if jacobian else 0), dtype=dt)
-    code_loss = {"last": cpu_rnn.LAST, "all": cpu_rnn.ALL, "probe": cpu_rnn.PROBE}[loss]
+    y4 = np.ascontiguousarray(y4)
+    stats = cpu_rnn.Stats(*(np.empty((trials, steps), dtype=dt) for _ in range(3)), np.empty((trials, 3), dtype=dt),
+                          np.empty((trials, steps if jacobian else 0), dtype=dt))
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
-        cpu_rnn.rnn_explicit(W_hh, W_xh, b, x, np.ascontiguousarray(y4), code, a, code_loss,
-                             out["grad_h"], out["grad_whh_step"], out["q"], totals, jac, n_threads)
+        run_blocks(lambda lo, hi: cpu_rnn.explicit(net, W_hh, W_xh, b, x, y4, stats, lo, hi), 0, trials, n_threads)
         seconds = time.perf_counter() - t0
-    out.update({m: np.ascontiguousarray(totals[:, i]) for i, m in enumerate(("grad_whh", "grad_wxh", "grad_b"))})
-    if jacobian:
-        out["jacobian_norm"] = jac
+    out = {k: np.ascontiguousarray(v) for k, v in rnn_arrays(stats, bool(jacobian)).items()}
     return Result(out, trials=trials, batch=batch, dtype=dt.name, version=__version__, threads=n_threads,
                   run_seconds=seconds)

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from fastgrad.initializers import IDENTITY, NORMAL, ORTHOGONAL, SPECTRAL, recurrent_kind
-from fastgrad.specs import MLP, RNN, Chain, activation_params
+from fastgrad import lowering
+from fastgrad.codes import FACTORED_KINDS, ORTHOGONAL
+from fastgrad.specs import MLP, RNN, Chain
 
 THREADS_PER_BLOCK = 128  # a power of two <= kernels.cuda_device.MAX_THREADS; tests under the simulator lower it
 
@@ -83,12 +84,15 @@ def _mlp(cuda: Any, spec: MLP, trials: int, batch: int, seed: int, dt: np.dtype,
          chunk: int | None) -> dict[str, np.ndarray]:
     from fastgrad.kernels import cuda_mlp
 
-    w_kind, w_scale, b_kind, b_scale = spec.layer_inits()
-    if np.any(w_kind == ORTHOGONAL):
+    net, init = lowering.mlp(spec)
+    w_kind, w_scale, b_kind, b_scale = init.w_kind, init.w_scale, init.b_kind, init.b_scale
+    if np.any(np.isin(w_kind, FACTORED_KINDS)):
         raise ValueError("init: 'orthogonal' is not available on backend='cuda' (it needs a QR per layer); "
                          "use backend='cpu'")
-    dims = spec.dims
-    act, alpha = spec.layer_activations()
+    dims = net.dims
+    alpha = net.alpha
+    act = np.full(spec.depth, lowering.activation_code(net.hidden), dtype=np.int64)
+    act[-1] = lowering.activation_code(net.last)
     woff = np.concatenate([[0], np.cumsum(dims[:-1] * dims[1:])]).astype(np.int64)
     boff = np.concatenate([[0], np.cumsum(dims[1:])]).astype(np.int64)
     hoff = np.concatenate([[0], np.cumsum(batch * dims)]).astype(np.int64)
@@ -99,7 +103,7 @@ def _mlp(cuda: Any, spec: MLP, trials: int, batch: int, seed: int, dt: np.dtype,
     slabs = [cuda.device_array((n, s), dtype=dt) for s in sizes]
     out = {m: np.empty((trials, spec.depth), dtype=dt) for m in ("grad_w", "grad_b", "delta", "q")}
     dev_out = {m: cuda.device_array((n, spec.depth), dtype=dt) for m in out}
-    loss = 0 if spec.loss == "mse" else 1
+    loss = net.loss
     for lo in range(0, trials, n):
         m = min(n, trials - lo)
         cuda_mlp.mlp_generated[m, THREADS_PER_BLOCK](
@@ -116,13 +120,11 @@ def _rnn(cuda: Any, spec: RNN, trials: int, batch: int, seed: int, dt: np.dtype,
 
     if spec.jacobian:
         raise ValueError("jacobian: the Jacobian norms are computed on backend='cpu' only")
-    w_kind, w_scale = recurrent_kind(spec.init, spec.hidden, spec.gain)
-    if w_kind not in (NORMAL, IDENTITY):
-        what = "orthogonal" if w_kind == ORTHOGONAL else "spectral" if w_kind == SPECTRAL else str(w_kind)
+    net, init = lowering.rnn(spec)
+    if init.w_kind in FACTORED_KINDS:
+        what = "orthogonal" if init.w_kind == ORTHOGONAL else "spectral"
         raise ValueError(f"init: {what!r} is not available on backend='cuda' (it needs a matrix "
                          "factorisation per trial); use 'normal' or 'identity', or backend='cpu'")
-    code, alpha = activation_params("activation", spec.activation, spec.alpha)
-    b_kind, b_scale = spec.bias()
     n, d, s = spec.hidden, spec.inputs, spec.steps
     y_steps = s if spec.loss == "all" else 1
     sizes = (2 * (n * n + d * n + n), s * batch * d, y_steps * batch * n, (s + 1) * batch * n, s * batch * n,
@@ -133,12 +135,11 @@ def _rnn(cuda: Any, spec: RNN, trials: int, batch: int, seed: int, dt: np.dtype,
     dev = {k: cuda.device_array((m_chunk, s), dtype=dt) for k in out}
     dev_totals = cuda.device_array((m_chunk, 3), dtype=dt)
     totals = np.empty((trials, 3), dtype=dt)
-    loss = {"last": 0, "all": 1, "probe": 2}[spec.loss]
     for lo in range(0, trials, m_chunk):
         m = min(m_chunk, trials - lo)
         cuda_rnn.rnn_generated[m, THREADS_PER_BLOCK](
-            seed, lo, batch, n, d, w_kind, w_scale, spec.input_scale / np.sqrt(d), b_kind, b_scale, code, alpha,
-            loss, *slabs, dev["grad_h"], dev["grad_whh_step"], dev["q"], dev_totals)
+            seed, lo, batch, n, d, init.w_kind, init.w_scale, init.x_scale, init.b_kind, init.b_scale,
+            lowering.activation_code(net.act), net.alpha, net.loss, *slabs, dev["grad_h"], dev["grad_whh_step"], dev["q"], dev_totals)
         for key in out:
             out[key][lo:lo + m] = dev[key][:m].copy_to_host()
         totals[lo:lo + m] = dev_totals[:m].copy_to_host()
@@ -149,11 +150,7 @@ def _rnn(cuda: Any, spec: RNN, trials: int, batch: int, seed: int, dt: np.dtype,
 def _chain(cuda: Any, spec: Chain, trials: int, seed: int, dt: np.dtype, chunk: int | None) -> dict[str, np.ndarray]:
     from fastgrad.kernels import cuda_chain
 
-    code, alpha = activation_params("activation", spec.activation, spec.alpha)
-    w_const = spec.init == "constant"
-    w_scale = spec.value if w_const else spec.sigma_w
-    b_kind = {"normal": 0, "constant": 1, "centered": cuda_chain.CENTERED}[spec.bias_init]
-    b_scale = spec.sigma_b if spec.bias_init == "normal" else spec.bias_value
+    net, init = lowering.chain(spec)
     depth = spec.depth
     n = _chunk(7 * depth * dt.itemsize, trials, chunk)
     scratch = [cuda.device_array((n, depth), dtype=dt) for _ in range(3)]
@@ -163,7 +160,8 @@ def _chain(cuda: Any, spec: Chain, trials: int, seed: int, dt: np.dtype, chunk: 
         m = min(n, trials - lo)
         blocks = (m + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
         cuda_chain.chain_generated[blocks, THREADS_PER_BLOCK](
-            seed, lo, code, alpha, w_const, w_scale, b_kind, b_scale, *scratch, dev["dc_db"][:m], dev["grad_b"][:m],
+            seed, lo, lowering.activation_code(net.act), net.alpha, init.w_const, init.w_scale, init.b_kind,
+            init.b_scale, *scratch, dev["dc_db"][:m], dev["grad_b"][:m],
             dev["grad_w"][:m], dev["q"][:m])
         for key in out:
             out[key][lo:lo + m] = dev[key][:m].copy_to_host()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-NORMAL, UNIFORM, ORTHOGONAL, IDENTITY, CONSTANT, SPECTRAL = range(6)
+from fastgrad.codes import CONSTANT, IDENTITY, NORMAL, ORTHOGONAL, SPECTRAL, UNIFORM
 
 WEIGHT_INITS = (
     "normal",

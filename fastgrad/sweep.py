@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
-from fastgrad import __version__
+from fastgrad.version import __version__
 from fastgrad import store as store_module
 from fastgrad.engine import check_backend, check_dtype, run
 from fastgrad.specs import MLP, RNN, Chain, check_int

@@ -10,14 +10,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from fastgrad import __version__
+from fastgrad.version import __version__
+from fastgrad import lowering
+from fastgrad.codes import MOMENTUM, NESTEROV, SGD
 from fastgrad.data import Dataset
-from fastgrad.engine import check_dtype, threads_context
-from fastgrad.initializers import recurrent_kind
+from fastgrad.engine import check_dtype, run_blocks, threads_context
 from fastgrad.kernels import cpu_train
-from fastgrad.specs import MLP, RNN, activation_params, check_choice, check_float, check_int
+from fastgrad.specs import MLP, RNN, check_choice, check_float, check_int
 
-OPTIMIZERS = {"sgd": cpu_train.SGD, "momentum": cpu_train.MOMENTUM, "nesterov": cpu_train.NESTEROV}
+OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV}
 
 
 @dataclass
@@ -146,70 +147,61 @@ def train(
     config = {"optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
               "clip_norm": clip_norm, "epochs": epochs, "batch": batch, "trials": trials, "data": data.name,
               "dtype": dt.name}
+    opt = cpu_train.Optimizer(OPTIMIZERS[optimizer], lr, momentum, weight_decay, clip)
     if isinstance(spec, RNN):
-        return _train_rnn(spec, data, OPTIMIZERS[optimizer], lr, momentum, weight_decay, clip, epochs, batch, trials,
-                          seed, dt, threads, config)
+        return _train_rnn(spec, data, opt, epochs, batch, trials, seed, dt, threads, config)
     if data.x_train.ndim != 2:
         raise ValueError(f"data: an MLP needs inputs of shape (N, features), got {data.x_train.shape}")
     classification = data.task == "classification"
     spec = dataclasses.replace(
         spec, input_width=data.features, output_width=data.outputs,
         last_activation=spec.last_activation or ("linear" if classification else None))
-    act, alpha = spec.layer_activations()
-    w_kind, w_scale, b_kind, b_scale = spec.layer_inits()
+    net, init = lowering.mlp_training(spec, classification)
     depth = spec.depth
-    shape = (trials, epochs)
-    loss, acc, test_acc = (np.empty(shape) for _ in range(3))
-    grad_w = np.empty((trials, epochs, depth))
-    grad_b = np.empty((trials, epochs, depth))
-    diverged = np.empty(trials, dtype=np.int64)
     dims = spec.dims
     n_params = int(np.sum(dims[:-1] * dims[1:]) + np.sum(dims[1:]))
-    initial = np.empty((trials, n_params), dtype=dt)
-    final = np.empty((trials, n_params), dtype=dt)
-    arrays = [np.ascontiguousarray(a, dtype=dt) for a in (data.x_train, data.y_train, data.x_test, data.y_test)]
-    with threads_context(threads):
+    record = _record(trials, epochs, n_params, (depth, depth), 0, dt)
+    arrays = cpu_train.Data(*(np.ascontiguousarray(a, dtype=dt)
+                              for a in (data.x_train, data.y_train, data.x_test, data.y_test)))
+    with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
-        cpu_train.train_mlp(seed, 0, dims, w_kind, w_scale, b_kind, b_scale, act, alpha,
-                            cpu_train.XENT if classification else cpu_train.MSE, *arrays, OPTIMIZERS[optimizer], lr,
-                            momentum, weight_decay, clip, epochs, batch, initial, final, loss, acc, test_acc, grad_w,
-                            grad_b, diverged)
+        run_blocks(lambda lo, hi: cpu_train.train_mlp(net, init, seed, 0, arrays, opt, epochs, batch, record, lo, hi),
+                   0, trials, n_threads)
         seconds = time.perf_counter() - t0
+    acc = record.accuracy
     if not classification:
         acc[:] = np.nan
-    return TrainResult(loss, acc, test_acc, grad_w, grad_b, diverged, spec, config, seed, seconds, __version__,
-                       initial, final)
+    return TrainResult(record.loss, acc, record.test_accuracy, record.grad_w, record.grad_b, record.diverged, spec,
+                       config, seed, seconds, __version__, record.params0, record.params1)
 
 
-def _train_rnn(spec: RNN, data: Dataset, opt: int, lr: float, momentum: float, weight_decay: float, clip: float,
-               epochs: int, batch: int, trials: int, seed: int, dt: np.dtype, threads: int | None,
-               config: dict[str, Any]) -> TrainResult:
+def _record(trials: int, epochs: int, n_params: int, layers: tuple[int, int], steps: int,
+            dt: np.dtype) -> cpu_train.Record:
+    """Empty output arrays of a training run (``layers``: how many weight and bias norms per epoch)."""
+    return cpu_train.Record(np.empty((trials, n_params), dtype=dt), np.empty((trials, n_params), dtype=dt),
+                            np.empty((trials, epochs)), np.empty((trials, epochs)), np.empty((trials, epochs)),
+                            np.empty((trials, epochs, layers[0])), np.empty((trials, epochs, layers[1])),
+                            np.empty((trials, epochs if steps else 0, steps)), np.empty(trials, dtype=np.int64))
+
+
+def _train_rnn(spec: RNN, data: Dataset, opt: cpu_train.Optimizer, epochs: int, batch: int, trials: int, seed: int,
+               dt: np.dtype, threads: int | None, config: dict[str, Any]) -> TrainResult:
     """RNN regressor with a linear read-out on h_S, trained by BPTT (see ``kernels/cpu_train.train_rnn``)."""
     if data.x_train.ndim != 3 or data.task != "regression":
         raise ValueError("data: an RNN trains on sequences (N, steps, features) with regression targets, "
                          f"got {data.x_train.shape} ({data.task})")
     spec = dataclasses.replace(spec, inputs=data.features, steps=data.x_train.shape[1])
-    code, alpha = activation_params("activation", spec.activation, spec.alpha)
-    w_kind, w_scale = recurrent_kind(spec.init, spec.hidden, spec.gain)
-    b_kind, b_scale = spec.bias()
+    net, init = lowering.rnn(spec)
     n, d, k = spec.hidden, data.features, data.outputs
     size = n * n + d * n + n + n * k + k
-    shape = (trials, epochs)
-    loss = np.empty(shape)
-    grad_w = np.empty((trials, epochs, 3))
-    grad_b = np.empty((trials, epochs, 2))
-    grad_h = np.empty((trials, epochs, spec.steps))
-    diverged = np.empty(trials, dtype=np.int64)
-    initial = np.empty((trials, size), dtype=dt)
-    final = np.empty((trials, size), dtype=dt)
-    x = np.ascontiguousarray(data.x_train, dtype=dt)
-    y = np.ascontiguousarray(data.y_train, dtype=dt)
-    with threads_context(threads):
+    record = _record(trials, epochs, size, (3, 2), spec.steps, dt)
+    arrays = cpu_train.Data(np.ascontiguousarray(data.x_train, dtype=dt), np.ascontiguousarray(data.y_train, dtype=dt),
+                            np.empty((0, d), dtype=dt), np.empty((0, k), dtype=dt))
+    with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
-        cpu_train.train_rnn(seed, 0, n, w_kind, w_scale, spec.input_scale / np.sqrt(d), b_kind, b_scale, code, alpha,
-                            x, y, opt, lr, momentum, weight_decay, clip, epochs, batch, initial, final, loss, grad_w,
-                            grad_b, grad_h, diverged)
+        run_blocks(lambda lo, hi: cpu_train.train_rnn(net, init, seed, 0, arrays, opt, epochs, batch, record, lo, hi),
+                   0, trials, n_threads)
         seconds = time.perf_counter() - t0
-    nan = np.full(shape, np.nan)
-    return TrainResult(loss, nan, nan.copy(), grad_w, grad_b, diverged, spec, config, seed, seconds, __version__,
-                       initial, final, grad_h)
+    return TrainResult(record.loss, record.accuracy, record.test_accuracy, record.grad_w, record.grad_b,
+                       record.diverged, spec, config, seed, seconds, __version__, record.params0, record.params1,
+                       record.grad_h)

@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastgrad.initializers import NORMAL, recurrent_kind
-from fastgrad.kernels import cpu_chain, cpu_mlp, cpu_rnn
-from fastgrad.kernels.draw import draw_matrix, draw_vector
+from fastgrad import lowering
+from fastgrad.codes import CHAIN_WB, CHAIN_XY
+from fastgrad.kernels import cpu_mlp, cpu_rnn
 from fastgrad.rng import normals
 from fastgrad.specs import MLP, RNN, Chain, check_int
+
+
+def _indices(trials: int | np.ndarray) -> np.ndarray:
+    """Trial indices from a count (0 .. trials - 1) or an array of indices."""
+    if np.isscalar(trials):
+        return np.arange(check_int("trials", trials), dtype=np.int64)
+    idx = np.asarray(trials, dtype=np.int64)
+    if idx.ndim != 1 or np.any(idx < 0):
+        raise ValueError(f"trials: expected a count or a 1-D array of non-negative indices, got {trials!r}")
+    return np.ascontiguousarray(idx)
 
 
 def mlp_trial_arrays(
@@ -37,22 +47,22 @@ def mlp_trial_arrays(
     y : array (T, B, n_L)
         Targets for ``mse``, the back-projection g for ``probe``.
     """
-    idx = np.arange(check_int("trials", trials)) if np.isscalar(trials) else np.asarray(trials, dtype=np.int64)
+    idx = _indices(trials)
+    batch = check_int("batch", batch)
+    _, init = lowering.mlp(spec)
     dims = spec.dims
-    w_kind, w_scale, b_kind, b_scale = spec.layer_inits()
     dt = np.dtype(dtype)
     t = idx.size
-    W = [np.empty((t, dims[l], dims[l + 1]), dtype=dt) for l in range(spec.depth)]
-    b = [np.empty((t, dims[l + 1]), dtype=dt) for l in range(spec.depth)]
+    woff = np.concatenate([[0], np.cumsum(dims[:-1] * dims[1:])])
+    boff = np.concatenate([[0], np.cumsum(dims[1:])])
+    w = np.empty((t, woff[-1]), dtype=dt)
+    b = np.empty((t, boff[-1]), dtype=dt)
     x = np.empty((t, batch, dims[0]), dtype=dt)
     y = np.empty((t, batch, dims[-1]), dtype=dt)
-    for i, k in enumerate(idx):
-        for l in range(spec.depth):
-            draw_matrix(W[l][i], w_kind[l], w_scale[l], seed, int(k), 2 * l + 2)
-            draw_vector(b[l][i], b_kind[l], b_scale[l], seed, int(k), 2 * l + 3)
-        draw_vector(x[i].reshape(-1), NORMAL, 1.0, seed, int(k), cpu_mlp.X_TENSOR)
-        draw_vector(y[i].reshape(-1), NORMAL, 1.0, seed, int(k), cpu_mlp.Y_TENSOR)
-    return W, b, x, y
+    cpu_mlp.draw_arrays(init, dims, seed, idx, w, b, x, y)
+    W = [np.ascontiguousarray(w[:, woff[l]:woff[l + 1]].reshape(t, dims[l], dims[l + 1])) for l in range(spec.depth)]
+    B = [np.ascontiguousarray(b[:, boff[l]:boff[l + 1]]) for l in range(spec.depth)]
+    return W, B, x, y
 
 
 def chain_trial_arrays(
@@ -79,8 +89,8 @@ def chain_trial_arrays(
     x = np.empty(n)
     y = np.empty(n)
     for k in range(n):
-        x[k], y[k] = normals(seed, k, cpu_chain.XY_TENSOR, 2)
-        g = normals(seed, k, cpu_chain.WB_TENSOR, 2 * depth)
+        x[k], y[k] = normals(seed, k, CHAIN_XY, 2)
+        g = normals(seed, k, CHAIN_WB, 2 * depth)
         w[k] = spec.value if spec.init == "constant" else spec.sigma_w * g[:depth]
         b[k] = spec.sigma_b * g[depth:] if spec.bias_init == "normal" else spec.bias_value
     if spec.bias_init == "centered":
@@ -93,7 +103,7 @@ def chain_trial_arrays(
 
 
 def rnn_trial_arrays(
-    spec: RNN, seed: int, trials: int, batch: int, dtype: str = "float64"
+    spec: RNN, seed: int, trials: int | np.ndarray, batch: int, dtype: str = "float64"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Draw W_hh (T, n, n), W_xh (T, d, n), b (T, n), x (T, S, B, d) and y of RNN trials.
 
@@ -104,21 +114,17 @@ def rnn_trial_arrays(
     -------
     W_hh, W_xh, b, x, y : numpy.ndarray
     """
-    n_trials = check_int("trials", trials)
+    idx = _indices(trials)
+    n_trials = idx.size
+    batch = check_int("batch", batch)
     dt = np.dtype(dtype)
     n, d, steps = spec.hidden, spec.inputs, spec.steps
-    w_kind, w_scale = recurrent_kind(spec.init, n, spec.gain)
-    b_kind, b_scale = spec.bias()
+    _, init = lowering.rnn(spec)
     whh = np.empty((n_trials, n, n), dtype=dt)
     wxh = np.empty((n_trials, d, n), dtype=dt)
     b = np.empty((n_trials, n), dtype=dt)
     x = np.empty((n_trials, steps, batch, d), dtype=dt)
     y_steps = steps if spec.loss == "all" else 1
     y = np.empty((n_trials, y_steps, batch, n), dtype=dt)
-    for k in range(n_trials):
-        draw_matrix(whh[k], w_kind, w_scale, seed, k, cpu_rnn.WHH_TENSOR)
-        draw_matrix(wxh[k], NORMAL, spec.input_scale / np.sqrt(d), seed, k, cpu_rnn.WXH_TENSOR)
-        draw_vector(b[k], b_kind, b_scale, seed, k, cpu_rnn.B_TENSOR)
-        draw_vector(x[k].reshape(-1), NORMAL, 1.0, seed, k, cpu_rnn.X_TENSOR)
-        draw_vector(y[k].reshape(-1), NORMAL, 1.0, seed, k, cpu_rnn.Y_TENSOR)
+    cpu_rnn.draw_arrays(init, seed, idx, whh, wxh, b, x, y)
     return whh, wxh, b, x, (y if spec.loss == "all" else y[:, 0])

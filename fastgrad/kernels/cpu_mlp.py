@@ -1,27 +1,80 @@
-"""Forward and backward pass of a deep MLP, per trial, parallel over trials (CPU).
+"""The MLP's kernel file: forward and backward pass of a deep MLP, per trial (CPU).
 
-Definitions (DESIGN.md): ``z_l = h_{l-1} @ W_l + b_l``, ``h_l = phi(z_l)``;
+Definitions (docs/architecture.md): ``z_l = h_{l-1} @ W_l + b_l``, ``h_l = phi(z_l)``;
 ``delta_l = dLoss/dz_l``, ``dLoss/dW_l = h_{l-1}^T delta_l``,
 ``dLoss/db_l = sum_batch delta_l``, ``dLoss/dh_{l-1} = delta_l @ W_l^T``.
 
 Layers are packed flat: layer l's weights are ``w[woff[l]:woff[l+1]]``
 reshaped to (dims[l], dims[l+1]) and its biases ``b[boff[l]:boff[l+1]]``,
-with ``boff = cumsum(dims[1:])``. Index l is 0-based here (layer l + 1).
+with ``boff = cumsum(dims[1:])``. Index l is 0-based everywhere.
+
+The entry points (:func:`generated`, :func:`explicit`) run the trials ``lo .. hi - 1``
+of their output rows on the calling thread, without the GIL; the engine runs one
+block of consecutive trials per thread. Their arguments are the structures
+:class:`Net`, :class:`Init` and :class:`Stats`, built by :mod:`fastgrad.lowering`.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import prange
+from typing import Any, NamedTuple
 
-from fastgrad._numba import jit
+import numpy as np
+
+from fastgrad._numba import copy, jit, kernel
 from fastgrad.activations import apply
-from fastgrad.initializers import NORMAL
+from fastgrad.codes import MLP_B0, MLP_MSE, MLP_W0, MLP_X, MLP_Y, NORMAL
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import sum_squares
 
-MSE, PROBE = 0, 1
-X_TENSOR, Y_TENSOR = 0, 1  # layer l (1-based) draws W from tensor 2l, b from 2l + 1
+
+class Net(NamedTuple):
+    """What one MLP trial computes, apart from its numbers.
+
+    Attributes
+    ----------
+    dims : int64 array (L + 1,)
+        Widths n_0 .. n_L.
+    hidden, last : Choice
+        Activation of layers 0 .. L - 2, and of layer L - 1.
+    alpha : float64 array (L,)
+        Activation parameter per layer.
+    loss : int
+        ``codes.MLP_MSE`` or ``codes.MLP_PROBE``.
+    """
+
+    dims: np.ndarray
+    hidden: Any
+    last: Any
+    alpha: np.ndarray
+    loss: int
+
+
+class Init(NamedTuple):
+    """How a generated trial's weights and biases are drawn.
+
+    Attributes
+    ----------
+    draw : Choice
+        ``draw.PLAIN``, or ``draw.FACTORED`` if a layer is orthogonal.
+    w_kind, b_kind : int64 arrays (L,)
+        Init kinds (``codes``) per layer.
+    w_scale, b_scale : float64 arrays (L,)
+    """
+
+    draw: Any
+    w_kind: np.ndarray
+    w_scale: np.ndarray
+    b_kind: np.ndarray
+    b_scale: np.ndarray
+
+
+class Stats(NamedTuple):
+    """The per-trial outputs, each (T, L) in the run's dtype: norms of dLoss/dW_l, dLoss/db_l, delta_l, and q_l."""
+
+    grad_w: np.ndarray
+    grad_b: np.ndarray
+    delta: np.ndarray
+    q: np.ndarray
 
 
 @jit
@@ -35,17 +88,18 @@ def layer_offsets(dims: np.ndarray, batch: int) -> np.ndarray:
 
 
 @jit
-def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, dims: np.ndarray, act: np.ndarray, alpha: np.ndarray,
-            hoff: np.ndarray, hs: np.ndarray, ds: np.ndarray, q: np.ndarray) -> None:
+def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, net: Net, hoff: np.ndarray, hs: np.ndarray,
+            ds: np.ndarray, q: np.ndarray) -> None:
     """z_l = h_{l-1} W_l + b_l; keeps h_l in ``hs``, phi'(z_l) in ``ds`` and mean(z_l^2) in ``q``.
 
     z itself is not kept: the backward pass needs only h and phi'(z).
     """
+    dims = net.dims
     depth = dims.size - 1
     batch = x.shape[0]
     h0 = hoff[1]
     zbuf = np.empty(batch * np.max(dims[1:]), dtype=hs.dtype)
-    hs[:h0] = x.reshape(h0)
+    copy(hs[:h0], x.reshape(h0))
     woff = 0
     boff = 0
     for l in range(depth):
@@ -57,7 +111,12 @@ def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, dims: np.ndarray, act: 
             for j in range(n_out):
                 zl[i, j] += b[boff + j]
         q[l] = sum_squares(zf) / zf.size
-        apply(act[l], alpha[l], zf, hs[hoff[l + 1] : hoff[l + 2]], ds[hoff[l + 1] - h0 : hoff[l + 2] - h0])
+        h_out = hs[hoff[l + 1] : hoff[l + 2]]
+        d_out = ds[hoff[l + 1] - h0 : hoff[l + 2] - h0]
+        if l == depth - 1:
+            apply(net.last, net.alpha[l], zf, h_out, d_out)
+        else:
+            apply(net.hidden, net.alpha[l], zf, h_out, d_out)
         woff += n_in * n_out
         boff += n_out
 
@@ -98,8 +157,8 @@ def backward(w: np.ndarray, dims: np.ndarray, hoff: np.ndarray, hs: np.ndarray, 
         dwf = dw.reshape(n_in * n_out)
         grad_w[l] = np.sqrt(sum_squares(dwf))
         if gw.size:  # training keeps the gradients; statistics need only their norms
-            gw[woff : woff + n_in * n_out] = dwf
-            gb[boff : boff + n_out] = colsum
+            copy(gw[woff : woff + n_in * n_out], dwf)
+            copy(gb[boff : boff + n_out], colsum)
         if l > 0:
             dh_prev = np.empty((batch, n_in), dtype=dh.dtype)
             np.dot(d, w[woff : woff + n_in * n_out].reshape(n_in, n_out).T, dh_prev)
@@ -107,49 +166,33 @@ def backward(w: np.ndarray, dims: np.ndarray, hoff: np.ndarray, hs: np.ndarray, 
 
 
 @jit
-def mlp_trial(
-    w: np.ndarray,
-    b: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    dims: np.ndarray,
-    act: np.ndarray,
-    alpha: np.ndarray,
-    loss: int,
-    hoff: np.ndarray,
-    hs: np.ndarray,
-    ds: np.ndarray,
-    grad_w: np.ndarray,
-    grad_b: np.ndarray,
-    delta: np.ndarray,
-    q: np.ndarray,
-) -> None:
-    """One trial: write its per-layer statistics into the four (L,) rows.
+def trial(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net: Net, hoff: np.ndarray, hs: np.ndarray,
+          ds: np.ndarray, stats: Stats, t: int) -> None:
+    """One trial: write its per-layer statistics into row ``t`` of ``stats``.
 
-    ``act[l]``/``alpha[l]`` are the activation code and parameter of layer l,
-    so the last layer may differ. ``y`` is the target (mse) or g (probe).
-    ``hoff``, ``hs`` and ``ds`` are the caller's workspace (``workspace``),
-    reused from trial to trial.
+    ``y`` is the target (mse) or g (probe). ``hoff``, ``hs`` and ``ds`` are the
+    caller's workspace (:func:`workspace`), reused from trial to trial.
     """
-    depth = dims.size - 1
+    depth = net.dims.size - 1
     batch = x.shape[0]
-    forward(w, b, x, dims, act, alpha, hoff, hs, ds, q)
+    forward(w, b, x, net, hoff, hs, ds, stats.q[t])
     h_last = hs[hoff[depth] : hoff[depth + 1]]
     yf = y.reshape(h_last.size)
     dh = np.empty(h_last.size, dtype=x.dtype)
     inv_b = 1.0 / batch
-    if loss == MSE:
+    if net.loss == MLP_MSE:
         for i in range(dh.size):
             dh[i] = (h_last[i] - yf[i]) * inv_b
     else:
         for i in range(dh.size):
             dh[i] = yf[i] * inv_b
-    backward(w, dims, hoff, hs, ds, dh, np.empty(0), np.empty(0), grad_w, grad_b, delta)
+    backward(w, net.dims, hoff, hs, ds, dh, np.empty(0), np.empty(0), stats.grad_w[t], stats.grad_b[t],
+             stats.delta[t])
 
 
 @jit
-def workspace(dims: np.ndarray, batch: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``hoff``, ``hs`` and ``ds`` for ``mlp_trial``: allocate once per block of trials.
+def workspace(dims: np.ndarray, batch: int, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``hoff``, ``hs`` and ``ds`` for :func:`trial`: allocate once per block of trials.
 
     A trial's activations are hundreds of kB, above malloc's mmap threshold:
     allocated per trial, every page faults in afresh (A/B against per-trial
@@ -160,89 +203,73 @@ def workspace(dims: np.ndarray, batch: int, dtype: np.dtype) -> tuple[np.ndarray
     return hoff, np.empty(hoff[depth + 1], dtype=dtype), np.empty(hoff[depth + 1] - hoff[1], dtype=dtype)
 
 
-@jit(parallel=True)
-def mlp_explicit(
-    w: np.ndarray,
-    b: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    dims: np.ndarray,
-    act: np.ndarray,
-    alpha: np.ndarray,
-    loss: int,
-    grad_w: np.ndarray,
-    grad_b: np.ndarray,
-    delta: np.ndarray,
-    q: np.ndarray,
-    blocks: int,
-) -> None:
-    """Trials given as packed arrays: w (T, P), b (T, Pb), x (T, B, n0), y (T, B, nL)."""
-    n_trials = w.shape[0]
-    n_blocks = min(n_trials, blocks)
-    for k in prange(n_blocks):
-        hoff, hs, ds = workspace(dims, x.shape[1], x.dtype)
-        for t in range(k * n_trials // n_blocks, (k + 1) * n_trials // n_blocks):
-            mlp_trial(w[t], b[t], x[t], y[t], dims, act, alpha, loss, hoff, hs, ds, grad_w[t], grad_b[t], delta[t],
-                      q[t])
-
-
-@jit(parallel=True)
-def mlp_generated(
-    seed: int,
-    trial0: int,
-    batch: int,
-    dims: np.ndarray,
-    w_kind: np.ndarray,
-    w_scale: np.ndarray,
-    b_kind: np.ndarray,
-    b_scale: np.ndarray,
-    act: np.ndarray,
-    alpha: np.ndarray,
-    loss: int,
-    grad_w: np.ndarray,
-    grad_b: np.ndarray,
-    delta: np.ndarray,
-    q: np.ndarray,
-    blocks: int,
-) -> None:
-    """Trials ``trial0 .. trial0 + T - 1`` drawn from their streams, then run.
-
-    The dtype of the statistics arrays is the dtype of the whole run. The
-    trials are split into ``blocks`` runs of consecutive trials (one per
-    thread), each with its buffers allocated once.
-    """
-    depth = dims.size - 1
-    dtype = grad_w.dtype
+@jit
+def sizes(dims: np.ndarray) -> tuple[int, int]:
+    """Number of packed weights and of packed biases."""
     n_w = 0
     n_b = 0
-    for l in range(depth):
+    for l in range(dims.size - 1):
         n_w += dims[l] * dims[l + 1]
         n_b += dims[l + 1]
-    n_trials = grad_w.shape[0]
-    n_blocks = min(n_trials, blocks)
-    for k in prange(n_blocks):
-        w = np.empty(n_w, dtype=dtype)
-        b = np.empty(n_b, dtype=dtype)
-        x = np.empty((batch, dims[0]), dtype=dtype)
-        y = np.empty((batch, dims[depth]), dtype=dtype)
-        hoff, hs, ds = workspace(dims, batch, dtype)
-        for t in range(k * n_trials // n_blocks, (k + 1) * n_trials // n_blocks):
-            trial = trial0 + t
-            draw_weights(w, b, seed, trial, dims, w_kind, w_scale, b_kind, b_scale)
-            draw_vector(x.reshape(x.size), NORMAL, 1.0, seed, trial, X_TENSOR)
-            draw_vector(y.reshape(y.size), NORMAL, 1.0, seed, trial, Y_TENSOR)
-            mlp_trial(w, b, x, y, dims, act, alpha, loss, hoff, hs, ds, grad_w[t], grad_b[t], delta[t], q[t])
+    return n_w, n_b
 
 
 @jit
-def draw_weights(w: np.ndarray, b: np.ndarray, seed: int, trial: int, dims: np.ndarray, w_kind: np.ndarray,
-                 w_scale: np.ndarray, b_kind: np.ndarray, b_scale: np.ndarray) -> None:
-    """Trial ``trial``'s weights and biases, packed: W_l from tensor 2l, b_l from 2l + 1 (l 1-based)."""
+def draw_weights(w: np.ndarray, b: np.ndarray, seed: int, trial_id: int, dims: np.ndarray, init: Init) -> None:
+    """Trial ``trial_id``'s weights and biases, packed: W_l from tensor MLP_W0 + 2l, b_l from MLP_B0 + 2l."""
     woff = 0
     boff = 0
     for l in range(dims.size - 1):
         n_in, n_out = dims[l], dims[l + 1]
-        draw_matrix(w[woff : woff + n_in * n_out].reshape(n_in, n_out), w_kind[l], w_scale[l], seed, trial, 2 * l + 2)
-        draw_vector(b[boff : boff + n_out], b_kind[l], b_scale[l], seed, trial, 2 * l + 3)
+        draw_matrix(init.draw, w[woff : woff + n_in * n_out].reshape(n_in, n_out), init.w_kind[l], init.w_scale[l],
+                    seed, trial_id, MLP_W0 + 2 * l)
+        draw_vector(b[boff : boff + n_out], init.b_kind[l], init.b_scale[l], seed, trial_id, MLP_B0 + 2 * l)
         woff += n_in * n_out
         boff += n_out
+
+
+@jit
+def draw_trial(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, seed: int, trial_id: int,
+               dims: np.ndarray, init: Init) -> None:
+    """Every array of generated trial ``trial_id``: weights, biases, inputs x and targets (or probes) y ~ N(0, 1)."""
+    draw_weights(w, b, seed, trial_id, dims, init)
+    draw_vector(x.reshape(x.size), NORMAL, 1.0, seed, trial_id, MLP_X)
+    draw_vector(y.reshape(y.size), NORMAL, 1.0, seed, trial_id, MLP_Y)
+
+
+@kernel
+def generated(net: Net, init: Init, seed: int, trial0: int, batch: int, stats: Stats, lo: int, hi: int) -> None:
+    """Rows ``lo .. hi - 1`` of ``stats``: trials ``trial0 + lo ..`` drawn from their streams, then run.
+
+    The dtype of the statistics arrays is the dtype of the whole run; the
+    buffers are allocated once for the block.
+    """
+    dims = net.dims
+    depth = dims.size - 1
+    dtype = stats.grad_w.dtype
+    n_w, n_b = sizes(dims)
+    w = np.empty(n_w, dtype=dtype)
+    b = np.empty(n_b, dtype=dtype)
+    x = np.empty((batch, dims[0]), dtype=dtype)
+    y = np.empty((batch, dims[depth]), dtype=dtype)
+    hoff, hs, ds = workspace(dims, batch, dtype)
+    for t in range(lo, hi):
+        draw_trial(w, b, x, y, seed, trial0 + t, dims, init)
+        trial(w, b, x, y, net, hoff, hs, ds, stats, t)
+
+
+@kernel
+def explicit(net: Net, w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, stats: Stats, lo: int,
+             hi: int) -> None:
+    """Rows ``lo .. hi - 1``: trials given as packed arrays w (T, P), b (T, Pb), x (T, B, n0), y (T, B, nL)."""
+    hoff, hs, ds = workspace(net.dims, x.shape[1], x.dtype)
+    for t in range(lo, hi):
+        trial(w[t], b[t], x[t], y[t], net, hoff, hs, ds, stats, t)
+
+
+@kernel
+def draw_arrays(init: Init, dims: np.ndarray, seed: int, trials: np.ndarray, w: np.ndarray, b: np.ndarray,
+                x: np.ndarray, y: np.ndarray) -> None:
+    """The packed arrays of the given trials, exactly as :func:`generated` draws them: w (T, P), b (T, Pb), x, y."""
+    for i in range(trials.size):
+        draw_trial(w[i], b[i], x[i], y[i], seed, trials[i], dims, init)

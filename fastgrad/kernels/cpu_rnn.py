@@ -1,70 +1,103 @@
-"""Backpropagation through time for a vanilla RNN, per trial, parallel over trials (CPU).
+"""The vanilla RNN's kernel file: backpropagation through time, per trial (CPU).
 
-Definitions (DESIGN.md): ``z_t = h_{t-1} @ W_hh + x_t @ W_xh + b``,
+Definitions (docs/architecture.md): ``z_t = h_{t-1} @ W_hh + x_t @ W_xh + b``,
 ``h_t = phi(z_t)``, ``h_0 = 0``; ``g_t = dLoss/dh_t`` is the total derivative
 through every later step, ``delta_t = g_t * phi'(z_t)``,
 ``g_{t-1} = delta_t @ W_hh^T (+ the loss's direct term at t - 1)``,
 ``dLoss/dW_hh = sum_t h_{t-1}^T delta_t``, ``dLoss/dW_xh = sum_t x_t^T delta_t``,
-``dLoss/db = sum_t sum_batch delta_t``.
+``dLoss/db = sum_t sum_batch delta_t``. Memory layout: time major, x (S, B, d),
+h (S + 1, B, n).
 
 Only the recurrent products are done step by step; the input products of all
 steps, and the totals for W_xh and b, are single large matrix products. Each
 step's contribution ``h_{t-1}^T delta_t`` to dLoss/dW_hh is formed once: its
 norm is the step's statistic and the sum of them (in float64) is the total, so
 the total costs no product of its own.
+
+The entry points run the trials ``lo .. hi - 1`` of their output rows on the
+calling thread, without the GIL. Their arguments are :class:`Net`, :class:`Init`
+and :class:`Stats`, built by :mod:`fastgrad.lowering`. The Jacobian norms are a
+compile-time choice (``JACOBIAN``/``NO_JACOBIAN``): kernels that do not compute
+them do not compile them.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import prange
+from typing import Any, NamedTuple
 
-from fastgrad._numba import jit
+import numpy as np
+from numba.extending import overload
+
+from fastgrad._numba import Choice, chosen, jit, kernel
 from fastgrad.activations import apply
-from fastgrad.initializers import NORMAL
+from fastgrad.codes import NORMAL, RNN_ALL, RNN_B, RNN_PROBE, RNN_WHH, RNN_WXH, RNN_X, RNN_Y
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import accumulate_norm_squared, sum_squares
 
-LAST, ALL, PROBE = 0, 1, 2
-X_TENSOR, Y_TENSOR, WHH_TENSOR, WXH_TENSOR, B_TENSOR = 0, 1, 2, 3, 4
+JACOBIAN = Choice("jacobian", "yes")
+NO_JACOBIAN = Choice("jacobian", "no")
+
+
+class Net(NamedTuple):
+    """What one RNN trial computes, apart from its numbers.
+
+    Attributes
+    ----------
+    act : Choice
+        The activation.
+    alpha : float
+        Its parameter.
+    loss : int
+        ``codes.RNN_LAST``, ``RNN_ALL`` or ``RNN_PROBE``.
+    jacobian : Choice
+        ``JACOBIAN`` to compute ``||dh_S/dh_t||_F`` of the batch's first sequence, else ``NO_JACOBIAN``.
+    """
+
+    act: Any
+    alpha: float
+    loss: int
+    jacobian: Any
+
+
+class Init(NamedTuple):
+    """How a generated trial is drawn: W_hh by (draw, w_kind, w_scale), W_xh ~ N(0, x_scale^2), b by (b_kind, b_scale)."""
+
+    draw: Any
+    hidden: int
+    inputs: int
+    w_kind: int
+    w_scale: float
+    x_scale: float
+    b_kind: int
+    b_scale: float
+
+
+class Stats(NamedTuple):
+    """Per-trial outputs: grad_h, grad_whh_step, q (T, S); totals (T, 3) = norms of dW_hh, dW_xh, db; jac (T, S) or (T, 0)."""
+
+    grad_h: np.ndarray
+    grad_whh_step: np.ndarray
+    q: np.ndarray
+    totals: np.ndarray
+    jac: np.ndarray
 
 
 @jit
-def rnn_trial(
-    whh: np.ndarray,
-    wxh: np.ndarray,
-    b: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    act: int,
-    alpha: float,
-    loss: int,
-    grad_h: np.ndarray,
-    grad_whh_step: np.ndarray,
-    q: np.ndarray,
-    totals: np.ndarray,
-    jac: np.ndarray,
-    work: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-) -> None:
-    """One trial. x (S, B, d); y (1, B, n) for LAST and PROBE, (S, B, n) for ALL.
+def forward(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, act: Any, alpha: float, hs: np.ndarray,
+            ds: np.ndarray, zx: np.ndarray, q: np.ndarray) -> None:
+    """h_1 .. h_S into ``hs[1:]`` (hs[0] = h_0 = 0), phi'(z_t) into ``ds[t - 1]``, mean(z_t^2) into ``q``.
 
-    Writes grad_h, grad_whh_step, q (S,) and totals = (||dW_hh||, ||dW_xh||, ||db||).
-    If ``jac`` is not empty, also the Jacobian norms of the batch's first
-    sequence (``jacobian_norms``) into it. ``work`` is the caller's
-    ``workspace``, reused from trial to trial.
+    x (S, B, d); hs (S + 1, B, n); ds (S, B, n); zx (S B, n) is scratch for
+    x_t @ W_xh + b of all steps, formed in one product.
     """
     steps, batch, d_in = x.shape
     n = whh.shape[0]
-    dtype = x.dtype
-    # hs[t] = h_t for t = 0..S (h_0 = 0); ds[t-1] = phi'(z_t);
-    # zx[t] = x_t @ W_xh + b, all steps' input products at once.
-    hs, ds, zx, deltas = work
     hs[0] = 0.0
     np.dot(x.reshape(steps * batch, d_in), wxh, zx)
     for r in range(steps * batch):
         for j in range(n):
             zx[r, j] += b[j]
-    z = np.empty((batch, n), dtype=dtype)
+    z = np.empty((batch, n), dtype=x.dtype)
     for t in range(steps):
         np.dot(hs[t], whh, z)
         zt = zx[t * batch : (t + 1) * batch]
@@ -75,21 +108,23 @@ def rnn_trial(
         q[t] = sum_squares(zf) / zf.size
         apply(act, alpha, zf, hs[t + 1].reshape(batch * n), ds[t].reshape(batch * n))
 
+
+@jit
+def backward(whh: np.ndarray, hs: np.ndarray, ds: np.ndarray, g: np.ndarray, y: np.ndarray, loss: int,
+             deltas: np.ndarray, grad_h: np.ndarray, grad_whh_step: np.ndarray, total_w: np.ndarray) -> None:
+    """Back through every step from ``g = dLoss/dh_S`` (B, n), overwritten.
+
+    Writes delta_t into ``deltas[t - 1]`` (S, B, n), ||g_t|| and ||h_{t-1}^T delta_t||
+    into the (S,) rows, and accumulates dLoss/dW_hh (float64, n n) into ``total_w``.
+    Under ``RNN_ALL`` the loss's direct term at each earlier step is added from
+    ``y`` (S, B, n): (h_t - y_t) / B.
+    """
+    steps = ds.shape[0]
+    batch, n = g.shape
     inv_b = 1.0 / batch
-    g = np.empty((batch, n), dtype=dtype)
-    if loss == PROBE:
-        for i in range(batch):
-            for j in range(n):
-                g[i, j] = y[0, i, j] * inv_b
-    else:
-        last_y = y[y.shape[0] - 1]
-        for i in range(batch):
-            for j in range(n):
-                g[i, j] = (hs[steps, i, j] - last_y[i, j]) * inv_b
-    step_w = np.empty((n, n), dtype=dtype)  # h_{t-1}^T delta_t
-    total_w = np.zeros(n * n)  # their sum, dLoss/dW_hh
+    step_w = np.empty((n, n), dtype=g.dtype)  # h_{t-1}^T delta_t
     for t in range(steps - 1, -1, -1):
-        if loss == ALL and t < steps - 1:
+        if loss == RNN_ALL and t < steps - 1:
             for i in range(batch):
                 for j in range(n):
                     g[i, j] += (hs[t + 1, i, j] - y[t, i, j]) * inv_b
@@ -101,19 +136,6 @@ def rnn_trial(
         np.dot(hs[t].T, dt, step_w)
         grad_whh_step[t] = np.sqrt(accumulate_norm_squared(step_w.reshape(n * n), total_w))
         np.dot(dt, whh.T, g)
-    if jac.size:
-        jacobian_norms(whh, ds, jac)
-
-    flat_d = deltas.reshape(steps * batch, n)
-    totals[0] = np.sqrt(sum_squares(total_w))
-    dwx = np.empty((d_in, n), dtype=dtype)
-    np.dot(x.reshape(steps * batch, d_in).T, flat_d, dwx)
-    totals[1] = np.sqrt(sum_squares(dwx.reshape(d_in * n)))
-    db = np.zeros(n, dtype=dtype)
-    for r in range(steps * batch):
-        for j in range(n):
-            db[j] += flat_d[r, j]
-    totals[2] = np.sqrt(sum_squares(db))
 
 
 @jit
@@ -140,9 +162,63 @@ def jacobian_norms(whh: np.ndarray, ds: np.ndarray, jac: np.ndarray) -> None:
             np.dot(w64, scaled, m)
 
 
+def _maybe_jacobian(choice: Any, whh: Any, ds: Any, jac: Any) -> None:
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_maybe_jacobian, inline="always")
+def _maybe_jacobian_impl(choice, whh, ds, jac):  # type: ignore[no-untyped-def]
+    name = chosen(choice, "jacobian")
+    if name == "yes":
+        return lambda choice, whh, ds, jac: jacobian_norms(whh, ds, jac)
+    if name == "no":
+        return lambda choice, whh, ds, jac: None
+    return None
+
+
 @jit
-def workspace(steps: int, batch: int, n: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The large buffers of ``rnn_trial`` (hs, ds, zx, deltas): allocate once per block of trials.
+def trial(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net: Net,
+          work: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], stats: Stats, t: int) -> None:
+    """One trial into row ``t`` of ``stats``. x (S, B, d); y (1, B, n) for LAST and PROBE, (S, B, n) for ALL.
+
+    ``work`` is the caller's :func:`workspace`, reused from trial to trial.
+    """
+    steps, batch, d_in = x.shape
+    n = whh.shape[0]
+    dtype = x.dtype
+    hs, ds, zx, deltas = work
+    forward(whh, wxh, b, x, net.act, net.alpha, hs, ds, zx, stats.q[t])
+    inv_b = 1.0 / batch
+    g = np.empty((batch, n), dtype=dtype)
+    if net.loss == RNN_PROBE:
+        for i in range(batch):
+            for j in range(n):
+                g[i, j] = y[0, i, j] * inv_b
+    else:
+        last_y = y[y.shape[0] - 1]
+        for i in range(batch):
+            for j in range(n):
+                g[i, j] = (hs[steps, i, j] - last_y[i, j]) * inv_b
+    total_w = np.zeros(n * n)  # dLoss/dW_hh
+    backward(whh, hs, ds, g, y, net.loss, deltas, stats.grad_h[t], stats.grad_whh_step[t], total_w)
+    _maybe_jacobian(net.jacobian, whh, ds, stats.jac[t])
+
+    totals = stats.totals[t]
+    flat_d = deltas.reshape(steps * batch, n)
+    totals[0] = np.sqrt(sum_squares(total_w))
+    dwx = np.empty((d_in, n), dtype=dtype)
+    np.dot(x.reshape(steps * batch, d_in).T, flat_d, dwx)
+    totals[1] = np.sqrt(sum_squares(dwx.reshape(d_in * n)))
+    db = np.zeros(n, dtype=dtype)
+    for r in range(steps * batch):
+        for j in range(n):
+            db[j] += flat_d[r, j]
+    totals[2] = np.sqrt(sum_squares(db))
+
+
+@jit
+def workspace(steps: int, batch: int, n: int, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The large buffers of :func:`trial` (hs, ds, zx, deltas): allocate once per block of trials.
 
     Each is ~S B n elements, above malloc's mmap threshold: allocated per
     trial, every page would fault in afresh.
@@ -151,82 +227,48 @@ def workspace(steps: int, batch: int, n: int, dtype: np.dtype) -> tuple[np.ndarr
             np.empty((steps * batch, n), dtype=dtype), np.empty((steps, batch, n), dtype=dtype))
 
 
-@jit(parallel=True)
-def rnn_explicit(
-    whh: np.ndarray,
-    wxh: np.ndarray,
-    b: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    act: int,
-    alpha: float,
-    loss: int,
-    grad_h: np.ndarray,
-    grad_whh_step: np.ndarray,
-    q: np.ndarray,
-    totals: np.ndarray,
-    jac: np.ndarray,
-    blocks: int,
-) -> None:
-    """Trials given as arrays: whh (T, n, n), wxh (T, d, n), b (T, n), x (T, S, B, d), y (T, Sy, B, n).
-
-    ``jac`` is (T, S) for the Jacobian norms or (T, 0) to skip them. The
-    trials are split into ``blocks`` runs of consecutive trials (one per thread).
-    """
-    n_trials, steps, batch, _ = x.shape
-    n_blocks = min(n_trials, blocks)
-    for k in prange(n_blocks):
-        work = workspace(steps, batch, whh.shape[1], x.dtype)
-        for t in range(k * n_trials // n_blocks, (k + 1) * n_trials // n_blocks):
-            rnn_trial(whh[t], wxh[t], b[t], x[t], y[t], act, alpha, loss, grad_h[t], grad_whh_step[t], q[t],
-                      totals[t], jac[t], work)
+@jit
+def draw_trial(whh: np.ndarray, wxh: np.ndarray, bias: np.ndarray, x: np.ndarray, y: np.ndarray, seed: int,
+               trial_id: int, init: Init) -> None:
+    """Every array of generated trial ``trial_id``; inputs x and targets (or probes) y ~ N(0, 1)."""
+    draw_matrix(init.draw, whh, init.w_kind, init.w_scale, seed, trial_id, RNN_WHH)
+    draw_matrix(init.draw, wxh, NORMAL, init.x_scale, seed, trial_id, RNN_WXH)
+    draw_vector(bias, init.b_kind, init.b_scale, seed, trial_id, RNN_B)
+    draw_vector(x.reshape(x.size), NORMAL, 1.0, seed, trial_id, RNN_X)
+    draw_vector(y.reshape(y.size), NORMAL, 1.0, seed, trial_id, RNN_Y)
 
 
-@jit(parallel=True)
-def rnn_generated(
-    seed: int,
-    trial0: int,
-    batch: int,
-    hidden: int,
-    inputs: int,
-    w_kind: int,
-    w_scale: float,
-    x_scale: float,
-    b_kind: int,
-    b_scale: float,
-    act: int,
-    alpha: float,
-    loss: int,
-    grad_h: np.ndarray,
-    grad_whh_step: np.ndarray,
-    q: np.ndarray,
-    totals: np.ndarray,
-    jac: np.ndarray,
-    blocks: int,
-) -> None:
-    """Trials ``trial0 ..`` drawn from their streams, then run; grad_h fixes S and the dtype.
+@kernel
+def generated(net: Net, init: Init, seed: int, trial0: int, batch: int, stats: Stats, lo: int, hi: int) -> None:
+    """Rows ``lo .. hi - 1`` of ``stats``: trials ``trial0 + lo ..`` drawn, then run; grad_h fixes S and the dtype."""
+    steps = stats.grad_h.shape[1]
+    dtype = stats.grad_h.dtype
+    hidden, inputs = init.hidden, init.inputs
+    y_steps = steps if net.loss == RNN_ALL else 1
+    whh = np.empty((hidden, hidden), dtype=dtype)
+    wxh = np.empty((inputs, hidden), dtype=dtype)
+    bias = np.empty(hidden, dtype=dtype)
+    x = np.empty((steps, batch, inputs), dtype=dtype)
+    y = np.empty((y_steps, batch, hidden), dtype=dtype)
+    work = workspace(steps, batch, hidden, dtype)
+    for t in range(lo, hi):
+        draw_trial(whh, wxh, bias, x, y, seed, trial0 + t, init)
+        trial(whh, wxh, bias, x, y, net, work, stats, t)
 
-    W_hh by ``draw_matrix(w_kind, w_scale)``, W_xh ~ N(0, x_scale^2), the bias by
-    ``b_kind``/``b_scale``; inputs x and targets (or probes) y ~ N(0, 1).
-    """
-    steps = grad_h.shape[1]
-    dtype = grad_h.dtype
-    y_steps = steps if loss == ALL else 1
-    n_trials = grad_h.shape[0]
-    n_blocks = min(n_trials, blocks)
-    for blk in prange(n_blocks):
-        whh = np.empty((hidden, hidden), dtype=dtype)
-        wxh = np.empty((inputs, hidden), dtype=dtype)
-        bias = np.empty(hidden, dtype=dtype)
-        x = np.empty((steps, batch, inputs), dtype=dtype)
-        y = np.empty((y_steps, batch, hidden), dtype=dtype)
-        work = workspace(steps, batch, hidden, dtype)
-        for k in range(blk * n_trials // n_blocks, (blk + 1) * n_trials // n_blocks):
-            trial = trial0 + k
-            draw_matrix(whh, w_kind, w_scale, seed, trial, WHH_TENSOR)
-            draw_matrix(wxh, NORMAL, x_scale, seed, trial, WXH_TENSOR)
-            draw_vector(bias, b_kind, b_scale, seed, trial, B_TENSOR)
-            draw_vector(x.reshape(x.size), NORMAL, 1.0, seed, trial, X_TENSOR)
-            draw_vector(y.reshape(y.size), NORMAL, 1.0, seed, trial, Y_TENSOR)
-            rnn_trial(whh, wxh, bias, x, y, act, alpha, loss, grad_h[k], grad_whh_step[k], q[k], totals[k], jac[k],
-                      work)
+
+@kernel
+def explicit(net: Net, whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray,
+             stats: Stats, lo: int, hi: int) -> None:
+    """Rows ``lo .. hi - 1``: whh (T, n, n), wxh (T, d, n), b (T, n), x (T, S, B, d), y (T, Sy, B, n)."""
+    _, steps, batch, _ = x.shape
+    work = workspace(steps, batch, whh.shape[1], x.dtype)
+    for t in range(lo, hi):
+        trial(whh[t], wxh[t], b[t], x[t], y[t], net, work, stats, t)
+
+
+@kernel
+def draw_arrays(init: Init, seed: int, trials: np.ndarray, whh: np.ndarray, wxh: np.ndarray, b: np.ndarray,
+                x: np.ndarray, y: np.ndarray) -> None:
+    """The arrays of the given trials, exactly as :func:`generated` draws them."""
+    for i in range(trials.size):
+        draw_trial(whh[i], wxh[i], b[i], x[i], y[i], seed, trials[i], init)

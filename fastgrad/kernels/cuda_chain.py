@@ -6,10 +6,8 @@ from typing import Any
 
 from numba import cuda
 
+from fastgrad.codes import CHAIN_CENTERED, CHAIN_NORMAL, CHAIN_WB, CHAIN_XY
 from fastgrad.kernels.cuda_device import normal_pair, phi_dphi, stream_key
-
-XY_TENSOR, WB_TENSOR = 0, 1
-CENTERED = -1
 
 
 @cuda.jit
@@ -21,14 +19,14 @@ def chain_generated(seed: int, trial0: int, act: int, alpha: float, w_const: boo
         return
     depth = db.shape[1]
     trial = trial0 + i
-    a, target = normal_pair(stream_key(seed, trial, XY_TENSOR), 0)
-    key = stream_key(seed, trial, WB_TENSOR)
+    a, target = normal_pair(stream_key(seed, trial, CHAIN_XY), 0)
+    key = stream_key(seed, trial, CHAIN_WB)
     for l in range(depth):
         gw_, gb_ = normal_pair(key, l)
         w = w_scale if w_const else w_scale * gw_
-        if b_kind == CENTERED:
+        if b_kind == CHAIN_CENTERED:
             b = -w * a
-        elif b_kind == 0:
+        elif b_kind == CHAIN_NORMAL:
             b = b_scale * gb_
         else:
             b = b_scale

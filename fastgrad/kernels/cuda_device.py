@@ -20,6 +20,7 @@ from typing import Any
 from numba import cuda
 
 from fastgrad import activations, rng
+from fastgrad.codes import IDENTITY, NORMAL, UNIFORM
 
 TWO_PI = 2.0 * math.pi
 
@@ -75,8 +76,10 @@ stream_key = _rng["stream_key"]
 normal_pair = _rng["normal_pair"]
 uniform = _rng["uniform"]
 
-_TANH, _SIGMOID, _RELU, _LINEAR = activations.TANH, activations.SIGMOID, activations.RELU, activations.LINEAR
-_LEAKY, _ELU, _SELU, _SOFTPLUS = activations.LEAKY_RELU, activations.ELU, activations.SELU, activations.SOFTPLUS
+_CODES = activations.CODES
+_TANH, _SIGMOID, _RELU, _LINEAR = _CODES["tanh"], _CODES["sigmoid"], _CODES["relu"], _CODES["linear"]
+_LEAKY, _ELU, _SELU, _SOFTPLUS = _CODES["leaky_relu"], _CODES["elu"], _CODES["selu"], _CODES["softplus"]
+_GELU = _CODES["gelu"]
 _tanh, _d_tanh = _act["tanh"], _act["d_tanh"]
 _sigmoid, _d_sigmoid = _act["sigmoid"], _act["d_sigmoid"]
 _relu, _d_relu = _act["relu"], _act["d_relu"]
@@ -145,12 +148,12 @@ def fill_normal(out: Any, start: int, n: int, key: Any, scale: float) -> None:
 def fill_tensor(out: Any, start: int, rows: int, cols: int, kind: int, scale: float, key: Any) -> None:
     """One initialised tensor (NORMAL, UNIFORM, CONSTANT or IDENTITY), threads strided."""
     n = rows * cols
-    if kind == 0:
+    if kind == NORMAL:
         fill_normal(out, start, n, key, scale)
-    elif kind == 1:
+    elif kind == UNIFORM:
         for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
             out[start + i] = -scale + 2.0 * scale * uniform(key, i)
-    elif kind == 3:
+    elif kind == IDENTITY:
         for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
             out[start + i] = scale if (i // cols) == (i % cols) else 0.0
     else:

@@ -14,9 +14,9 @@ from typing import Any
 
 from numba import cuda, float64
 
+from fastgrad.codes import MLP_B0, MLP_MSE, MLP_W0, MLP_X, MLP_Y, NORMAL
 from fastgrad.kernels.cuda_device import MAX_THREADS, block_sum, fill_tensor, phi_dphi, stream_key
 
-X_TENSOR, Y_TENSOR = 0, 1
 
 
 @cuda.jit
@@ -33,11 +33,11 @@ def mlp_generated(seed: int, trial0: int, batch: int, dims: Any, woff: Any, boff
     w, bias, h, d, g = W[k], Bias[k], H[k], D[k], G[k]
 
     for l in range(depth):
-        fill_tensor(w, woff[l], dims[l], dims[l + 1], w_kind[l], w_scale[l], stream_key(seed, trial, 2 * l + 2))
-        fill_tensor(bias, boff[l], 1, dims[l + 1], b_kind[l], b_scale[l], stream_key(seed, trial, 2 * l + 3))
-    fill_tensor(h, 0, batch, dims[0], 0, 1.0, stream_key(seed, trial, X_TENSOR))
+        fill_tensor(w, woff[l], dims[l], dims[l + 1], w_kind[l], w_scale[l], stream_key(seed, trial, MLP_W0 + 2 * l))
+        fill_tensor(bias, boff[l], 1, dims[l + 1], b_kind[l], b_scale[l], stream_key(seed, trial, MLP_B0 + 2 * l))
+    fill_tensor(h, 0, batch, dims[0], NORMAL, 1.0, stream_key(seed, trial, MLP_X))
     half = G.shape[1] // 2  # g holds two buffers: dLoss/dh of this layer and of the previous one
-    fill_tensor(g, half, batch, dims[depth], 0, 1.0, stream_key(seed, trial, Y_TENSOR))  # y or the probe g
+    fill_tensor(g, half, batch, dims[depth], NORMAL, 1.0, stream_key(seed, trial, MLP_Y))  # y or the probe g
     cuda.syncthreads()
 
     for l in range(depth):
@@ -63,7 +63,7 @@ def mlp_generated(seed: int, trial0: int, batch: int, dims: Any, woff: Any, boff
     inv_b = 1.0 / batch
     for e in range(tid, batch * n_last, nt):
         target = g[half + e]
-        g[e] = (h[hoff[depth] + e] - target) * inv_b if loss == 0 else target * inv_b
+        g[e] = (h[hoff[depth] + e] - target) * inv_b if loss == MLP_MSE else target * inv_b
     cuda.syncthreads()
 
     cur = 0

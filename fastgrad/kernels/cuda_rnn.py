@@ -11,10 +11,9 @@ from typing import Any
 
 from numba import cuda, float64
 
+from fastgrad.codes import NORMAL, RNN_ALL, RNN_B, RNN_PROBE, RNN_WHH, RNN_WXH, RNN_X, RNN_Y
 from fastgrad.kernels.cuda_device import MAX_THREADS, block_sum, fill_tensor, phi_dphi, stream_key
 
-X_TENSOR, Y_TENSOR, WHH_TENSOR, WXH_TENSOR, B_TENSOR = 0, 1, 2, 3, 4
-LAST, ALL, PROBE = 0, 1, 2
 
 
 @cuda.jit
@@ -40,11 +39,11 @@ def rnn_generated(seed: int, trial0: int, batch: int, hidden: int, inputs: int, 
     o_dwhh = o_b + n
     o_dwxh = o_dwhh + n * n
     o_db = o_dwxh + inputs * n
-    fill_tensor(p, 0, n, n, w_kind, w_scale, stream_key(seed, trial, WHH_TENSOR))
-    fill_tensor(p, o_wxh, inputs, n, 0, x_scale, stream_key(seed, trial, WXH_TENSOR))
-    fill_tensor(p, o_b, 1, n, b_kind, b_scale, stream_key(seed, trial, B_TENSOR))
-    fill_tensor(x, 0, steps * batch, inputs, 0, 1.0, stream_key(seed, trial, X_TENSOR))
-    fill_tensor(y, 0, Y.shape[1] // n, n, 0, 1.0, stream_key(seed, trial, Y_TENSOR))
+    fill_tensor(p, 0, n, n, w_kind, w_scale, stream_key(seed, trial, RNN_WHH))
+    fill_tensor(p, o_wxh, inputs, n, NORMAL, x_scale, stream_key(seed, trial, RNN_WXH))
+    fill_tensor(p, o_b, 1, n, b_kind, b_scale, stream_key(seed, trial, RNN_B))
+    fill_tensor(x, 0, steps * batch, inputs, NORMAL, 1.0, stream_key(seed, trial, RNN_X))
+    fill_tensor(y, 0, Y.shape[1] // n, n, NORMAL, 1.0, stream_key(seed, trial, RNN_Y))
     for e in range(tid, bn, nt):
         h[e] = 0.0
     for e in range(tid, o_db + n - o_dwhh, nt):
@@ -73,13 +72,13 @@ def rnn_generated(seed: int, trial0: int, batch: int, hidden: int, inputs: int, 
     inv_b = 1.0 / batch
     last = (Y.shape[1] // bn - 1) * bn
     for e in range(tid, bn, nt):
-        g[e] = y[e] * inv_b if loss == PROBE else (h[steps * bn + e] - y[last + e]) * inv_b
+        g[e] = y[e] * inv_b if loss == RNN_PROBE else (h[steps * bn + e] - y[last + e]) * inv_b
     cuda.syncthreads()
     cur = 0
     for t in range(steps - 1, -1, -1):
         acc = 0.0
         for e in range(tid, bn, nt):
-            if loss == ALL and t < steps - 1:
+            if loss == RNN_ALL and t < steps - 1:
                 g[cur + e] += (h[(t + 1) * bn + e] - y[t * bn + e]) * inv_b
             acc += float64(g[cur + e]) * float64(g[cur + e])
         total = block_sum(acc, buf)

@@ -1,0 +1,46 @@
+"""The one table of integer codes and tensor ids that the CPU and CUDA kernels share.
+
+Kernels receive small integers, never strings; this module is where each integer
+is given its meaning. Python code lowers a spec into these codes in one place
+(:mod:`fastgrad.lowering`); kernels import the names from here, and no module
+writes the numbers themselves.
+
+Tensor ids are part of trial identity: tensor t of trial k of seed s is drawn
+from the stream ``stream_key(s, k, t)`` (:mod:`fastgrad.rng`). Changing an id
+changes every trial that uses it.
+"""
+
+from __future__ import annotations
+
+# How a weight or bias tensor is drawn (the ``kind`` of an initialiser).
+NORMAL, UNIFORM, ORTHOGONAL, IDENTITY, CONSTANT, SPECTRAL = range(6)
+FACTORED_KINDS = (ORTHOGONAL, SPECTRAL)
+"""Kinds that need a matrix factorisation (QR, eigenvalues): compiled only into kernels that use them."""
+
+# Chain biases: drawn normal, constant, or centred (b_l = -w_l a_{l-1}, so every z_l = 0).
+CHAIN_NORMAL, CHAIN_CONSTANT, CHAIN_CENTERED = 0, 1, -1
+
+# Losses of the statistics kernels. MLP: mse against N(0, 1) targets, or the probe
+# (a random back-projection g). RNN: mse of h_S, mse summed over every step, or the probe.
+MLP_MSE, MLP_PROBE = 0, 1
+RNN_LAST, RNN_ALL, RNN_PROBE = 0, 1, 2
+# Losses of training: mse, or softmax cross-entropy on the logits.
+TRAIN_MSE, TRAIN_XENT = 0, 2
+
+# Optimisers of training.
+SGD, MOMENTUM, NESTEROV = 0, 1, 2
+
+# Tensor ids of an MLP trial: the inputs, the targets (or probes), then W and b of
+# layer l (0-based) are tensors MLP_W0 + 2 l and MLP_B0 + 2 l.
+MLP_X, MLP_Y, MLP_W0, MLP_B0 = 0, 1, 2, 3
+
+
+
+# Tensor ids of an RNN trial; training adds the read-out W_o.
+RNN_X, RNN_Y, RNN_WHH, RNN_WXH, RNN_B, RNN_WO = 0, 1, 2, 3, 4, 5
+
+# Tensor ids of a chain trial: (x, y) from one pair, the 2L numbers w_1..w_L, b_1..b_L from another.
+CHAIN_XY, CHAIN_WB = 0, 1
+
+# Training: epoch e's visiting order of the data comes from tensor ORDER + e.
+ORDER = 1_000_000

@@ -1,0 +1,189 @@
+"""A spec becomes a kernel's arguments here, and nowhere else.
+
+Every caller that runs a model, on any backend, lowers it through these
+functions: the CPU engine (:mod:`fastgrad.engine`), the CUDA launches
+(:mod:`fastgrad.gpu`), the trial arrays (:mod:`fastgrad.trials`), training
+(:mod:`fastgrad.train`) and the explicit-array routines (:mod:`fastgrad.explicit`).
+The results are the documented structures of each kernel file (``Net``,
+``Init``), holding integer codes from :mod:`fastgrad.codes` and compile-time
+choices (:class:`fastgrad._numba.Choice`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastgrad.activations import CHOICES, CODES, REGISTRY
+from fastgrad.codes import (
+    CHAIN_CENTERED,
+    CHAIN_CONSTANT,
+    CHAIN_NORMAL,
+    MLP_MSE,
+    MLP_PROBE,
+    RNN_ALL,
+    RNN_LAST,
+    RNN_PROBE,
+    TRAIN_MSE,
+    TRAIN_XENT,
+)
+from fastgrad.initializers import recurrent_kind
+from fastgrad.kernels import cpu_chain, cpu_mlp, cpu_rnn
+from fastgrad.kernels.draw import draw_choice
+from fastgrad.specs import MLP, RNN, Chain, activation_params
+
+MLP_LOSSES = {"mse": MLP_MSE, "probe": MLP_PROBE}
+RNN_LOSSES = {"last": RNN_LAST, "all": RNN_ALL, "probe": RNN_PROBE}
+CHAIN_BIAS = {"normal": CHAIN_NORMAL, "constant": CHAIN_CONSTANT, "centered": CHAIN_CENTERED}
+
+
+def mlp_net(dims: np.ndarray, activation: str, last_activation: str | None, alpha: float | None,
+            loss: str) -> cpu_mlp.Net:
+    """The MLP kernels' :class:`~fastgrad.kernels.cpu_mlp.Net`.
+
+    Parameters
+    ----------
+    dims : int array (L + 1,)
+        Widths n_0 .. n_L.
+    activation : str
+        Activation of every layer.
+    last_activation : str, optional
+        Activation of the last layer; default ``activation``.
+    alpha : float, optional
+        Activation parameter; each activation's default if None.
+    loss : {"mse", "probe"}
+
+    Returns
+    -------
+    cpu_mlp.Net
+    """
+    _, a = activation_params("activation", activation, alpha)
+    last = activation if last_activation is None else last_activation
+    _, last_a = activation_params("last_activation", last, alpha)
+    depth = len(dims) - 1
+    alphas = np.full(depth, a, dtype=np.float64)
+    alphas[-1] = last_a
+    return cpu_mlp.Net(np.asarray(dims, dtype=np.int64), CHOICES[activation], CHOICES[last], alphas,
+                       MLP_LOSSES[loss])
+
+
+def mlp(spec: MLP, loss: str | None = None) -> tuple[cpu_mlp.Net, cpu_mlp.Init]:
+    """An MLP spec's kernel arguments.
+
+    Parameters
+    ----------
+    spec : MLP
+    loss : str, optional
+        Overrides ``spec.loss`` (training lowers its own losses).
+
+    Returns
+    -------
+    (cpu_mlp.Net, cpu_mlp.Init)
+    """
+    net = mlp_net(spec.dims, spec.activation, spec.last_activation, spec.alpha, spec.loss if loss is None else loss)
+    w_kind, w_scale, b_kind, b_scale = spec.layer_inits()
+    return net, cpu_mlp.Init(draw_choice(w_kind), w_kind, w_scale, b_kind, b_scale)
+
+
+def mlp_training(spec: MLP, classification: bool) -> tuple[cpu_mlp.Net, cpu_mlp.Init]:
+    """An MLP spec's arguments for the training kernel: softmax cross-entropy or mse.
+
+    Parameters
+    ----------
+    spec : MLP
+        With the data's input and output widths.
+    classification : bool
+
+    Returns
+    -------
+    (cpu_mlp.Net, cpu_mlp.Init)
+    """
+    net, init = mlp(spec, loss="mse")
+    return net._replace(loss=TRAIN_XENT if classification else TRAIN_MSE), init
+
+
+def rnn_net(activation: str, alpha: float | None, loss: str, jacobian: bool) -> cpu_rnn.Net:
+    """The RNN kernels' :class:`~fastgrad.kernels.cpu_rnn.Net`.
+
+    Parameters
+    ----------
+    activation : str
+    alpha : float, optional
+    loss : {"last", "all", "probe"}
+    jacobian : bool
+
+    Returns
+    -------
+    cpu_rnn.Net
+    """
+    _, a = activation_params("activation", activation, alpha)
+    return cpu_rnn.Net(CHOICES[activation], a, RNN_LOSSES[loss], cpu_rnn.JACOBIAN if jacobian else cpu_rnn.NO_JACOBIAN)
+
+
+def rnn(spec: RNN) -> tuple[cpu_rnn.Net, cpu_rnn.Init]:
+    """An RNN spec's kernel arguments.
+
+    Parameters
+    ----------
+    spec : RNN
+
+    Returns
+    -------
+    (cpu_rnn.Net, cpu_rnn.Init)
+    """
+    w_kind, w_scale = recurrent_kind(spec.init, spec.hidden, spec.gain)
+    b_kind, b_scale = spec.bias()
+    init = cpu_rnn.Init(draw_choice(w_kind), spec.hidden, spec.inputs, w_kind, w_scale,
+                        spec.input_scale / math.sqrt(spec.inputs), b_kind, b_scale)
+    return rnn_net(spec.activation, spec.alpha, spec.loss, spec.jacobian), init
+
+
+def chain(spec: Chain) -> tuple[cpu_chain.Net, cpu_chain.Init]:
+    """A chain spec's kernel arguments.
+
+    Parameters
+    ----------
+    spec : Chain
+
+    Returns
+    -------
+    (cpu_chain.Net, cpu_chain.Init)
+    """
+    w_const = spec.init == "constant"
+    init = cpu_chain.Init(w_const, spec.value if w_const else spec.sigma_w, CHAIN_BIAS[spec.bias_init],
+                          spec.sigma_b if spec.bias_init == "normal" else spec.bias_value)
+    return chain_net(spec.activation, spec.alpha), init
+
+
+def chain_net(activation: str, alpha: float | None) -> cpu_chain.Net:
+    """The chain kernels' :class:`~fastgrad.kernels.cpu_chain.Net`.
+
+    Parameters
+    ----------
+    activation : str
+    alpha : float, optional
+
+    Returns
+    -------
+    cpu_chain.Net
+    """
+    _, a = activation_params("activation", activation, alpha)
+    return cpu_chain.Net(CHOICES[activation], a)
+
+
+def activation_code(choice: object) -> int:
+    """The integer code (CUDA kernels) of an activation choice.
+
+    Parameters
+    ----------
+    choice : Choice
+
+    Returns
+    -------
+    int
+    """
+    name = getattr(choice, "name", None)
+    if name not in REGISTRY:
+        raise ValueError(f"not an activation choice: {choice!r}")
+    return CODES[name]
