@@ -5,7 +5,7 @@ import pytest
 
 import fastgrad as fg
 from fastgrad.data import Dataset, teacher
-from fastgrad.kernels.cpu_train import ORDER_TENSOR
+from fastgrad.codes import ORDER as ORDER_TENSOR
 from fastgrad.rng import uniforms
 from tests import naive
 
