@@ -6,8 +6,10 @@ more than the matrix products of a 64-wide MLP. PyPI's llvmlite has no SVML.
 The functions below are straight-line float64 arithmetic (polynomials, one
 division, bit casts and selects), so loops that call them vectorise.
 
-Accuracy (tested in ``tests/test_math.py`` against NumPy/SciPy over the whole
-real line): a few ulp in float64; ``inf`` and ``nan`` propagate as NumPy's do.
+Accuracy (tested in ``tests/test_math.py`` against NumPy, and through every
+activation in ``tests/test_activations.py``): a few ulp in float64 for ``exp``,
+``expm1`` and ``log1p_unit``; ~1e-13 for the generator's ``log_unit`` and
+``sincos_turn`` (4e-13); ``inf`` and ``nan`` propagate as NumPy's do.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ def log_unit(u: float) -> float:
 
 @jit(inline="always")
 def sincos_turn(v: float) -> tuple[float, float]:
-    """(cos(2 pi v), sin(2 pi v)) for 0 <= v < 1, to ~1e-13, vectorisable."""
+    """(cos(2 pi v), sin(2 pi v)) for 0 <= v < 1, to 4e-13 absolute (measured), vectorisable."""
     n = np.floor(4.0 * v + 0.5)
     a = TWO_PI * (v - 0.25 * n)  # |a| <= pi/4
     a2 = a * a

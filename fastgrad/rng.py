@@ -2,7 +2,7 @@
 
 A value is a pure function of (seed, trial, tensor, element index), so trial k
 is the same whatever the number of threads, the chunking, the total number of
-trials or the backend (see DESIGN.md, "Trials, seeds and reproducibility").
+trials or the backend (see docs/architecture.md, "Trials, seeds and reproducibility").
 
 Construction: a SplitMix64 stream. ``stream_key(seed, trial, tensor)`` mixes the
 three integers through the SplitMix64 finaliser; element pair ``p`` of that

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import fastgrad as fg
+from fastgrad.activations import NAMES
 from fastgrad import gpu
 
 pytestmark = pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "1",
@@ -34,7 +35,7 @@ def compare(spec, batch, dtype="float64", trials=3, rtol=1e-10, atol=0.0):
         np.testing.assert_allclose(gpu_res.arrays[k], v, rtol=rtol, atol=atol, err_msg=k)
 
 
-@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu", "gelu", "elu", "softplus"])
+@pytest.mark.parametrize("activation", NAMES)  # every activation of the registry
 def test_mlp_matches_cpu(activation):
     compare(fg.MLP(depth=3, width=5, activation=activation, init="he_normal", sigma_b=0.1, input_width=4,
                    output_width=3), batch=3)

@@ -1,0 +1,111 @@
+"""The package's layers (docs/architecture.md), enforced on the imports of every module.
+
+A module may import from its own layer and the layers below it, never above, and
+no module imports the package root (``import fastgrad``, ``from fastgrad import
+run``): the root is the top, it re-exports the public API and imports everything.
+Imports inside functions count too.
+"""
+
+import ast
+import re
+from pathlib import Path
+
+import fastgrad
+
+PACKAGE = Path(fastgrad.__file__).parent
+ROOT = PACKAGE.parent
+
+LAYERS = [
+    {"codes", "version", "_cache", "results", "store"},  # plain Python and data: no compiled code
+    {"_numba"},  # how kernels are compiled and cached
+    {"_math"},  # vectorisable elementary functions
+    {"activations", "rng", "initializers"},  # building blocks the kernels inline
+    {"kernels"},  # compiled loops (CPU and CUDA); kernels.* import each other
+    {"specs"},  # validated model specifications
+    {"lowering"},  # spec -> kernel arguments, in one place
+    {"engine", "gpu", "explicit", "trials", "data", "train", "theory", "stats"},  # running and analysing
+    {"sweep", "remedies", "plot"},  # many runs: stores, experiments, figures
+    {"demo", "cli", "__init__"},  # applications and the public namespace
+]
+
+
+def layer_of(module: str) -> int:
+    top = module.split(".")[0]
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    raise AssertionError(f"fastgrad.{module} is in no layer: add it to LAYERS and docs/architecture.md")
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).with_suffix("")
+        out[".".join(rel.parts)] = path
+    return out
+
+
+def is_module(name: str) -> bool:
+    base = PACKAGE.joinpath(*name.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, imported fastgrad module) for every import of ``path``; '' for the package root."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "fastgrad":
+                    found.append((node.lineno, ""))
+                elif alias.name.startswith("fastgrad."):
+                    found.append((node.lineno, alias.name.removeprefix("fastgrad.")))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "fastgrad":
+                for alias in node.names:  # `from fastgrad import plot` is a submodule; `import run` the root
+                    found.append((node.lineno, alias.name if is_module(alias.name) else ""))
+            elif node.module.startswith("fastgrad."):
+                found.append((node.lineno, node.module.removeprefix("fastgrad.")))
+    return found
+
+
+def test_every_module_has_a_layer():
+    for module in modules():
+        layer_of(module)
+
+
+def test_no_import_points_up_the_layers_or_at_the_root():
+    bad = []
+    for module, path in modules().items():
+        if module == "__init__":
+            continue
+        for line, target in imports(path):
+            where = f"fastgrad/{path.relative_to(PACKAGE)}:{line}"
+            if target == "":
+                bad.append(f"{where} imports the package root")
+            elif layer_of(target) > layer_of(module):
+                bad.append(f"{where} imports fastgrad.{target} (layer {layer_of(target)}) from layer "
+                           f"{layer_of(module)}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_checker_catches_violations(tmp_path):
+    # The rule itself, on sources written to fail it.
+    up = tmp_path / "up.py"
+    up.write_text("def f():\n    from fastgrad.engine import run\n")
+    root = tmp_path / "root.py"
+    root.write_text("import fastgrad as fg\nfrom fastgrad import run\nfrom fastgrad import plot\n")
+    assert imports(up) == [(2, "engine")] and layer_of("engine") > layer_of("kernels")
+    assert imports(root) == [(1, ""), (2, ""), (3, "plot")]
+
+
+def test_references_in_the_code_point_to_files_that_exist():
+    # Every `something.md` or `tests/...py` / `fastgrad/...py` / `scripts/...py` path named in the sources.
+    pattern = re.compile(r"\b((?:docs|tests|scripts|benchmarks|fastgrad)/[\w/.-]+\.(?:md|py)|[A-Z]+\.md)\b")
+    missing = []
+    for path in list(PACKAGE.rglob("*.py")) + list((ROOT / "scripts").glob("*.py")):
+        for match in pattern.finditer(path.read_text(encoding="utf-8")):
+            name = match.group(1)
+            if not (ROOT / name).exists():
+                missing.append(f"{path.relative_to(ROOT)} names {name}")
+    assert not missing, "\n".join(missing)
