@@ -130,6 +130,25 @@ def source_stamp(path: Path) -> str:
     return digest.hexdigest()
 
 
+def clear() -> int:
+    """Delete fastgrad's compiled kernels from :func:`cache_dir`; returns how many files were removed.
+
+    Only Numba's index and data files (``*.nbi``, ``*.nbc``) under the folder's
+    ``py*`` subfolders are removed, nothing else.
+
+    Returns
+    -------
+    int
+    """
+    removed = 0
+    root = cache_dir()
+    for sub in root.glob("py*"):
+        for path in sub.rglob("*.nb[ic]"):
+            path.unlink()
+            removed += 1
+    return removed
+
+
 class _Locator(_CacheLocator):
     """Numba cache locator: fastgrad's folder, and a freshness stamp over the kernel's dependencies."""
 

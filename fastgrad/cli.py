@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +120,34 @@ def plot_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def warmup_command(args: argparse.Namespace) -> int:
+    """Compile kernels ahead of time (or empty the kernel cache)."""
+    from fastgrad import _cache
+
+    if args.clear:
+        removed = _cache.clear()
+        print(f"emptied the kernel cache {_cache.cache_dir()} ({removed} files)")
+        return 0
+    from fastgrad.warmup import warmup
+
+    models = parse_values("model", args.model)
+    dtypes = parse_values("dtype", args.dtype)
+    activations = parse_values("activation", args.activation)
+    t0 = time.perf_counter()
+    done = warmup(dtypes=[str(d) for d in dtypes], activations=[str(a) for a in activations],
+                  models=[str(m) for m in models], processes=args.processes, progress=True)
+    print(f"{len(done)} kernels ready in {time.perf_counter() - t0:.1f} s, cached in {_cache.cache_dir()}")
+    return 0
+
+
 def info(args: argparse.Namespace) -> int:
     """Print versions, threads and usable backends."""
     print(f"fastgrad {__version__}, numba {numba.__version__}, numpy {np.__version__}, "
           f"python {platform.python_version()}")
     print(f"cpu: {max_threads()} threads ({platform.machine()})")
+    from fastgrad import _cache
+
+    print(f"kernel cache: {_cache.cache_dir()}")
     from fastgrad import gpu
 
     ok, why = gpu.status()
@@ -168,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store")
     p.add_argument("--out", help="output folder (default STORE/figures)")
     p.set_defaults(func=plot_command)
+    p = sub.add_parser("warmup", help="compile kernels ahead of time (they are cached on disk)",
+                       description="Compile the statistics kernels for the given models, dtypes and activations, "
+                                   "so that later runs in any process on this machine start at once.")
+    p.add_argument("--model", default="mlp,rnn,chain", help="comma-separated: mlp, rnn, chain (default all)")
+    p.add_argument("--dtype", default="float64", help="comma-separated: float32, float64 (default float64)")
+    p.add_argument("--activation", default="tanh,relu,sigmoid", help="comma-separated activation names")
+    p.add_argument("--processes", type=int, default=1, help="compile in this many processes side by side")
+    p.add_argument("--clear", action="store_true", help="empty the kernel cache instead")
+    p.set_defaults(func=warmup_command)
     p = sub.add_parser("info", help="versions, threads and usable backends")
     p.set_defaults(func=info)
     return parser

@@ -12,10 +12,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from fastgrad import plot, stats, theory
+from fastgrad._numba import max_threads
 from fastgrad.engine import run
 from fastgrad.results import Result
 from fastgrad.specs import MLP, RNN, Chain
 from fastgrad.version import __version__
+from fastgrad.warmup import Job, compile_jobs, describe
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,14 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     ]
     sw2 = np.round(np.linspace(0.5, 3.0, 11), 3)
     sb2 = np.round(np.linspace(0.0, 0.3, 6), 3)
-    bar = tqdm(total=3 + len(mlps) + len(rnns) + len(sw2) * len(sb2), desc="fastgrad demo", unit="config",
+    jobs = _jobs(size, [kw for _, kw, _, _ in mlps], [kw for _, kw in rnns])
+    bar = tqdm(total=len(jobs) + 3 + len(mlps) + len(rnns) + len(sw2) * len(sb2), desc="fastgrad demo", unit="step",
                disable=not progress)
+    # Compile every kernel first, two processes side by side on a multi-core machine; a
+    # second run finds them in the on-disk cache and loads them in a second or two.
+    bar.set_description("compiling kernels (the first run only)")
+    compile_jobs(jobs, processes=min(2, max_threads()), progress=lambda _: bar.update())
+    bar.set_description("fastgrad demo")
     rows = []
 
     vanishing = run(Chain(depth=30), trials=size.chain_trials)
@@ -141,6 +149,21 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     table.to_csv(out / "summary.csv", index=False)
     (out / "summary.md").write_text(_markdown(table, size) + training_markdown(train_table))
     return table
+
+
+def _jobs(size: DemoSize, mlps: list[dict[str, Any]], rnns: list[dict[str, Any]]) -> list[Job]:
+    """The kernels the demo runs, as warm-up jobs (``fastgrad.warmup.compile_jobs``)."""
+    from fastgrad.remedies import BASELINE, REMEDIES, RNN_REMEDIES
+
+    jobs: list[Job] = [("run", Chain(depth=3), "float64")]
+    jobs += [("run", MLP(depth=2, width=2, **kw), "float64") for kw in mlps]
+    jobs += [("run", RNN(steps=2, hidden=2, inputs=1, **kw), "float64") for kw in rnns]
+    jobs += [("train", MLP(depth=2, width=2, **{**BASELINE, **net}), "float64") for net, _ in REMEDIES.values()]
+    jobs += [("train", RNN(steps=2, hidden=2, inputs=1, **net), "float64") for net, _ in RNN_REMEDIES.values()]
+    unique: dict[str, Job] = {}
+    for job in jobs:  # one job per kernel: specs that differ only in sizes or scales compile the same kernel
+        unique.setdefault(describe(job), job)
+    return list(unique.values())
 
 
 def _training(out: Path, size: DemoSize) -> pd.DataFrame:

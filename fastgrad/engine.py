@@ -142,8 +142,10 @@ def _chain_plan(spec: Chain, trials: int, batch: int, seed: int,
 def _rnn_plan(spec: RNN, trials: int, batch: int, seed: int,
               dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
     net, init = lowering.rnn(spec)
-    stats = cpu_rnn.Stats(*(np.empty((trials, spec.steps), dtype=dt) for _ in range(3)),
-                          np.empty((trials, 3), dtype=dt), np.empty((trials, spec.steps if spec.jacobian else 0), dtype=dt))
+    jac_steps = spec.steps if spec.jacobian else 0
+    stats = cpu_rnn.Stats(np.empty((trials, spec.steps), dtype=dt), np.empty((trials, spec.steps), dtype=dt),
+                          np.empty((trials, spec.steps), dtype=dt), np.empty((trials, 3), dtype=dt),
+                          np.empty((trials, jac_steps), dtype=dt))
 
     def block(lo: int, hi: int) -> None:
         cpu_rnn.generated(net, init, seed, 0, batch, stats, lo, hi)

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fastgrad.version import __version__
 from fastgrad import lowering
 from fastgrad.engine import rnn_arrays, run_blocks, threads_context
 from fastgrad.kernels import cpu_chain, cpu_mlp, cpu_rnn
 from fastgrad.results import Result
 from fastgrad.specs import RNN_LOSSES, activation_params, check_choice
+from fastgrad.version import __version__
 
 
 def check_array(name: str, value: object, ndim: int, dtype: np.dtype | None = None) -> np.ndarray:
@@ -249,7 +249,8 @@ def rnn_backprop(
             raise ValueError(f"{name}: expected shape {expected[name]}, got {arr.shape}")
     y4 = y if loss == "all" else y[:, None]
     y4 = np.ascontiguousarray(y4)
-    stats = cpu_rnn.Stats(*(np.empty((trials, steps), dtype=dt) for _ in range(3)), np.empty((trials, 3), dtype=dt),
+    stats = cpu_rnn.Stats(np.empty((trials, steps), dtype=dt), np.empty((trials, steps), dtype=dt),
+                          np.empty((trials, steps), dtype=dt), np.empty((trials, 3), dtype=dt),
                           np.empty((trials, steps if jacobian else 0), dtype=dt))
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()

@@ -139,7 +139,8 @@ def _rnn(cuda: Any, spec: RNN, trials: int, batch: int, seed: int, dt: np.dtype,
         m = min(m_chunk, trials - lo)
         cuda_rnn.rnn_generated[m, THREADS_PER_BLOCK](
             seed, lo, batch, n, d, init.w_kind, init.w_scale, init.x_scale, init.b_kind, init.b_scale,
-            lowering.activation_code(net.act), net.alpha, net.loss, *slabs, dev["grad_h"], dev["grad_whh_step"], dev["q"], dev_totals)
+            lowering.activation_code(net.act), net.alpha, net.loss, *slabs, dev["grad_h"], dev["grad_whh_step"],
+            dev["q"], dev_totals)
         for key in out:
             out[key][lo:lo + m] = dev[key][:m].copy_to_host()
         totals[lo:lo + m] = dev_totals[:m].copy_to_host()

@@ -22,10 +22,10 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
-from fastgrad.version import __version__
 from fastgrad import store as store_module
 from fastgrad.engine import check_backend, check_dtype, run
 from fastgrad.specs import MLP, RNN, Chain, check_int
+from fastgrad.version import __version__
 
 MODELS: dict[str, type] = {"mlp": MLP, "rnn": RNN, "chain": Chain}
 

@@ -10,13 +10,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from fastgrad.version import __version__
 from fastgrad import lowering
 from fastgrad.codes import MOMENTUM, NESTEROV, SGD
 from fastgrad.data import Dataset
 from fastgrad.engine import check_dtype, run_blocks, threads_context
 from fastgrad.kernels import cpu_train
 from fastgrad.specs import MLP, RNN, check_choice, check_float, check_int
+from fastgrad.version import __version__
 
 OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV}
 

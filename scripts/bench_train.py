@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import fastgrad as fg  # noqa: E402
-from fastgrad.data import digits, teacher  # noqa: E402
 from fastgrad.codes import ORDER as ORDER_TENSOR  # noqa: E402
+from fastgrad.data import digits, teacher  # noqa: E402
 from fastgrad.rng import uniforms  # noqa: E402
 
 SPEC = fg.MLP(depth=5, width=30, activation="sigmoid", init="normal", sigma_w=1.0, sigma_b=1.0)

@@ -24,7 +24,7 @@ LAYERS = [
     {"specs"},  # validated model specifications
     {"lowering"},  # spec -> kernel arguments, in one place
     {"engine", "gpu", "explicit", "trials", "data", "train", "theory", "stats"},  # running and analysing
-    {"sweep", "remedies", "plot"},  # many runs: stores, experiments, figures
+    {"sweep", "remedies", "plot", "warmup"},  # many runs: stores, experiments, figures, ahead-of-time compiling
     {"demo", "cli", "__init__"},  # applications and the public namespace
 ]
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import fastgrad as fg
-from fastgrad.data import Dataset, teacher
 from fastgrad.codes import ORDER as ORDER_TENSOR
+from fastgrad.data import Dataset, teacher
 from fastgrad.rng import uniforms
 from tests import naive
 

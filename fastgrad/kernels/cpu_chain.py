@@ -32,7 +32,7 @@ class Net(NamedTuple):
 
 
 class Init(NamedTuple):
-    """``w_const``: every w is ``w_scale``, else w ~ N(0, w_scale^2); ``b_kind`` a ``codes.CHAIN_*`` with ``b_scale``."""
+    """``w_const``: every w is ``w_scale``, else w ~ N(0, w_scale^2); ``b_kind`` a ``codes.CHAIN_*``, ``b_scale``."""
 
     w_const: bool
     w_scale: float

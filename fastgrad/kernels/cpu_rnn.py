@@ -60,7 +60,10 @@ class Net(NamedTuple):
 
 
 class Init(NamedTuple):
-    """How a generated trial is drawn: W_hh by (draw, w_kind, w_scale), W_xh ~ N(0, x_scale^2), b by (b_kind, b_scale)."""
+    """How a generated trial is drawn: W_hh by (draw, w_kind, w_scale), W_xh ~ N(0, x_scale^2), b by b_kind, b_scale.
+
+    ``hidden`` and ``inputs`` are the widths n and d.
+    """
 
     draw: Any
     hidden: int
@@ -73,7 +76,10 @@ class Init(NamedTuple):
 
 
 class Stats(NamedTuple):
-    """Per-trial outputs: grad_h, grad_whh_step, q (T, S); totals (T, 3) = norms of dW_hh, dW_xh, db; jac (T, S) or (T, 0)."""
+    """Per-trial outputs: grad_h, grad_whh_step, q (T, S); totals (T, 3) = norms of dW_hh, dW_xh, db.
+
+    ``jac`` is (T, S) for the Jacobian norms, (T, 0) without them.
+    """
 
     grad_h: np.ndarray
     grad_whh_step: np.ndarray

@@ -18,7 +18,6 @@ from fastgrad.codes import MLP_B0, MLP_MSE, MLP_W0, MLP_X, MLP_Y, NORMAL
 from fastgrad.kernels.cuda_device import MAX_THREADS, block_sum, fill_tensor, phi_dphi, stream_key
 
 
-
 @cuda.jit
 def mlp_generated(seed: int, trial0: int, batch: int, dims: Any, woff: Any, boff: Any, hoff: Any, w_kind: Any,
                   w_scale: Any, b_kind: Any, b_scale: Any, act: Any, alpha: Any, loss: int, W: Any, Bias: Any,

@@ -15,7 +15,6 @@ from fastgrad.codes import NORMAL, RNN_ALL, RNN_B, RNN_PROBE, RNN_WHH, RNN_WXH, 
 from fastgrad.kernels.cuda_device import MAX_THREADS, block_sum, fill_tensor, phi_dphi, stream_key
 
 
-
 @cuda.jit
 def rnn_generated(seed: int, trial0: int, batch: int, hidden: int, inputs: int, w_kind: int, w_scale: float,
                   x_scale: float, b_kind: int, b_scale: float, act: int, alpha: float, loss: int, P: Any, X: Any,

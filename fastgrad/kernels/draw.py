@@ -32,8 +32,7 @@ def draw_choice(kinds: Any) -> Choice:
     -------
     Choice
     """
-    values = [int(kinds)] if np.isscalar(kinds) else [int(k) for k in kinds]
-    return FACTORED if any(k in FACTORED_KINDS for k in values) else PLAIN
+    return FACTORED if np.isin(np.atleast_1d(kinds), FACTORED_KINDS).any() else PLAIN
 
 
 @jit

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import fastgrad as fg
-from fastgrad.activations import NAMES
 from fastgrad import gpu
+from fastgrad.activations import NAMES
 
 pytestmark = pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") != "1",
                                 reason="needs NUMBA_ENABLE_CUDASIM=1 (run through tests/test_cuda.py)")
