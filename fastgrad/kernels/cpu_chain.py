@@ -84,12 +84,12 @@ def _chain_block(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net
 def _store(bufs: np.ndarray, stats: Stats, lo: int) -> None:
     """Transpose a sub-block's (4, L, n) results into rows lo .. lo + n - 1 of the (T, L) outputs."""
     depth, n = bufs.shape[1], bufs.shape[2]
-    for i in range(n):
-        for l in range(depth):
-            stats.dc_db[lo + i, l] = bufs[0, l, i]
-            stats.grad_b[lo + i, l] = bufs[1, l, i]
-            stats.grad_w[lo + i, l] = bufs[2, l, i]
-            stats.q[lo + i, l] = bufs[3, l, i]
+    for k, out in enumerate((stats.dc_db, stats.grad_b, stats.grad_w, stats.q)):
+        for i in range(n):
+            row = out[lo + i]
+            src = bufs[k]
+            for l in range(depth):
+                row[l] = src[l, i]
 
 
 @jit
