@@ -31,8 +31,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numba as nb
+import numba.experimental.function_type  # noqa: F401  # registers the typing of first-class functions
 from numba import types
 from numba.core.imputils import lower_constant
+from numba.core.types import WrapperAddressProtocol
 from numba.extending import NativeValue, intrinsic, models, register_model, typeof_impl, unbox
 
 from fastgrad._cache import attach
@@ -81,7 +83,17 @@ def kernel(func: Callable[..., Any]) -> Any:
     -------
     numba dispatcher
     """
-    return attach(nb.njit(**JIT_OPTIONS)(func))
+    dispatcher = attach(nb.njit(**JIT_OPTIONS)(func))
+    _KERNELS.append(dispatcher)
+    return dispatcher
+
+
+_KERNELS: list[Any] = []
+
+
+def compiled_kernels() -> int:
+    """How many (kernel, signature) pairs this process has compiled or loaded from the cache so far."""
+    return sum(len(d.overloads) for d in _KERNELS)
 
 
 class Choice:
@@ -156,6 +168,48 @@ def chosen(choice: Any, kind: str) -> str | None:
     if isinstance(choice, ChoiceType) and choice.kind == kind:
         return choice.choice
     return None
+
+
+class FirstClass(WrapperAddressProtocol):
+    """A cached kernel compiled for one signature, passed to other kernels as a function pointer.
+
+    Kernels receive it like any argument (its Numba type is ``FunctionType(signature)``)
+    and call it. A kernel is then compiled once for every function of that
+    signature, and each function once (and cached): the activation loops and the
+    weight draws are passed this way, so a new activation costs its own loop
+    (~1-2 s to compile), not a new kernel (~6-9 s). The function is compiled, or
+    loaded from the cache, the first time a kernel call asks for its address.
+
+    Parameters
+    ----------
+    dispatcher : numba dispatcher
+        From :func:`kernel`.
+    signature : numba signature
+        The one signature it is compiled for.
+    name : str
+        What it is (an activation name, a kind of draw).
+    """
+
+    def __init__(self, dispatcher: Any, signature: Any, name: str) -> None:
+        self.dispatcher = dispatcher
+        self.name = name
+        self._sig = signature
+        self._address: int | None = None
+
+    def signature(self) -> Any:
+        """The Numba signature."""
+        return self._sig
+
+    def __wrapper_address__(self) -> int:
+        """The address of the compiled function's C wrapper (compiling or loading it on first use)."""
+        if self._address is None:
+            self.dispatcher.compile(self._sig.args)
+            cres = self.dispatcher.get_compile_result(self._sig)
+            self._address = int(cres.library.get_pointer_to_function(cres.fndesc.llvm_cfunc_wrapper_name))
+        return self._address
+
+    def __repr__(self) -> str:
+        return f"FirstClass({self.name!r}, {self._sig})"
 
 
 @nb.njit(**JIT_OPTIONS)

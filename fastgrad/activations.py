@@ -8,17 +8,20 @@ rounds to +-1 for |z| > 9 and ``1 - h**2`` is exactly 0 where the true
 derivative is ~1e-24, which would zero the tail of a decay curve.
 
 Everything is float64 arithmetic built on :mod:`fastgrad._math`, so loops over
-arrays vectorise; float32 kernels call the same functions and round once.
-The one exception is GELU, which needs ``erfc`` and calls libm per element.
+arrays vectorise; float32 kernels call the same functions and round once (tanh
+and sigmoid have float32-arithmetic pairs). The one exception is GELU, which
+needs ``erfc`` and calls libm per element.
 
-The CPU kernels receive an activation as a compile-time choice (``CHOICES``):
-each kernel is compiled for the activations it is called with, and every loop
-inlines one function and stays vectorisable. The CUDA kernels take its integer
+The CPU kernels receive an activation as its loop (:func:`loop`): a compiled
+function ``loop(z, h, d, alpha)`` per activation and dtype, passed as a
+first-class function, so a kernel compiles once for all activations and each
+loop inlines one activation and vectorises. The CUDA kernels take the integer
 code (``CODES``) and branch per element; they are built from the same registry.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +31,7 @@ from numba import types
 from numba.extending import overload
 
 from fastgrad._math import F32, exp, exp_expm1_32, expm1, log1p_unit
-from fastgrad._numba import Choice, chosen, jit, kernel
+from fastgrad._numba import Choice, FirstClass, chosen, jit, kernel
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -210,7 +213,7 @@ CODES: dict[str, int] = {name: i for i, name in enumerate(NAMES)}
 DEFAULT_ALPHA: dict[str, float] = {a.name: a.alpha for a in REGISTRY.values() if a.takes_alpha}
 """Default parameter for the activations that take one."""
 CHOICES: dict[str, Choice] = {name: Choice("activation", name) for name in NAMES}
-"""Activation name -> the compile-time choice the CPU kernels are called with."""
+"""Activation name -> its compile-time choice (for :func:`pair` and :func:`apply` in compiled code)."""
 FUNCTIONS = {a.name: (a.phi, a.dphi) for a in REGISTRY.values()}
 """Activation name -> (phi, dphi) scalar Numba functions."""
 
@@ -237,8 +240,7 @@ def _pair(act, z, alpha):  # type: ignore[no-untyped-def]  # annotated, Numba's 
 # phi and phi' are evaluated in the same loop: LLVM merges the exp they share
 # (tanh, sigmoid, softplus), so the pair costs about one exp per element. The
 # activation is a compile-time choice, so the loop inlines one activation and
-# vectorises (a per-element switch measured 3x slower), and a kernel compiles
-# only the activations it is called with.
+# vectorises (a per-element switch measured 3x slower).
 
 
 @jit
@@ -248,9 +250,43 @@ def apply(act: Any, alpha: float, z: np.ndarray, h: np.ndarray, d: np.ndarray) -
         h[i], d[i] = pair(act, z[i], alpha)
 
 
-@kernel
-def _evaluate(act: Any, alpha: float, z: np.ndarray, h: np.ndarray, d: np.ndarray) -> None:
-    apply(act, alpha, z, h, d)
+def _make_loop(act: Choice) -> Any:
+    """The compiled, cached loop of one activation: ``loop(z, h, d, alpha)`` over 1-D C-contiguous arrays."""
+
+    def loop(z: np.ndarray, h: np.ndarray, d: np.ndarray, alpha: float) -> None:
+        apply(act, alpha, z, h, d)
+
+    loop.__qualname__ = f"loop_{act.name}"  # one cache file per activation
+    return kernel(loop)
+
+
+_LOOPS = {name: _make_loop(CHOICES[name]) for name in NAMES}
+
+
+@functools.cache
+def loop(name: str, dtype: str) -> FirstClass:
+    """The loop of activation ``name`` for ``dtype``, as the CPU kernels take it.
+
+    The kernels call ``loop(z, h, d, alpha)``, which writes ``h = phi(z)`` and
+    ``d = phi'(z)`` over 1-D C-contiguous arrays of ``dtype``, through a function
+    pointer: a kernel is compiled once for every activation, and each
+    activation's loop once per dtype (then cached), instead of a kernel per
+    activation. One object per (name, dtype); compiled on first use.
+
+    Parameters
+    ----------
+    name : str
+    dtype : {"float32", "float64"}
+
+    Returns
+    -------
+    FirstClass
+        With ``.name`` the activation's name.
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"activation: unknown {name!r}; choose one of {', '.join(NAMES)}")
+    arr = types.Array(types.float32 if dtype == "float32" else types.float64, 1, "C")
+    return FirstClass(_LOOPS[name], types.void(arr, arr, arr, types.float64), name)
 
 
 def evaluate(name: str, z: np.ndarray, alpha: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -279,5 +315,5 @@ def evaluate(name: str, z: np.ndarray, alpha: float | None = None) -> tuple[np.n
     flat = np.ascontiguousarray(z).ravel()
     h = np.empty_like(flat)
     d = np.empty_like(flat)
-    _evaluate(CHOICES[name], a, flat, h, d)
+    _LOOPS[name](flat, h, d, a)
     return h.reshape(z.shape), d.reshape(z.shape)

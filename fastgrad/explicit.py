@@ -131,7 +131,7 @@ def mlp_backprop(
         dims.append(w.shape[2])
     if y.shape != (trials, batch, dims[-1]):
         raise ValueError(f"y: expected shape {(trials, batch, dims[-1])}, got {y.shape}")
-    net = lowering.mlp_net(np.array(dims, dtype=np.int64), activation, last_activation, alpha, loss)
+    net = lowering.mlp_net(np.array(dims, dtype=np.int64), activation, last_activation, alpha, loss, dt.name)
     stats = cpu_mlp.Stats(*(np.empty((trials, depth), dtype=dt) for _ in range(4)))
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
@@ -168,8 +168,8 @@ def chain_backprop(
     numpy.ndarray
         dC/db, shape (N, L), in the input dtype; column 0 is the first layer.
     """
-    net = lowering.chain_net(activation, alpha)
     w = check_array("w", w, 2)
+    net = lowering.chain_net(activation, alpha, w.dtype.name)
     dt = w.dtype
     b = check_array("b", b, 2, dt)
     x = check_array("x", x, 1, dt)
@@ -231,7 +231,7 @@ def rnn_backprop(
     check_choice("loss", loss, RNN_LOSSES)
     if not isinstance(jacobian, (bool, np.bool_)):
         raise ValueError(f"jacobian: expected True or False, got {jacobian!r}")
-    net = lowering.rnn_net(activation, alpha, loss, bool(jacobian))
+    activation_params("activation", activation, alpha)
     W_hh = check_array("W_hh", W_hh, 3)
     dt = W_hh.dtype
     W_xh = check_array("W_xh", W_xh, 3, dt)
@@ -249,6 +249,7 @@ def rnn_backprop(
             raise ValueError(f"{name}: expected shape {expected[name]}, got {arr.shape}")
     y4 = y if loss == "all" else y[:, None]
     y4 = np.ascontiguousarray(y4)
+    net = lowering.rnn_net(activation, alpha, loss, bool(jacobian), dt.name)
     stats = cpu_rnn.Stats(np.empty((trials, steps), dtype=dt), np.empty((trials, steps), dtype=dt),
                           np.empty((trials, steps), dtype=dt), np.empty((trials, 3), dtype=dt),
                           np.empty((trials, steps if jacobian else 0), dtype=dt))

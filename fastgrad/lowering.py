@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from fastgrad.activations import CHOICES, CODES, REGISTRY
+from fastgrad.activations import CODES, loop
 from fastgrad.codes import (
     CHAIN_CENTERED,
     CHAIN_CONSTANT,
@@ -39,7 +39,7 @@ CHAIN_BIAS = {"normal": CHAIN_NORMAL, "constant": CHAIN_CONSTANT, "centered": CH
 
 
 def mlp_net(dims: np.ndarray, activation: str, last_activation: str | None, alpha: float | None,
-            loss: str) -> cpu_mlp.Net:
+            loss: str, dtype: str = "float64") -> cpu_mlp.Net:
     """The MLP kernels' :class:`~fastgrad.kernels.cpu_mlp.Net`.
 
     Parameters
@@ -53,6 +53,7 @@ def mlp_net(dims: np.ndarray, activation: str, last_activation: str | None, alph
     alpha : float, optional
         Activation parameter; each activation's default if None.
     loss : {"mse", "probe"}
+    dtype : {"float32", "float64"}
 
     Returns
     -------
@@ -64,16 +65,17 @@ def mlp_net(dims: np.ndarray, activation: str, last_activation: str | None, alph
     depth = len(dims) - 1
     alphas = np.full(depth, a, dtype=np.float64)
     alphas[-1] = last_a
-    return cpu_mlp.Net(np.asarray(dims, dtype=np.int64), CHOICES[activation], CHOICES[last], alphas,
+    return cpu_mlp.Net(np.asarray(dims, dtype=np.int64), loop(activation, dtype), loop(last, dtype), alphas,
                        MLP_LOSSES[loss])
 
 
-def mlp(spec: MLP, loss: str | None = None) -> tuple[cpu_mlp.Net, cpu_mlp.Init]:
+def mlp(spec: MLP, dtype: str = "float64", loss: str | None = None) -> tuple[cpu_mlp.Net, cpu_mlp.Init]:
     """An MLP spec's kernel arguments.
 
     Parameters
     ----------
     spec : MLP
+    dtype : {"float32", "float64"}
     loss : str, optional
         Overrides ``spec.loss`` (training lowers its own losses).
 
@@ -81,12 +83,13 @@ def mlp(spec: MLP, loss: str | None = None) -> tuple[cpu_mlp.Net, cpu_mlp.Init]:
     -------
     (cpu_mlp.Net, cpu_mlp.Init)
     """
-    net = mlp_net(spec.dims, spec.activation, spec.last_activation, spec.alpha, spec.loss if loss is None else loss)
+    net = mlp_net(spec.dims, spec.activation, spec.last_activation, spec.alpha, spec.loss if loss is None else loss,
+                  dtype)
     w_kind, w_scale, b_kind, b_scale = spec.layer_inits()
-    return net, cpu_mlp.Init(draw_choice(w_kind), w_kind, w_scale, b_kind, b_scale)
+    return net, cpu_mlp.Init(draw_choice(w_kind, dtype), w_kind, w_scale, b_kind, b_scale)
 
 
-def mlp_training(spec: MLP, classification: bool) -> tuple[cpu_mlp.Net, cpu_mlp.Init]:
+def mlp_training(spec: MLP, classification: bool, dtype: str = "float64") -> tuple[cpu_mlp.Net, cpu_mlp.Init]:
     """An MLP spec's arguments for the training kernel: softmax cross-entropy or mse.
 
     Parameters
@@ -94,16 +97,17 @@ def mlp_training(spec: MLP, classification: bool) -> tuple[cpu_mlp.Net, cpu_mlp.
     spec : MLP
         With the data's input and output widths.
     classification : bool
+    dtype : {"float32", "float64"}
 
     Returns
     -------
     (cpu_mlp.Net, cpu_mlp.Init)
     """
-    net, init = mlp(spec, loss="mse")
+    net, init = mlp(spec, dtype, loss="mse")
     return net._replace(loss=TRAIN_XENT if classification else TRAIN_MSE), init
 
 
-def rnn_net(activation: str, alpha: float | None, loss: str, jacobian: bool) -> cpu_rnn.Net:
+def rnn_net(activation: str, alpha: float | None, loss: str, jacobian: bool, dtype: str = "float64") -> cpu_rnn.Net:
     """The RNN kernels' :class:`~fastgrad.kernels.cpu_rnn.Net`.
 
     Parameters
@@ -112,21 +116,24 @@ def rnn_net(activation: str, alpha: float | None, loss: str, jacobian: bool) -> 
     alpha : float, optional
     loss : {"last", "all", "probe"}
     jacobian : bool
+    dtype : {"float32", "float64"}
 
     Returns
     -------
     cpu_rnn.Net
     """
     _, a = activation_params("activation", activation, alpha)
-    return cpu_rnn.Net(CHOICES[activation], a, RNN_LOSSES[loss], cpu_rnn.JACOBIAN if jacobian else cpu_rnn.NO_JACOBIAN)
+    return cpu_rnn.Net(loop(activation, dtype), a, RNN_LOSSES[loss],
+                       cpu_rnn.JACOBIAN if jacobian else cpu_rnn.NO_JACOBIAN)
 
 
-def rnn(spec: RNN) -> tuple[cpu_rnn.Net, cpu_rnn.Init]:
+def rnn(spec: RNN, dtype: str = "float64") -> tuple[cpu_rnn.Net, cpu_rnn.Init]:
     """An RNN spec's kernel arguments.
 
     Parameters
     ----------
     spec : RNN
+    dtype : {"float32", "float64"}
 
     Returns
     -------
@@ -134,17 +141,18 @@ def rnn(spec: RNN) -> tuple[cpu_rnn.Net, cpu_rnn.Init]:
     """
     w_kind, w_scale = recurrent_kind(spec.init, spec.hidden, spec.gain)
     b_kind, b_scale = spec.bias()
-    init = cpu_rnn.Init(draw_choice(w_kind), spec.hidden, spec.inputs, w_kind, w_scale,
+    init = cpu_rnn.Init(draw_choice(w_kind, dtype), spec.hidden, spec.inputs, w_kind, w_scale,
                         spec.input_scale / math.sqrt(spec.inputs), b_kind, b_scale)
-    return rnn_net(spec.activation, spec.alpha, spec.loss, spec.jacobian), init
+    return rnn_net(spec.activation, spec.alpha, spec.loss, spec.jacobian, dtype), init
 
 
-def chain(spec: Chain) -> tuple[cpu_chain.Net, cpu_chain.Init]:
+def chain(spec: Chain, dtype: str = "float64") -> tuple[cpu_chain.Net, cpu_chain.Init]:
     """A chain spec's kernel arguments.
 
     Parameters
     ----------
     spec : Chain
+    dtype : {"float32", "float64"}
 
     Returns
     -------
@@ -153,37 +161,38 @@ def chain(spec: Chain) -> tuple[cpu_chain.Net, cpu_chain.Init]:
     w_const = spec.init == "constant"
     init = cpu_chain.Init(w_const, spec.value if w_const else spec.sigma_w, CHAIN_BIAS[spec.bias_init],
                           spec.sigma_b if spec.bias_init == "normal" else spec.bias_value)
-    return chain_net(spec.activation, spec.alpha), init
+    return chain_net(spec.activation, spec.alpha, dtype), init
 
 
-def chain_net(activation: str, alpha: float | None) -> cpu_chain.Net:
+def chain_net(activation: str, alpha: float | None, dtype: str = "float64") -> cpu_chain.Net:
     """The chain kernels' :class:`~fastgrad.kernels.cpu_chain.Net`.
 
     Parameters
     ----------
     activation : str
     alpha : float, optional
+    dtype : {"float32", "float64"}
 
     Returns
     -------
     cpu_chain.Net
     """
     _, a = activation_params("activation", activation, alpha)
-    return cpu_chain.Net(CHOICES[activation], a)
+    return cpu_chain.Net(loop(activation, dtype), a)
 
 
-def activation_code(choice: object) -> int:
-    """The integer code (CUDA kernels) of an activation choice.
+def activation_code(act: object) -> int:
+    """The integer code (CUDA kernels) of an activation loop of a lowered ``Net``.
 
     Parameters
     ----------
-    choice : Choice
+    act : FirstClass
 
     Returns
     -------
     int
     """
-    name = getattr(choice, "name", None)
-    if name not in REGISTRY:
-        raise ValueError(f"not an activation choice: {choice!r}")
+    name = getattr(act, "name", None)
+    if name not in CODES:
+        raise ValueError(f"not an activation loop: {act!r}")
     return CODES[name]

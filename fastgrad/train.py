@@ -156,7 +156,7 @@ def train(
     spec = dataclasses.replace(
         spec, input_width=data.features, output_width=data.outputs,
         last_activation=spec.last_activation or ("linear" if classification else None))
-    net, init = lowering.mlp_training(spec, classification)
+    net, init = lowering.mlp_training(spec, classification, dt.name)
     depth = spec.depth
     dims = spec.dims
     n_params = int(np.sum(dims[:-1] * dims[1:]) + np.sum(dims[1:]))
@@ -191,7 +191,7 @@ def _train_rnn(spec: RNN, data: Dataset, opt: cpu_train.Optimizer, epochs: int, 
         raise ValueError("data: an RNN trains on sequences (N, steps, features) with regression targets, "
                          f"got {data.x_train.shape} ({data.task})")
     spec = dataclasses.replace(spec, inputs=data.features, steps=data.x_train.shape[1])
-    net, init = lowering.rnn(spec)
+    net, init = lowering.rnn(spec, dt.name)
     n, d, k = spec.hidden, data.features, data.outputs
     size = n * n + d * n + n + n * k + k
     record = _record(trials, epochs, size, (3, 2), spec.steps, dt)

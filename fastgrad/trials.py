@@ -49,9 +49,9 @@ def mlp_trial_arrays(
     """
     idx = _indices(trials)
     batch = check_int("batch", batch)
-    _, init = lowering.mlp(spec)
-    dims = spec.dims
     dt = np.dtype(dtype)
+    _, init = lowering.mlp(spec, dt.name)
+    dims = spec.dims
     t = idx.size
     woff = np.concatenate([[0], np.cumsum(dims[:-1] * dims[1:])])
     boff = np.concatenate([[0], np.cumsum(dims[1:])])
@@ -119,7 +119,7 @@ def rnn_trial_arrays(
     batch = check_int("batch", batch)
     dt = np.dtype(dtype)
     n, d, steps = spec.hidden, spec.inputs, spec.steps
-    _, init = lowering.rnn(spec)
+    _, init = lowering.rnn(spec, dt.name)
     whh = np.empty((n_trials, n, n), dtype=dt)
     wxh = np.empty((n_trials, d, n), dtype=dt)
     b = np.empty((n_trials, n), dtype=dt)

@@ -42,7 +42,8 @@ CHILD = r"""
 import json, sys, time
 import numpy as np
 import fastgrad as fg
-spec, trials, batch, dtype, repeats = eval(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+spec, trials, batch = eval(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+dtype, repeats = sys.argv[4], int(sys.argv[5])
 fg.run(spec, trials=4, batch=batch, dtype=dtype)  # compile or load, untimed
 rates = []
 for _ in range(repeats):

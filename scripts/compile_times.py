@@ -1,6 +1,6 @@
 """How long a new user waits: compile seconds of every kernel, first-call time of every entry point.
 
-Usage: python scripts/compile_times.py [--only NAME ...] [--markdown]
+Usage: python scripts/compile_times.py [--only NAME ...] [--root CHECKOUT]
 
 Each entry point runs in a fresh process whose kernel cache is an empty folder
 (``FASTGRAD_CACHE_DIR``), as on a fresh install. Per entry point it prints the
@@ -8,7 +8,9 @@ wall time of the first call (compiling included, import excluded), then the same
 call in a second fresh process that finds the cache the first one left (a new
 process on a machine that has compiled before), and the kernels Numba compiled,
 from its compile events (``numba.core.event``, ``"numba:compile"``), with their
-inclusive seconds.
+inclusive seconds. ``--root`` measures another checkout of fastgrad instead (e.g.
+``git worktree add /tmp/old COMMIT``), with ``NUMBA_CACHE_DIR`` also pointing at
+the empty folder, for before/after tables measured in one session.
 """
 
 from __future__ import annotations
@@ -79,11 +81,13 @@ print(json.dumps({"import": import_seconds, "wall": wall, "kernels": rec.top}))
 """
 
 
-def measure(statement: str, cache: str) -> dict:
-    """Run ``statement`` in a fresh process with the kernel cache at ``cache``."""
-    env = dict(os.environ, FASTGRAD_CACHE_DIR=cache)
+def measure(statement: str, cache: str, root: str | None = None) -> dict:
+    """Run ``statement`` in a fresh process with the kernel cache at ``cache`` (and fastgrad from ``root``)."""
+    env = dict(os.environ, FASTGRAD_CACHE_DIR=cache, NUMBA_CACHE_DIR=cache)
+    if root:
+        env["PYTHONPATH"] = root
     code = f"SETUP = {SETUP!r}\nSTATEMENT = {statement!r}\n" + CHILD
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=root)
     if out.returncode:
         sys.exit(f"{statement} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -92,6 +96,7 @@ def measure(statement: str, cache: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="entry points to measure (default: all)")
+    parser.add_argument("--root", help="measure the fastgrad of this checkout instead")
     args = parser.parse_args()
     names = args.only or list(ENTRY_POINTS)
     print("| first call (empty cache) | wall s | compile s (kernels) | cached, new process s | import s |")
@@ -99,8 +104,8 @@ def main() -> None:
     details = []
     for name in names:
         with tempfile.TemporaryDirectory() as cache:
-            cold = measure(ENTRY_POINTS[name], cache)
-            warm = measure(ENTRY_POINTS[name], cache)
+            cold = measure(ENTRY_POINTS[name], cache, args.root)
+            warm = measure(ENTRY_POINTS[name], cache, args.root)
         compiled = sum(k[2] for k in cold["kernels"])
         print(f"| `{name}` | {cold['wall']:.1f} | {compiled:.1f} | {warm['wall']:.2f} | {cold['import']:.1f} |",
               flush=True)

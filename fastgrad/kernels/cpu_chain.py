@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fastgrad._numba import jit, kernel
-from fastgrad.activations import apply
 from fastgrad.codes import CHAIN_CENTERED, CHAIN_NORMAL, CHAIN_WB, CHAIN_XY
 from fastgrad.rng import normal_pair, stream_key
 
@@ -25,7 +24,7 @@ BLOCK = 256  # trials per sub-block: the sub-block's (L, BLOCK) buffers stay in 
 
 
 class Net(NamedTuple):
-    """The activation (a Choice) and its parameter."""
+    """The activation's loop (``activations.loop``) and its parameter."""
 
     act: Any
     alpha: float
@@ -69,7 +68,7 @@ def _chain_block(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net
         for i in range(n):
             z[i] = w[l, i] * a[l, i] + b[l, i]
             q[l, i] = z[i] * z[i]
-        apply(net.act, net.alpha, z, a[l + 1], d[l])
+        net.act(z, a[l + 1], d[l], net.alpha)
     g = a[depth] - y  # dC/da_L
     for l in range(depth - 1, -1, -1):
         for i in range(n):

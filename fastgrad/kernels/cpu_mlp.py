@@ -21,7 +21,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fastgrad._numba import copy, jit, kernel
-from fastgrad.activations import apply
 from fastgrad.codes import MLP_B0, MLP_MSE, MLP_W0, MLP_X, MLP_Y, NORMAL
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import sum_squares
@@ -34,8 +33,8 @@ class Net(NamedTuple):
     ----------
     dims : int64 array (L + 1,)
         Widths n_0 .. n_L.
-    hidden, last : Choice
-        Activation of layers 0 .. L - 2, and of layer L - 1.
+    hidden, last : FirstClass
+        Activation loop (``activations.loop``) of layers 0 .. L - 2, and of layer L - 1.
     alpha : float64 array (L,)
         Activation parameter per layer.
     loss : int
@@ -54,8 +53,8 @@ class Init(NamedTuple):
 
     Attributes
     ----------
-    draw : Choice
-        ``draw.PLAIN``, or ``draw.FACTORED`` if a layer is orthogonal.
+    draw : FirstClass
+        The draw function (``draw.draw_function``): plain, or factored if a layer is orthogonal.
     w_kind, b_kind : int64 arrays (L,)
         Init kinds (``codes``) per layer.
     w_scale, b_scale : float64 arrays (L,)
@@ -98,7 +97,10 @@ def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, net: Net, hoff: np.ndar
     depth = dims.size - 1
     batch = x.shape[0]
     h0 = hoff[1]
-    zbuf = np.empty(batch * np.max(dims[1:]), dtype=hs.dtype)
+    widest = 0
+    for l in range(1, depth + 1):
+        widest = max(widest, dims[l])
+    zbuf = np.empty(batch * widest, dtype=hs.dtype)
     copy(hs[:h0], x.reshape(h0))
     woff = 0
     boff = 0
@@ -114,9 +116,9 @@ def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, net: Net, hoff: np.ndar
         h_out = hs[hoff[l + 1] : hoff[l + 2]]
         d_out = ds[hoff[l + 1] - h0 : hoff[l + 2] - h0]
         if l == depth - 1:
-            apply(net.last, net.alpha[l], zf, h_out, d_out)
+            net.last(zf, h_out, d_out, net.alpha[l])
         else:
-            apply(net.hidden, net.alpha[l], zf, h_out, d_out)
+            net.hidden(zf, h_out, d_out, net.alpha[l])
         woff += n_in * n_out
         boff += n_out
 
@@ -223,7 +225,8 @@ def draw_weights(w: np.ndarray, b: np.ndarray, seed: int, trial_id: int, dims: n
         n_in, n_out = dims[l], dims[l + 1]
         draw_matrix(init.draw, w[woff : woff + n_in * n_out].reshape(n_in, n_out), init.w_kind[l], init.w_scale[l],
                     seed, trial_id, MLP_W0 + 2 * l)
-        draw_vector(b[boff : boff + n_out], init.b_kind[l], init.b_scale[l], seed, trial_id, MLP_B0 + 2 * l)
+        draw_vector(init.draw, b[boff : boff + n_out], init.b_kind[l], init.b_scale[l], seed, trial_id,
+                    MLP_B0 + 2 * l)
         woff += n_in * n_out
         boff += n_out
 
@@ -233,8 +236,8 @@ def draw_trial(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, seed:
                dims: np.ndarray, init: Init) -> None:
     """Every array of generated trial ``trial_id``: weights, biases, inputs x and targets (or probes) y ~ N(0, 1)."""
     draw_weights(w, b, seed, trial_id, dims, init)
-    draw_vector(x.reshape(x.size), NORMAL, 1.0, seed, trial_id, MLP_X)
-    draw_vector(y.reshape(y.size), NORMAL, 1.0, seed, trial_id, MLP_Y)
+    draw_vector(init.draw, x.reshape(x.size), NORMAL, 1.0, seed, trial_id, MLP_X)
+    draw_vector(init.draw, y.reshape(y.size), NORMAL, 1.0, seed, trial_id, MLP_Y)
 
 
 @kernel

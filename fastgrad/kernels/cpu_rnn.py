@@ -29,7 +29,6 @@ import numpy as np
 from numba.extending import overload
 
 from fastgrad._numba import Choice, chosen, jit, kernel
-from fastgrad.activations import apply
 from fastgrad.codes import NORMAL, RNN_ALL, RNN_B, RNN_PROBE, RNN_WHH, RNN_WXH, RNN_X, RNN_Y
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import accumulate_norm_squared, sum_squares
@@ -43,8 +42,8 @@ class Net(NamedTuple):
 
     Attributes
     ----------
-    act : Choice
-        The activation.
+    act : FirstClass
+        The activation's loop (``activations.loop``).
     alpha : float
         Its parameter.
     loss : int
@@ -61,6 +60,8 @@ class Net(NamedTuple):
 
 class Init(NamedTuple):
     """How a generated trial is drawn: W_hh by (draw, w_kind, w_scale), W_xh ~ N(0, x_scale^2), b by b_kind, b_scale.
+
+    ``draw`` is the draw function (``draw.draw_function``): factored for orthogonal or spectral W_hh.
 
     ``hidden`` and ``inputs`` are the widths n and d.
     """
@@ -112,7 +113,7 @@ def forward(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, act:
                 z[i, j] += zt[i, j]
         zf = z.reshape(batch * n)
         q[t] = sum_squares(zf) / zf.size
-        apply(act, alpha, zf, hs[t + 1].reshape(batch * n), ds[t].reshape(batch * n))
+        act(zf, hs[t + 1].reshape(batch * n), ds[t].reshape(batch * n), alpha)
 
 
 @jit
@@ -239,9 +240,9 @@ def draw_trial(whh: np.ndarray, wxh: np.ndarray, bias: np.ndarray, x: np.ndarray
     """Every array of generated trial ``trial_id``; inputs x and targets (or probes) y ~ N(0, 1)."""
     draw_matrix(init.draw, whh, init.w_kind, init.w_scale, seed, trial_id, RNN_WHH)
     draw_matrix(init.draw, wxh, NORMAL, init.x_scale, seed, trial_id, RNN_WXH)
-    draw_vector(bias, init.b_kind, init.b_scale, seed, trial_id, RNN_B)
-    draw_vector(x.reshape(x.size), NORMAL, 1.0, seed, trial_id, RNN_X)
-    draw_vector(y.reshape(y.size), NORMAL, 1.0, seed, trial_id, RNN_Y)
+    draw_vector(init.draw, bias, init.b_kind, init.b_scale, seed, trial_id, RNN_B)
+    draw_vector(init.draw, x.reshape(x.size), NORMAL, 1.0, seed, trial_id, RNN_X)
+    draw_vector(init.draw, y.reshape(y.size), NORMAL, 1.0, seed, trial_id, RNN_Y)
 
 
 @kernel

@@ -283,8 +283,8 @@ def train_rnn(net: cpu_rnn.Net, init: cpu_rnn.Init, seed: int, trial0: int, data
         trial = trial0 + k
         draw_matrix(init.draw, whh, init.w_kind, init.w_scale, seed, trial, RNN_WHH)
         draw_matrix(init.draw, wxh, NORMAL, init.x_scale, seed, trial, RNN_WXH)
-        draw_vector(b, init.b_kind, init.b_scale, seed, trial, RNN_B)
-        draw_vector(wo.reshape(n * k_out), NORMAL, 1.0 / np.sqrt(n), seed, trial, RNN_WO)
+        draw_vector(init.draw, b, init.b_kind, init.b_scale, seed, trial, RNN_B)
+        draw_vector(init.draw, wo.reshape(n * k_out), NORMAL, 1.0 / np.sqrt(n), seed, trial, RNN_WO)
         bo[:] = 0.0
         for i in range(size):
             out.params0[k, i] = p[i]

@@ -2,37 +2,23 @@
 
 Normal, uniform, constant and identity tensors are straight-line loops. The
 orthogonal and spectral inits need LAPACK (QR, eigenvalues), whose compiled code
-is large; a kernel compiles them only when it is called with the draw choice
-``FACTORED`` (:data:`PLAIN` otherwise), so the common case never pays for them.
+is large. Both are compiled once per dtype into functions the kernels receive as
+first-class functions (``Init.draw`` of each kernel file, from :func:`draw_function`):
+the plain one for every kernel, the factored one only when an init needs it; no
+kernel compiles the generator itself.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
-from numba.extending import overload
+from numba import types
 
-from fastgrad._numba import Choice, chosen, jit
+from fastgrad._numba import FirstClass, jit, kernel
 from fastgrad.codes import CONSTANT, FACTORED_KINDS, IDENTITY, NORMAL, ORTHOGONAL, SPECTRAL, UNIFORM
 from fastgrad.rng import fill_normal, fill_uniform, stream_key
-
-PLAIN = Choice("draw", "plain")
-FACTORED = Choice("draw", "factored")
-
-
-def draw_choice(kinds: Any) -> Choice:
-    """The draw choice a kernel needs for these init kinds: ``FACTORED`` if any is orthogonal or spectral.
-
-    Parameters
-    ----------
-    kinds : int or iterable of int
-
-    Returns
-    -------
-    Choice
-    """
-    return FACTORED if np.isin(np.atleast_1d(kinds), FACTORED_KINDS).any() else PLAIN
 
 
 @jit
@@ -51,8 +37,15 @@ def _draw_plain(out: np.ndarray, kind: int, scale: float, key: np.uint64) -> Non
             out[i, i] = scale
 
 
-@jit
-def _draw_factored(out: np.ndarray, kind: int, scale: float, key: np.uint64) -> None:
+@kernel
+def plain(out: np.ndarray, kind: int, scale: float, key: np.uint64) -> None:
+    """Fill ``out`` (rows, cols), C-contiguous: a NORMAL, UNIFORM, CONSTANT or IDENTITY tensor of stream ``key``."""
+    _draw_plain(out, kind, scale, key)
+
+
+@kernel
+def factored(out: np.ndarray, kind: int, scale: float, key: np.uint64) -> None:
+    """As :func:`plain`, and ORTHOGONAL (QR) and SPECTRAL (eigenvalues) tensors."""
     rows, cols = out.shape
     if kind == ORTHOGONAL:
         # Haar-distributed: QR of a Gaussian matrix, columns signed by diag(R).
@@ -81,33 +74,47 @@ def _draw_factored(out: np.ndarray, kind: int, scale: float, key: np.uint64) -> 
         _draw_plain(out, kind, scale, key)
 
 
-def _dispatch(draw: Any, out: Any, kind: Any, scale: Any, key: Any) -> None:
-    raise NotImplementedError("compiled code only")
+@functools.cache
+def draw_function(name: str, dtype: str) -> FirstClass:
+    """The draw function ``draw(out, kind, scale, key)`` for ``dtype``: ``"plain"`` or ``"factored"``.
+
+    Parameters
+    ----------
+    name : {"plain", "factored"}
+    dtype : {"float32", "float64"}
+
+    Returns
+    -------
+    FirstClass
+    """
+    arr = types.Array(types.float32 if dtype == "float32" else types.float64, 2, "C")
+    dispatcher = {"plain": plain, "factored": factored}[name]
+    return FirstClass(dispatcher, types.void(arr, types.int64, types.float64, types.uint64), name)
 
 
-@overload(_dispatch, inline="always")
-def _dispatch_impl(draw, out, kind, scale, key):  # type: ignore[no-untyped-def]
-    name = chosen(draw, "draw")
-    if name == "plain":
-        return lambda draw, out, kind, scale, key: _draw_plain(out, kind, scale, key)
-    if name == "factored":
-        return lambda draw, out, kind, scale, key: _draw_factored(out, kind, scale, key)
-    return None
+def draw_choice(kinds: Any, dtype: str = "float64") -> FirstClass:
+    """The draw function a kernel needs for these init kinds: factored if any is orthogonal or spectral.
+
+    Parameters
+    ----------
+    kinds : int or iterable of int
+    dtype : {"float32", "float64"}
+
+    Returns
+    -------
+    FirstClass
+    """
+    factor = np.isin(np.atleast_1d(kinds), FACTORED_KINDS).any()
+    return draw_function("factored" if factor else "plain", dtype)
 
 
-@jit
+@jit(inline="always")
 def draw_matrix(draw: Any, out: np.ndarray, kind: int, scale: float, seed: int, trial: int, tensor: int) -> None:
-    """Fill ``out`` (rows, cols), C-contiguous, with one initialised tensor; ``draw`` is PLAIN or FACTORED."""
-    _dispatch(draw, out, kind, scale, stream_key(seed, trial, tensor))
+    """Fill ``out`` (rows, cols), C-contiguous, with one initialised tensor, by the draw function ``draw``."""
+    draw(out, kind, scale, stream_key(seed, trial, tensor))
 
 
-@jit
-def draw_vector(out: np.ndarray, kind: int, scale: float, seed: int, trial: int, tensor: int) -> None:
-    """Fill a 1-D ``out`` with one initialised bias (or input) tensor."""
-    key = stream_key(seed, trial, tensor)
-    if kind == NORMAL:
-        fill_normal(out, key, scale)
-    elif kind == UNIFORM:
-        fill_uniform(out, key, -scale, scale)
-    else:
-        out[:] = scale
+@jit(inline="always")
+def draw_vector(draw: Any, out: np.ndarray, kind: int, scale: float, seed: int, trial: int, tensor: int) -> None:
+    """Fill a 1-D C-contiguous ``out`` with one initialised bias (or input) tensor."""
+    draw(out.reshape(1, out.size), kind, scale, stream_key(seed, trial, tensor))
