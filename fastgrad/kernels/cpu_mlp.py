@@ -86,27 +86,60 @@ def layer_offsets(dims: np.ndarray, batch: int) -> np.ndarray:
     return hoff
 
 
+class Work(NamedTuple):
+    """One thread's buffers for :func:`forward` and :func:`backward`, reused from trial to trial.
+
+    ``hoff``: h_l lives at ``hs[hoff[l]:hoff[l+1]]`` (l = 0..L) and phi'(z_l) at
+    ``ds[hoff[l]-hoff[1]:...]``; ``z`` holds one layer's pre-activations, ``dh``
+    and ``dh_prev`` one layer's dLoss/dh (swapped layer by layer), ``colsum``
+    (float64) one layer's dLoss/db and ``dw`` one layer's dLoss/dW.
+
+    A trial's activations are hundreds of kB, above malloc's mmap threshold:
+    allocated per trial, every page faults in afresh (A/B against per-trial
+    buffers: 1.07-1.13x on one thread, 1.42x for float64 W-mlp on two); the
+    per-layer buffers were ~150 allocations per W-mlp trial.
+    """
+
+    hoff: np.ndarray
+    hs: np.ndarray
+    ds: np.ndarray
+    z: np.ndarray
+    dh: np.ndarray
+    dh_prev: np.ndarray
+    colsum: np.ndarray
+    dw: np.ndarray
+
+
 @jit
-def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, net: Net, hoff: np.ndarray, hs: np.ndarray,
-            ds: np.ndarray, q: np.ndarray) -> None:
-    """z_l = h_{l-1} W_l + b_l; keeps h_l in ``hs``, phi'(z_l) in ``ds`` and mean(z_l^2) in ``q``.
+def workspace(dims: np.ndarray, batch: int, dtype: Any) -> Work:
+    """A :class:`Work` for MLPs of widths ``dims`` and ``batch`` rows: allocate once per block of trials."""
+    depth = dims.size - 1
+    hoff = layer_offsets(dims, batch)
+    widest = 0
+    for l in range(depth + 1):
+        widest = max(widest, dims[l])
+    return Work(hoff, np.empty(hoff[depth + 1], dtype=dtype), np.empty(hoff[depth + 1] - hoff[1], dtype=dtype),
+                np.empty(batch * widest, dtype=dtype), np.empty(batch * widest, dtype=dtype),
+                np.empty(batch * widest, dtype=dtype), np.empty(widest), np.empty(widest * widest, dtype=dtype))
+
+
+@jit
+def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, net: Net, work: Work, q: np.ndarray) -> None:
+    """z_l = h_{l-1} W_l + b_l; keeps h_l in ``work.hs``, phi'(z_l) in ``work.ds`` and mean(z_l^2) in ``q``.
 
     z itself is not kept: the backward pass needs only h and phi'(z).
     """
     dims = net.dims
     depth = dims.size - 1
     batch = x.shape[0]
+    hoff, hs, ds = work.hoff, work.hs, work.ds
     h0 = hoff[1]
-    widest = 0
-    for l in range(1, depth + 1):
-        widest = max(widest, dims[l])
-    zbuf = np.empty(batch * widest, dtype=hs.dtype)
     copy(hs[:h0], x.reshape(h0))
     woff = 0
     boff = 0
     for l in range(depth):
         n_in, n_out = dims[l], dims[l + 1]
-        zf = zbuf[: batch * n_out]
+        zf = work.z[: batch * n_out]
         zl = zf.reshape(batch, n_out)
         np.dot(hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in), w[woff : woff + n_in * n_out].reshape(n_in, n_out), zl)
         for i in range(batch):
@@ -124,63 +157,66 @@ def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, net: Net, hoff: np.ndar
 
 
 @jit
-def backward(w: np.ndarray, dims: np.ndarray, hoff: np.ndarray, hs: np.ndarray, ds: np.ndarray, dh: np.ndarray,
-             gw: np.ndarray, gb: np.ndarray, grad_w: np.ndarray, grad_b: np.ndarray, delta: np.ndarray) -> None:
-    """Back-propagate dLoss/dh_L (``dh``, overwritten).
+def backward(w: np.ndarray, dims: np.ndarray, work: Work, gw: np.ndarray, gb: np.ndarray, grad_w: np.ndarray,
+             grad_b: np.ndarray, delta: np.ndarray) -> None:
+    """Back-propagate dLoss/dh_L, given in ``work.dh[:B n_L]`` (overwritten).
 
     Writes dLoss/dW and dLoss/db, packed like w and b, into ``gw`` and ``gb``
     (float64; pass empty arrays to skip), and their per-layer norms and
     ||delta_l|| into the (L,) rows.
     """
     depth = dims.size - 1
-    batch = dh.size // dims[depth]
+    hoff, hs, ds = work.hoff, work.hs, work.ds
+    batch = (hoff[depth + 1] - hoff[depth]) // dims[depth]
     h0 = hoff[1]
     woff = w.size
     boff = 0
     for l in range(depth):
         boff += dims[l + 1]
+    dh_buf, prev_buf = work.dh, work.dh_prev
     for l in range(depth - 1, -1, -1):
         n_in, n_out = dims[l], dims[l + 1]
         woff -= n_in * n_out
         boff -= n_out
+        dh = dh_buf[: batch * n_out]
         dl = ds[hoff[l + 1] - h0 : hoff[l + 2] - h0]
         for i in range(dh.size):
             dh[i] *= dl[i]
         d = dh.reshape(batch, n_out)  # delta_l = dLoss/dz_l
         delta[l] = np.sqrt(sum_squares(dh))
         # Column sums row by row, so the inner loop is contiguous and vectorises.
-        colsum = np.zeros(n_out)
+        colsum = work.colsum[:n_out]
+        colsum[:] = 0.0
         for i in range(batch):
             for j in range(n_out):
                 colsum[j] += d[i, j]
         grad_b[l] = np.sqrt(sum_squares(colsum))
-        dw = np.empty((n_in, n_out), dtype=dh.dtype)
-        np.dot(hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in).T, d, dw)
-        dwf = dw.reshape(n_in * n_out)
+        dwf = work.dw[: n_in * n_out]
+        np.dot(hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in).T, d, dwf.reshape(n_in, n_out))
         grad_w[l] = np.sqrt(sum_squares(dwf))
         if gw.size:  # training keeps the gradients; statistics need only their norms
             copy(gw[woff : woff + n_in * n_out], dwf)
             copy(gb[boff : boff + n_out], colsum)
         if l > 0:
-            dh_prev = np.empty((batch, n_in), dtype=dh.dtype)
-            np.dot(d, w[woff : woff + n_in * n_out].reshape(n_in, n_out).T, dh_prev)
-            dh = dh_prev.reshape(batch * n_in)
+            np.dot(d, w[woff : woff + n_in * n_out].reshape(n_in, n_out).T,
+                   prev_buf[: batch * n_in].reshape(batch, n_in))
+            dh_buf, prev_buf = prev_buf, dh_buf
 
 
 @jit
-def trial(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net: Net, hoff: np.ndarray, hs: np.ndarray,
-          ds: np.ndarray, stats: Stats, t: int) -> None:
+def trial(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net: Net, work: Work, stats: Stats,
+          t: int) -> None:
     """One trial: write its per-layer statistics into row ``t`` of ``stats``.
 
-    ``y`` is the target (mse) or g (probe). ``hoff``, ``hs`` and ``ds`` are the
-    caller's workspace (:func:`workspace`), reused from trial to trial.
+    ``y`` is the target (mse) or g (probe). ``work`` is the caller's
+    :func:`workspace`, reused from trial to trial.
     """
     depth = net.dims.size - 1
     batch = x.shape[0]
-    forward(w, b, x, net, hoff, hs, ds, stats.q[t])
-    h_last = hs[hoff[depth] : hoff[depth + 1]]
+    forward(w, b, x, net, work, stats.q[t])
+    h_last = work.hs[work.hoff[depth] : work.hoff[depth + 1]]
     yf = y.reshape(h_last.size)
-    dh = np.empty(h_last.size, dtype=x.dtype)
+    dh = work.dh[: h_last.size]
     inv_b = 1.0 / batch
     if net.loss == MLP_MSE:
         for i in range(dh.size):
@@ -188,21 +224,7 @@ def trial(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net: Net, 
     else:
         for i in range(dh.size):
             dh[i] = yf[i] * inv_b
-    backward(w, net.dims, hoff, hs, ds, dh, np.empty(0), np.empty(0), stats.grad_w[t], stats.grad_b[t],
-             stats.delta[t])
-
-
-@jit
-def workspace(dims: np.ndarray, batch: int, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``hoff``, ``hs`` and ``ds`` for :func:`trial`: allocate once per block of trials.
-
-    A trial's activations are hundreds of kB, above malloc's mmap threshold:
-    allocated per trial, every page faults in afresh (A/B against per-trial
-    buffers: 1.07-1.13x on one thread, 1.42x for float64 W-mlp on two).
-    """
-    depth = dims.size - 1
-    hoff = layer_offsets(dims, batch)
-    return hoff, np.empty(hoff[depth + 1], dtype=dtype), np.empty(hoff[depth + 1] - hoff[1], dtype=dtype)
+    backward(w, net.dims, work, np.empty(0), np.empty(0), stats.grad_w[t], stats.grad_b[t], stats.delta[t])
 
 
 @jit
@@ -255,19 +277,19 @@ def generated(net: Net, init: Init, seed: int, trial0: int, batch: int, stats: S
     b = np.empty(n_b, dtype=dtype)
     x = np.empty((batch, dims[0]), dtype=dtype)
     y = np.empty((batch, dims[depth]), dtype=dtype)
-    hoff, hs, ds = workspace(dims, batch, dtype)
+    work = workspace(dims, batch, dtype)
     for t in range(lo, hi):
         draw_trial(w, b, x, y, seed, trial0 + t, dims, init)
-        trial(w, b, x, y, net, hoff, hs, ds, stats, t)
+        trial(w, b, x, y, net, work, stats, t)
 
 
 @kernel
 def explicit(net: Net, w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, stats: Stats, lo: int,
              hi: int) -> None:
     """Rows ``lo .. hi - 1``: trials given as packed arrays w (T, P), b (T, Pb), x (T, B, n0), y (T, B, nL)."""
-    hoff, hs, ds = workspace(net.dims, x.shape[1], x.dtype)
+    work = workspace(net.dims, x.shape[1], x.dtype)
     for t in range(lo, hi):
-        trial(w[t], b[t], x[t], y[t], net, hoff, hs, ds, stats, t)
+        trial(w[t], b[t], x[t], y[t], net, work, stats, t)
 
 
 @kernel

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastgrad._numba import jit, kernel
+from fastgrad._numba import copy, jit, kernel
 from fastgrad.codes import NESTEROV, NORMAL, ORDER, RNN_B, RNN_LAST, RNN_WHH, RNN_WO, RNN_WXH, SGD, TRAIN_XENT
 from fastgrad.kernels import cpu_mlp, cpu_rnn
 from fastgrad.kernels.draw import draw_matrix, draw_vector
@@ -170,7 +170,7 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
     vb = np.empty(n_b)
     gw = np.empty(n_w)
     gb = np.empty(n_b)
-    hoff, hs, ds = cpu_mlp.workspace(dims, batch, dtype)
+    work = cpu_mlp.workspace(dims, batch, dtype)
     xb = np.empty((batch, dims[0]), dtype=dtype)
     yb = np.empty((batch, n_out), dtype=dtype)
     dh = np.empty((batch, n_out), dtype=dtype)
@@ -180,7 +180,7 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
     nd = np.empty(depth)
     keys = np.empty(n)
     m = x_test.shape[0]
-    thoff, ths, tds = cpu_mlp.workspace(dims, max(m, 1), dtype)
+    test_work = cpu_mlp.workspace(dims, max(m, 1), dtype)
     tdh = np.empty((max(m, 1), n_out), dtype=dtype)
     for k in range(lo, hi):
         trial = trial0 + k
@@ -208,11 +208,13 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
                         xb[r, j] = x[row, j]
                     for j in range(n_out):
                         yb[r, j] = y[row, j]
-                cpu_mlp.forward(w, b, xb, net, hoff, hs, ds, q)
-                value, hits = loss_gradient(hs[hoff[depth]:hoff[depth + 1]].reshape(batch, n_out), yb, net.loss, dh)
+                cpu_mlp.forward(w, b, xb, net, work, q)
+                logits = work.hs[work.hoff[depth]:work.hoff[depth + 1]].reshape(batch, n_out)
+                value, hits = loss_gradient(logits, yb, net.loss, dh)
                 total += value
                 correct += hits
-                cpu_mlp.backward(w, dims, hoff, hs, ds, dh.copy().reshape(batch * n_out), gw, gb, nw, nb, nd)
+                copy(work.dh[: batch * n_out], dh.reshape(batch * n_out))
+                cpu_mlp.backward(w, dims, work, gw, gb, nw, nb, nd)
                 for l in range(depth):
                     out.grad_w[k, epoch, l] += nw[l] / steps
                     out.grad_b[k, epoch, l] += nb[l] / steps
@@ -225,8 +227,8 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
                 out.diverged[k] = epoch
             out.test_accuracy[k, epoch] = np.nan
             if net.loss == TRAIN_XENT and m > 0:
-                cpu_mlp.forward(w, b, x_test, net, thoff, ths, tds, q)
-                logits = ths[thoff[depth]:thoff[depth + 1]].reshape(m, n_out)
+                cpu_mlp.forward(w, b, x_test, net, test_work, q)
+                logits = test_work.hs[test_work.hoff[depth]:test_work.hoff[depth + 1]].reshape(m, n_out)
                 _, hits = loss_gradient(logits, data.y_test, net.loss, tdh)
                 out.test_accuracy[k, epoch] = hits / m
         for i in range(n_w):
