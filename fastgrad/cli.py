@@ -219,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError) as err:  # bad input or an unusable backend: one clear line
         print(f"fastgrad: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: one line (a sweep says what is saved), the shell's status
+        print(f"fastgrad: {err or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

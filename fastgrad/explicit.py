@@ -11,7 +11,7 @@ from fastgrad import lowering
 from fastgrad.engine import rnn_arrays, run_blocks, threads_context
 from fastgrad.kernels import cpu_chain, cpu_mlp, cpu_rnn
 from fastgrad.results import Result
-from fastgrad.specs import RNN_LOSSES, activation_params, check_choice
+from fastgrad.specs import RNN_LOSSES, activation_params, check_alpha, check_choice
 from fastgrad.version import __version__
 
 
@@ -111,6 +111,7 @@ def mlp_backprop(
     activation_params("activation", activation, alpha)
     if last_activation is not None:
         activation_params("last_activation", last_activation, alpha)
+    check_alpha(alpha, activation, last_activation)
     x = check_array("x", x, 3)
     dt = x.dtype
     ws, w_flat = _layers("W", W, False, dt)
@@ -168,6 +169,8 @@ def chain_backprop(
     numpy.ndarray
         dC/db, shape (N, L), in the input dtype; column 0 is the first layer.
     """
+    activation_params("activation", activation, alpha)
+    check_alpha(alpha, activation)
     w = check_array("w", w, 2)
     net = lowering.chain_net(activation, alpha, w.dtype.name)
     dt = w.dtype
@@ -232,6 +235,7 @@ def rnn_backprop(
     if not isinstance(jacobian, (bool, np.bool_)):
         raise ValueError(f"jacobian: expected True or False, got {jacobian!r}")
     activation_params("activation", activation, alpha)
+    check_alpha(alpha, activation)
     W_hh = check_array("W_hh", W_hh, 3)
     dt = W_hh.dtype
     W_xh = check_array("W_xh", W_xh, 3, dt)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from fastgrad.activations import CODES, DEFAULT_ALPHA, NAMES
+from fastgrad.activations import CODES, DEFAULT_ALPHA, NAMES, REGISTRY
 from fastgrad.initializers import BIAS_INITS, RECURRENT_INITS, WEIGHT_INITS, bias_kind, weight_kind
 
 LOSSES = ("mse", "probe")
@@ -39,6 +39,35 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name}: unknown {value!r}; choose one of {', '.join(choices)}")
     return str(value)
+
+
+def check_alpha(alpha: Any, *activations: str | None) -> float | None:
+    """Validate ``alpha``: a finite number, given only when one of ``activations`` takes a parameter.
+
+    Parameters
+    ----------
+    alpha : float or None
+    *activations : str or None
+        The activations it would apply to (None entries are skipped).
+
+    Returns
+    -------
+    float or None
+
+    Raises
+    ------
+    ValueError
+        Naming ``alpha`` when it is not a number, or when no activation takes it.
+    """
+    if alpha is None:
+        return None
+    value = check_float("alpha", alpha)
+    names = [a for a in activations if a is not None]
+    if names and not any(REGISTRY[a].takes_alpha for a in names if a in REGISTRY):
+        takers = ", ".join(a for a, entry in REGISTRY.items() if entry.takes_alpha)
+        raise ValueError(f"alpha: {' and '.join(sorted(set(names)))} take(s) no parameter; "
+                         f"alpha applies to {takers} only")
+    return value
 
 
 def activation_params(name: str, value: str, alpha: float | None) -> tuple[int, float]:
@@ -118,8 +147,7 @@ class MLP:
             check_float(name, getattr(self, name))
         if self.sigma_w < 0 or self.sigma_b < 0:
             raise ValueError("sigma_w and sigma_b: must be >= 0")
-        if self.alpha is not None:
-            check_float("alpha", self.alpha)
+        check_alpha(self.alpha, self.activation, getattr(self, "last_activation", None))
 
     @property
     def dims(self) -> np.ndarray:
@@ -200,8 +228,7 @@ class Chain:
         check_choice("bias_init", self.bias_init, CHAIN_BIAS_INITS)
         for name in ("sigma_w", "value", "sigma_b", "bias_value"):
             check_float(name, getattr(self, name))
-        if self.alpha is not None:
-            check_float("alpha", self.alpha)
+        check_alpha(self.alpha, self.activation, getattr(self, "last_activation", None))
 
 
 RNN_LOSSES = ("last", "all", "probe")
@@ -268,8 +295,7 @@ class RNN:
             check_float(name, getattr(self, name))
         if self.sigma_b < 0:
             raise ValueError(f"sigma_b: must be >= 0, got {self.sigma_b}")
-        if self.alpha is not None:
-            check_float("alpha", self.alpha)
+        check_alpha(self.alpha, self.activation, getattr(self, "last_activation", None))
         if not isinstance(self.jacobian, (bool, np.bool_)):
             raise ValueError(f"jacobian: expected True or False, got {self.jacobian!r}")
 

@@ -179,9 +179,7 @@ def load(store: str | Path) -> pd.DataFrame:
         If the folder is not a store, or a cell file is truncated or corrupted
         (its name is given; rerunning the sweep recomputes it).
     """
-    root = Path(store)
-    if not (root / MANIFEST).exists():
-        raise ValueError(f"store: {root} has no {MANIFEST}; not a fastgrad store")
+    root = _store_root(store)
     frames = []
     for path in sorted((root / CELLS).glob("*.parquet")):
         try:
@@ -200,6 +198,20 @@ def load(store: str | Path) -> pd.DataFrame:
     return frame.sort_values([*params, "trial", "layer"], kind="stable", ignore_index=True)
 
 
+def _store_root(store: str | Path) -> Path:
+    """The store's folder, or ValueError if it is not a store."""
+    root = Path(store)
+    if not (root / MANIFEST).is_file():
+        raise ValueError(f"store: {root} has no {MANIFEST}; not a fastgrad store")
+    return root
+
+
 def manifest(store: str | Path) -> dict[str, Any]:
-    """The manifest of a store, as a dict."""
-    return dict(json.loads((Path(store) / MANIFEST).read_text()))
+    """The manifest of a store, as a dict.
+
+    Raises
+    ------
+    ValueError
+        If the folder is not a store.
+    """
+    return dict(json.loads((_store_root(store) / MANIFEST).read_text()))

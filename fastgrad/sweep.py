@@ -138,6 +138,10 @@ def expand_grid(model: str, grid: dict[str, Any]) -> list[dict[str, Any]]:
     return cells
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep: the message says how many cells are saved where, and how to resume."""
+
+
 def compute_cell(model: str, params: dict[str, Any], trials: int, batch: int, seed: int, dtype: str,
                  backend: str, threads: int | None) -> dict[str, np.ndarray]:
     """Run one cell and return its statistics (what a Dask worker computes)."""
@@ -233,15 +237,20 @@ def sweep(
         bar.update(trials)
         bar.set_postfix(cells=f"{report.done + report.skipped}/{len(cells)}", refresh=False)
 
-    if executor == "local":
-        for params in todo:
-            try:
-                finished(params, compute(model, params, trials, batch, seed, dt, backend, threads))
-            except Exception as err:  # a failed cell is reported, the sweep goes on
-                report.failed[store_module.cell_id(params)] = f"{params}: {err!r}"
-    else:
-        _run_dask(todo, compute, finished, report, model, trials, batch, seed, dt, backend, threads, address,
-                  workers, max_in_flight)
+    try:
+        if executor == "local":
+            for params in todo:
+                try:
+                    finished(params, compute(model, params, trials, batch, seed, dt, backend, threads))
+                except Exception as err:  # a failed cell is reported, the sweep goes on
+                    report.failed[store_module.cell_id(params)] = f"{params}: {err!r}"
+        else:
+            _run_dask(todo, compute, finished, report, model, trials, batch, seed, dt, backend, threads, address,
+                      workers, max_in_flight)
+    except KeyboardInterrupt as err:
+        bar.close()
+        raise SweepInterrupted(f"interrupted: {report.done + report.skipped} of {len(cells)} cells are saved in "
+                               f"{root}; the same command resumes from there") from err
     bar.close()
     report.seconds = time.perf_counter() - t0
     report.trials_per_second = report.done * trials / report.seconds if report.seconds > 0 else 0.0

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastgrad._numba import jit, kernel
+from fastgrad._numba import call, jit, kernel
 from fastgrad.codes import CHAIN_CENTERED, CHAIN_NORMAL, CHAIN_WB, CHAIN_XY
 from fastgrad.rng import normal_pair, stream_key
 
@@ -68,7 +68,7 @@ def _chain_block(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net
         for i in range(n):
             z[i] = w[l, i] * a[l, i] + b[l, i]
             q[l, i] = z[i] * z[i]
-        net.act(z, a[l + 1], d[l], net.alpha)
+        call(net.act, z, a[l + 1], d[l], net.alpha)
     g = a[depth] - y  # dC/da_L
     for l in range(depth - 1, -1, -1):
         for i in range(n):

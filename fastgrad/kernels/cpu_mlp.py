@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastgrad._numba import copy, jit, kernel
+from fastgrad._numba import call, copy, jit, kernel
 from fastgrad.codes import MLP_B0, MLP_MSE, MLP_W0, MLP_X, MLP_Y, NORMAL
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import sum_squares
@@ -148,10 +148,7 @@ def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, net: Net, work: Work, q
         q[l] = sum_squares(zf) / zf.size
         h_out = hs[hoff[l + 1] : hoff[l + 2]]
         d_out = ds[hoff[l + 1] - h0 : hoff[l + 2] - h0]
-        if l == depth - 1:
-            net.last(zf, h_out, d_out, net.alpha[l])
-        else:
-            net.hidden(zf, h_out, d_out, net.alpha[l])
+        call(net.last if l == depth - 1 else net.hidden, zf, h_out, d_out, net.alpha[l])
         woff += n_in * n_out
         boff += n_out
 

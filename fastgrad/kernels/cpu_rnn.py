@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba.extending import overload
 
-from fastgrad._numba import Choice, chosen, jit, kernel
+from fastgrad._numba import Choice, call, chosen, jit, kernel
 from fastgrad.codes import NORMAL, RNN_ALL, RNN_B, RNN_PROBE, RNN_WHH, RNN_WXH, RNN_X, RNN_Y
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import accumulate_norm_squared, sum_squares
@@ -113,7 +113,7 @@ def forward(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, act:
                 z[i, j] += zt[i, j]
         zf = z.reshape(batch * n)
         q[t] = sum_squares(zf) / zf.size
-        act(zf, hs[t + 1].reshape(batch * n), ds[t].reshape(batch * n), alpha)
+        call(act, zf, hs[t + 1].reshape(batch * n), ds[t].reshape(batch * n), alpha)
 
 
 @jit

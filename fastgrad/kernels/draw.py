@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numba import types
 
-from fastgrad._numba import FirstClass, jit, kernel
+from fastgrad._numba import FirstClass, call, jit, kernel
 from fastgrad.codes import CONSTANT, FACTORED_KINDS, IDENTITY, NORMAL, ORTHOGONAL, SPECTRAL, UNIFORM
 from fastgrad.rng import fill_normal, fill_uniform, stream_key
 
@@ -111,10 +111,10 @@ def draw_choice(kinds: Any, dtype: str = "float64") -> FirstClass:
 @jit(inline="always")
 def draw_matrix(draw: Any, out: np.ndarray, kind: int, scale: float, seed: int, trial: int, tensor: int) -> None:
     """Fill ``out`` (rows, cols), C-contiguous, with one initialised tensor, by the draw function ``draw``."""
-    draw(out, kind, scale, stream_key(seed, trial, tensor))
+    call(draw, out, np.int64(kind), np.float64(scale), stream_key(seed, trial, tensor))
 
 
 @jit(inline="always")
 def draw_vector(draw: Any, out: np.ndarray, kind: int, scale: float, seed: int, trial: int, tensor: int) -> None:
     """Fill a 1-D C-contiguous ``out`` with one initialised bias (or input) tensor."""
-    draw(out.reshape(1, out.size), kind, scale, stream_key(seed, trial, tensor))
+    call(draw, out.reshape(1, out.size), np.int64(kind), np.float64(scale), stream_key(seed, trial, tensor))
