@@ -72,7 +72,7 @@ def parse_values(name: str, text: str) -> list[Any]:
 
 
 def read_grid(path: str) -> dict[str, Any]:
-    """A grid from a TOML or JSON file: a table of parameter -> value or list."""
+    """A grid from a TOML or JSON file: a table of parameter -> value, list, or range string ``"a:b:step"``."""
     import json
 
     text = Path(path).read_text()
@@ -87,7 +87,8 @@ def read_grid(path: str) -> dict[str, Any]:
     grid = data.get("grid", data)
     if not isinstance(grid, dict):
         raise ValueError(f"--grid: {path} must hold a table of parameter -> values")
-    return dict(grid)
+    # The command line's range syntax works in the file too: sigma_w = "0.5:3:0.1".
+    return {k: parse_values(k, v) if isinstance(v, str) and ":" in v else v for k, v in grid.items()}
 
 
 def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:

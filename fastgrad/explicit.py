@@ -125,6 +125,9 @@ def mlp_backprop(
     for l, (w, v) in enumerate(zip(ws, bs, strict=False)):
         if w.shape[0] != trials or v.shape[0] != trials:
             raise ValueError(f"W[{l}], b[{l}]: expected {trials} trials (from x), got {w.shape[0]} and {v.shape[0]}")
+        if w.shape[1] != dims[-1] and l == 0:
+            raise ValueError(f"x, W[0]: x has {dims[0]} features per row but W[0] has {w.shape[1]} rows "
+                             f"(shape {w.shape[1:]}); they must agree")
         if w.shape[1] != dims[-1]:
             raise ValueError(f"W[{l}]: expected {dims[-1]} rows (the previous width), got shape {w.shape[1:]}")
         if v.shape[1] != w.shape[2]:

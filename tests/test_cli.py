@@ -32,3 +32,11 @@ def test_info(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "fastgrad" in out and "cpu:" in out and "cuda:" in out
+
+
+def test_grid_file_takes_the_command_line_range_syntax(tmp_path):
+    from fastgrad.cli import read_grid
+
+    path = tmp_path / "grid.toml"
+    path.write_text('depth = "2:4"\nsigma_w = "0.5:1.0:0.25"\nactivation = ["tanh", "relu"]\n')
+    assert read_grid(str(path)) == {"depth": [2, 3, 4], "sigma_w": [0.5, 0.75, 1.0], "activation": ["tanh", "relu"]}

@@ -1,5 +1,7 @@
 """Bad input gets a ValueError naming the argument, before any kernel runs."""
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -27,6 +29,8 @@ def arrays(trials=2, batch=3, dims=(4, 5, 2), dtype=np.float64):
         ({"depth": 3, "width": 4, "bias_init": "ones"}, "bias_init"),
         ({"depth": 3, "width": 4, "sigma_w": float("nan")}, "sigma_w"),
         ({"depth": 3, "width": 4, "input_width": 0}, "input_width"),
+        ({"depth": 3, "width": 4, "activation": "tanh", "alpha": 0.1}, "alpha: tanh take"),
+        ({"depth": 3, "width": 4, "activation": "relu", "last_activation": "linear", "alpha": 0.1}, "alpha"),
     ],
 )
 def test_bad_mlp_spec(kwargs, match):
@@ -38,7 +42,7 @@ def test_bad_mlp_spec(kwargs, match):
     "kwargs, match",
     [({"trials": 0}, "trials"), ({"batch": 0}, "batch"), ({"seed": -1}, "seed"), ({"dtype": "float16"}, "dtype"),
      ({"dtype": "int32"}, "dtype"), ({"backend": "tpu"}, "backend"), ({"threads": 0}, "threads"),
-     ({"chunk": 0}, "chunk")],
+     ({"chunk": 0}, "chunk"), ({"threads": 10_000}, "threads: 10000 is more than this machine's")],
 )
 def test_bad_run_arguments(kwargs, match):
     args = {"trials": 2, **kwargs}
@@ -107,3 +111,58 @@ def test_bad_chain_input():
         fg.Chain(depth=3, bias_init="zero")
     with pytest.raises(ValueError, match="depth"):
         fg.Chain(depth=0)
+
+
+def test_alpha_is_taken_where_an_activation_uses_it():
+    fg.MLP(depth=2, width=3, activation="leaky_relu", alpha=0.2)
+    fg.MLP(depth=2, width=3, activation="tanh", last_activation="elu", alpha=0.5)
+    fg.RNN(steps=2, hidden=3, inputs=1, activation="elu", alpha=0.5)
+    with pytest.raises(ValueError, match="alpha"):
+        fg.RNN(steps=2, hidden=3, inputs=1, activation="tanh", alpha=0.5)
+    with pytest.raises(ValueError, match="alpha"):
+        fg.Chain(depth=2, alpha=0.5)  # sigmoid
+    W, b, x, y = arrays()
+    with pytest.raises(ValueError, match="alpha"):
+        fg.mlp_backprop(W, b, x, y, activation="tanh", alpha=0.3)
+
+
+def test_cli_plot_on_a_folder_that_is_not_a_store(tmp_path, capsys):
+    from fastgrad.cli import main
+
+    assert main(["plot", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"fastgrad: error: store: {tmp_path} has no manifest.json; not a fastgrad store"
+
+
+def test_ctrl_c_in_a_sweep_says_what_is_saved(tmp_path, capsys, monkeypatch):
+    from fastgrad.cli import main
+    from fastgrad.sweep import compute_cell
+
+    calls = []
+
+    def interrupted_on_the_second_cell(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return compute_cell(*args)
+
+    store = tmp_path / "s"
+    with pytest.raises(KeyboardInterrupt, match="1 of 3 cells are saved in .*the same command resumes"):
+        fg.sweep("chain", {"depth": [2, 3, 4]}, trials=4, store=store, progress=False,
+                 _compute=interrupted_on_the_second_cell)
+    # The command line turns it into one line and the shell's status for Ctrl-C.
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module("fastgrad.sweep"), "compute_cell", ctrl_c)
+    assert main(["sweep", "--model", "chain", "--store", str(store), "--trials", "4", "--depth", "2,3,4",
+                 "--quiet"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fastgrad: interrupted: 1 of 3 cells are saved")
+    assert len(fg.load(store).groupby("depth")) == 1
+
+
+def test_a_wrong_input_width_names_x():
+    W, b, x, y = arrays()
+    with pytest.raises(ValueError, match="x, W\\[0\\]: x has 3 features per row but W\\[0\\] has 4 rows"):
+        fg.mlp_backprop(W, b, x[:, :, :3], y)
