@@ -82,7 +82,7 @@ def uniform(key: np.uint64, index: int) -> float:
     return np.float64(word(key, index) >> _S11) * _TWO_M53
 
 
-@jit
+@jit(inline="always")
 def fill_normal(out: np.ndarray, key: np.uint64, scale: float) -> None:
     """Fill a 1-D array with ``scale`` times the tensor's standard normals."""
     n = out.size
@@ -100,7 +100,7 @@ def fill_normal(out: np.ndarray, key: np.uint64, scale: float) -> None:
         first[m - 1] = scale * a
 
 
-@jit
+@jit(inline="always")
 def fill_uniform(out: np.ndarray, key: np.uint64, low: float, high: float) -> None:
     """Fill a 1-D array with the tensor's uniforms on [low, high)."""
     width = high - low

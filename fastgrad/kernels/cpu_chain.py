@@ -48,7 +48,7 @@ class Stats(NamedTuple):
     q: np.ndarray
 
 
-@jit
+@jit(inline="always")
 def _chain_block(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net: Net, centered: bool,
                  db: np.ndarray, gb: np.ndarray, gw: np.ndarray, q: np.ndarray) -> None:
     """One sub-block: w, b and the outputs are (L, n); x, y are (n,).
@@ -79,7 +79,7 @@ def _chain_block(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net
             g[i] *= w[l, i]
 
 
-@jit
+@jit(inline="always")
 def _store(bufs: np.ndarray, stats: Stats, lo: int) -> None:
     """Transpose a sub-block's (4, L, n) results into rows lo .. lo + n - 1 of the (T, L) outputs."""
     depth, n = bufs.shape[1], bufs.shape[2]
@@ -91,7 +91,7 @@ def _store(bufs: np.ndarray, stats: Stats, lo: int) -> None:
                 row[l] = src[l, i]
 
 
-@jit
+@jit(inline="always")
 def _transposed(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Rows lo .. hi - 1 of a (T, L) array as a contiguous (L, hi - lo) array."""
     out = np.empty((a.shape[1], hi - lo), dtype=a.dtype)

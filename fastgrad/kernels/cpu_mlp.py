@@ -76,7 +76,7 @@ class Stats(NamedTuple):
     q: np.ndarray
 
 
-@jit
+@jit(inline="always")
 def layer_offsets(dims: np.ndarray, batch: int) -> np.ndarray:
     """hoff: h_l lives at hs[hoff[l]:hoff[l+1]] (l = 0..L), phi'(z_l) at ds[hoff[l]-hoff[1] ...]."""
     depth = dims.size - 1
@@ -110,7 +110,7 @@ class Work(NamedTuple):
     dw: np.ndarray
 
 
-@jit
+@jit(inline="always")
 def workspace(dims: np.ndarray, batch: int, dtype: Any) -> Work:
     """A :class:`Work` for MLPs of widths ``dims`` and ``batch`` rows: allocate once per block of trials."""
     depth = dims.size - 1
@@ -123,7 +123,7 @@ def workspace(dims: np.ndarray, batch: int, dtype: Any) -> Work:
                 np.empty(batch * widest, dtype=dtype), np.empty(widest), np.empty(widest * widest, dtype=dtype))
 
 
-@jit
+@jit(inline="always")
 def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, net: Net, work: Work, q: np.ndarray) -> None:
     """z_l = h_{l-1} W_l + b_l; keeps h_l in ``work.hs``, phi'(z_l) in ``work.ds`` and mean(z_l^2) in ``q``.
 
@@ -153,7 +153,7 @@ def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, net: Net, work: Work, q
         boff += n_out
 
 
-@jit
+@jit(inline="always")
 def backward(w: np.ndarray, dims: np.ndarray, work: Work, gw: np.ndarray, gb: np.ndarray, grad_w: np.ndarray,
              grad_b: np.ndarray, delta: np.ndarray) -> None:
     """Back-propagate dLoss/dh_L, given in ``work.dh[:B n_L]`` (overwritten).
@@ -200,7 +200,7 @@ def backward(w: np.ndarray, dims: np.ndarray, work: Work, gw: np.ndarray, gb: np
             dh_buf, prev_buf = prev_buf, dh_buf
 
 
-@jit
+@jit(inline="always")
 def trial(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net: Net, work: Work, stats: Stats,
           t: int) -> None:
     """One trial: write its per-layer statistics into row ``t`` of ``stats``.
@@ -224,7 +224,7 @@ def trial(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net: Net, 
     backward(w, net.dims, work, np.empty(0), np.empty(0), stats.grad_w[t], stats.grad_b[t], stats.delta[t])
 
 
-@jit
+@jit(inline="always")
 def sizes(dims: np.ndarray) -> tuple[int, int]:
     """Number of packed weights and of packed biases."""
     n_w = 0
@@ -235,7 +235,7 @@ def sizes(dims: np.ndarray) -> tuple[int, int]:
     return n_w, n_b
 
 
-@jit
+@jit(inline="always")
 def draw_weights(w: np.ndarray, b: np.ndarray, seed: int, trial_id: int, dims: np.ndarray, init: Init) -> None:
     """Trial ``trial_id``'s weights and biases, packed: W_l from tensor MLP_W0 + 2l, b_l from MLP_B0 + 2l."""
     woff = 0
@@ -250,7 +250,7 @@ def draw_weights(w: np.ndarray, b: np.ndarray, seed: int, trial_id: int, dims: n
         boff += n_out
 
 
-@jit
+@jit(inline="always")
 def draw_trial(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, seed: int, trial_id: int,
                dims: np.ndarray, init: Init) -> None:
     """Every array of generated trial ``trial_id``: weights, biases, inputs x and targets (or probes) y ~ N(0, 1)."""

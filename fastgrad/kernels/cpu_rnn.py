@@ -89,7 +89,7 @@ class Stats(NamedTuple):
     jac: np.ndarray
 
 
-@jit
+@jit(inline="always")
 def forward(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, act: Any, alpha: float, hs: np.ndarray,
             ds: np.ndarray, zx: np.ndarray, q: np.ndarray) -> None:
     """h_1 .. h_S into ``hs[1:]`` (hs[0] = h_0 = 0), phi'(z_t) into ``ds[t - 1]``, mean(z_t^2) into ``q``.
@@ -116,7 +116,7 @@ def forward(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, act:
         call(act, zf, hs[t + 1].reshape(batch * n), ds[t].reshape(batch * n), alpha)
 
 
-@jit
+@jit(inline="always")
 def backward(whh: np.ndarray, hs: np.ndarray, ds: np.ndarray, g: np.ndarray, y: np.ndarray, loss: int,
              deltas: np.ndarray, grad_h: np.ndarray, grad_whh_step: np.ndarray, total_w: np.ndarray) -> None:
     """Back through every step from ``g = dLoss/dh_S`` (B, n), overwritten.
@@ -145,7 +145,7 @@ def backward(whh: np.ndarray, hs: np.ndarray, ds: np.ndarray, g: np.ndarray, y: 
         np.dot(dt, whh.T, g)
 
 
-@jit
+@jit(inline="always")
 def jacobian_norms(whh: np.ndarray, ds: np.ndarray, jac: np.ndarray) -> None:
     """``jac[t] = ||dh_S / dh_{t+1}||_F`` for the first sequence of the batch (index 0 is h_1).
 
@@ -183,7 +183,7 @@ def _maybe_jacobian_impl(choice, whh, ds, jac):  # type: ignore[no-untyped-def]
     return None
 
 
-@jit
+@jit(inline="always")
 def trial(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net: Net,
           work: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], stats: Stats, t: int) -> None:
     """One trial into row ``t`` of ``stats``. x (S, B, d); y (1, B, n) for LAST and PROBE, (S, B, n) for ALL.
@@ -223,7 +223,7 @@ def trial(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.
     totals[2] = np.sqrt(sum_squares(db))
 
 
-@jit
+@jit(inline="always")
 def workspace(steps: int, batch: int, n: int, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The large buffers of :func:`trial` (hs, ds, zx, deltas): allocate once per block of trials.
 
@@ -234,7 +234,7 @@ def workspace(steps: int, batch: int, n: int, dtype: Any) -> tuple[np.ndarray, n
             np.empty((steps * batch, n), dtype=dtype), np.empty((steps, batch, n), dtype=dtype))
 
 
-@jit
+@jit(inline="always")
 def draw_trial(whh: np.ndarray, wxh: np.ndarray, bias: np.ndarray, x: np.ndarray, y: np.ndarray, seed: int,
                trial_id: int, init: Init) -> None:
     """Every array of generated trial ``trial_id``; inputs x and targets (or probes) y ~ N(0, 1)."""

@@ -66,7 +66,7 @@ class Record(NamedTuple):
     diverged: np.ndarray
 
 
-@jit
+@jit(inline="always")
 def loss_gradient(h: np.ndarray, y: np.ndarray, loss: int, dh: np.ndarray) -> tuple[float, int]:
     """Loss of a minibatch (mean over rows) and dLoss/dh_L into ``dh``; also the correct count.
 
@@ -104,7 +104,7 @@ def loss_gradient(h: np.ndarray, y: np.ndarray, loss: int, dh: np.ndarray) -> tu
     return total / batch, correct
 
 
-@jit
+@jit(inline="always")
 def epoch_order(seed: int, trial: int, epoch: int, keys: np.ndarray) -> np.ndarray:
     """The trial's visiting order of the training set in this epoch (a seeded permutation)."""
     key = stream_key(seed, trial, ORDER + epoch)
@@ -113,7 +113,7 @@ def epoch_order(seed: int, trial: int, epoch: int, keys: np.ndarray) -> np.ndarr
     return np.argsort(keys)
 
 
-@jit
+@jit(inline="always")
 def clip_scale(norm_squared: float, clip: float) -> float:
     """The factor that clips a gradient of squared norm ``norm_squared`` to ``clip`` (1 if ``clip`` is 0)."""
     if clip > 0.0:
@@ -123,7 +123,7 @@ def clip_scale(norm_squared: float, clip: float) -> float:
     return 1.0
 
 
-@jit
+@jit(inline="always")
 def optimizer_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, opt: Optimizer, decay: float,
                    scale: float) -> None:
     """One update of a packed parameter vector; ``scale`` is the clipping factor, ``decay`` its L2 coefficient."""
@@ -137,7 +137,7 @@ def optimizer_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, op
             param[i] -= lr * (g + momentum * velocity[i] if opt.kind == NESTEROV else velocity[i])
 
 
-@jit
+@jit(inline="always")
 def _diverged_epoch(out: Record, k: int, epoch: int) -> None:
     out.loss[k, epoch] = np.nan
     out.accuracy[k, epoch] = np.nan

@@ -21,7 +21,7 @@ from fastgrad.codes import CONSTANT, FACTORED_KINDS, IDENTITY, NORMAL, ORTHOGONA
 from fastgrad.rng import fill_normal, fill_uniform, stream_key
 
 
-@jit
+@jit(inline="always")
 def _draw_plain(out: np.ndarray, kind: int, scale: float, key: np.uint64) -> None:
     rows, cols = out.shape
     flat = out.reshape(rows * cols)
