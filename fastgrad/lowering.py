@@ -159,8 +159,8 @@ def chain(spec: Chain, dtype: str = "float64") -> tuple[cpu_chain.Net, cpu_chain
     (cpu_chain.Net, cpu_chain.Init)
     """
     w_const = spec.init == "constant"
-    init = cpu_chain.Init(w_const, spec.value if w_const else spec.sigma_w, CHAIN_BIAS[spec.bias_init],
-                          spec.sigma_b if spec.bias_init == "normal" else spec.bias_value)
+    init = cpu_chain.Init(w_const, spec.value if w_const else spec.weight_std, CHAIN_BIAS[spec.bias_init],
+                          spec.bias_std if spec.bias_init == "normal" else spec.bias_value)
     return chain_net(spec.activation, spec.alpha, dtype), init
 
 

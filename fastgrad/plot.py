@@ -162,6 +162,15 @@ MAIN_METRIC = {"mlp": "delta", "chain": "grad_b", "rnn": "grad_h"}
 MAX_CURVES = 12
 
 
+AXIS_LABELS = {"sigma_w": r"$\sigma_w$", "sigma_b": r"$\sigma_b$", "sigma_w2": r"$\sigma_w^2$",
+               "sigma_b2": r"$\sigma_b^2$"}
+
+
+def _short(value: Any) -> str:
+    """A grid value for a legend: floats to 4 significant digits (0.7071, not 0.7071067811865476)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
     """Draw the standard figures of a sweep's store.
 
@@ -202,7 +211,7 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
         key, group = configs[i]
         key = key if isinstance(key, tuple) else (key,)
         values = group.pivot(index="trial", columns="layer", values=metric).to_numpy()
-        label = ", ".join(f"{p}={v}" for p, v in zip(params, key, strict=True) if len(info["grid"][p]) > 1)
+        label = ", ".join(f"{p}={_short(v)}" for p, v in zip(params, key, strict=True) if len(info["grid"][p]) > 1)
         curves.append(decay_curve(values, metric, normalize=True, configuration=label or "all"))
     shown = f" ({len(pick)} of {len(configs)} configurations)" if len(pick) < len(configs) else ""
     xlabel = "time step t (1 = earliest)" if model == "rnn" else "layer l (1 = nearest the input)"
@@ -211,8 +220,10 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
 
     numeric = [p for p in params if len(info["grid"][p]) > 1
                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in info["grid"][p])]
-    if {"sigma_w", "sigma_b"} <= set(numeric):
-        numeric = ["sigma_w", "sigma_b"]  # the order/chaos plane
+    for plane in (["sigma_w2", "sigma_b2"], ["sigma_w", "sigma_b"]):  # the order/chaos plane, as the grid gives it
+        if set(plane) <= set(numeric):
+            numeric = plane
+            break
     if len(numeric) >= 2:
         xa, ya = numeric[0], numeric[1]
         sub = frame
@@ -227,16 +238,19 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
                 slope[ys.index(yv), xs.index(xv)] = decay_rate(values, metric, n_boot=10)["slope"]
         critical = None
         grid = info["grid"]
-        if (model == "mlp" and (xa, ya) == ("sigma_w", "sigma_b") and grid.get("init") == ["scaled_normal"]
-                and len(grid.get("activation", ["tanh"])) == 1):
+        variances = (xa, ya) == ("sigma_w2", "sigma_b2")
+        if (model == "mlp" and (variances or (xa, ya) == ("sigma_w", "sigma_b"))
+                and grid.get("init") == ["scaled_normal"] and len(grid.get("activation", ["tanh"])) == 1):
             act = grid.get("activation", ["tanh"])[0]
-            b2 = np.linspace(min(ys) ** 2, max(ys) ** 2, 31)
+            b2 = np.linspace(min(ys), max(ys), 31) if variances else np.linspace(min(ys) ** 2, max(ys) ** 2, 31)
             try:
-                critical = (np.sqrt(b2), np.sqrt([theory.critical_sigma_w2(act, v) for v in b2]))
+                w2 = np.array([theory.critical_sigma_w2(act, v) for v in b2])
+                critical = (b2, w2) if variances else (np.sqrt(b2), np.sqrt(w2))
             except ValueError:  # no order/chaos edge in range for this activation
                 critical = None
         paths += save(phase_diagram(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float), slope, critical,
-                                    title=f"fitted slope of log {metric} per layer", xlabel=xa, ylabel=ya),
+                                    title=f"fitted slope of log {metric} per layer", xlabel=AXIS_LABELS.get(xa, xa),
+                                    ylabel=AXIS_LABELS.get(ya, ya)),
                       out / "phase_diagram")
     return paths
 

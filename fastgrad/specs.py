@@ -34,6 +34,42 @@ def check_float(name: str, value: Any, positive: bool = False) -> float:
     return float(value)
 
 
+def scale_of(name: str, std: Any, variance: Any, default: float) -> float:
+    """The standard deviation given as ``name`` (a std) or ``name + "2"`` (a variance), at most one of them.
+
+    Parameters
+    ----------
+    name : str
+        The std's argument name, e.g. ``sigma_w``.
+    std, variance : float or None
+        The two ways to give it.
+    default : float
+        The std when neither is given.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        Naming both arguments if both are given, or the one that is negative or not a finite number.
+    """
+    if std is not None and variance is not None:
+        raise ValueError(f"{name}, {name}2: give the standard deviation or the variance, not both")
+    if variance is not None:
+        v = check_float(f"{name}2", variance)
+        if v < 0:
+            raise ValueError(f"{name}2: must be >= 0, got {v}")
+        return math.sqrt(v)
+    if std is None:
+        return default
+    s = check_float(name, std)
+    if s < 0:
+        raise ValueError(f"{name}: must be >= 0, got {s}")
+    return s
+
+
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``choices``, else raise ValueError naming ``name``."""
     if value not in choices:
@@ -91,16 +127,20 @@ class MLP:
         Activation of every layer (see ``fastgrad.activations.NAMES``).
     init : str
         Weight initialiser (see ``fastgrad.initializers.WEIGHT_INITS``).
-    sigma_w : float
-        ``normal``: weights N(0, sigma_w^2); ``scaled_normal``: N(0, sigma_w^2 / fan_in).
+    sigma_w : float, optional
+        ``normal``: weights N(0, sigma_w^2); ``scaled_normal``: N(0, sigma_w^2 / fan_in). Default 1.
+    sigma_w2 : float, optional
+        The same as a variance, sigma_w^2 (the mean-field literature's parameter); give one of the two.
     gain : float
         Gain of the Xavier, He, LeCun, orthogonal and identity inits.
     value : float
         Every weight under ``init="constant"``.
     bias_init : str, optional
         ``zeros``, ``normal`` or ``constant``; default ``normal`` if ``sigma_b > 0`` else ``zeros``.
-    sigma_b : float
-        Bias standard deviation under ``bias_init="normal"``.
+    sigma_b : float, optional
+        Bias standard deviation under ``bias_init="normal"``. Default 0.
+    sigma_b2 : float, optional
+        The same as a variance; give one of the two.
     bias_value : float
         Every bias under ``bias_init="constant"``.
     input_width, output_width : int, optional
@@ -117,17 +157,19 @@ class MLP:
     width: int
     activation: str = "tanh"
     init: str = "xavier_normal"
-    sigma_w: float = 1.0
+    sigma_w: float | None = None
     gain: float = 1.0
     value: float = 0.0
     bias_init: str | None = None
-    sigma_b: float = 0.0
+    sigma_b: float | None = None
     bias_value: float = 0.0
     input_width: int | None = None
     output_width: int | None = None
     loss: str = "mse"
     last_activation: str | None = None
     alpha: float | None = None
+    sigma_w2: float | None = None
+    sigma_b2: float | None = None
     model: str = field(default="mlp", init=False)
 
     def __post_init__(self) -> None:
@@ -143,11 +185,21 @@ class MLP:
         check_choice("loss", self.loss, LOSSES)
         if self.bias_init is not None:
             check_choice("bias_init", self.bias_init, BIAS_INITS)
-        for name in ("sigma_w", "gain", "value", "sigma_b", "bias_value"):
+        for name in ("gain", "value", "bias_value"):
             check_float(name, getattr(self, name))
-        if self.sigma_w < 0 or self.sigma_b < 0:
-            raise ValueError("sigma_w and sigma_b: must be >= 0")
+        scale_of("sigma_w", self.sigma_w, self.sigma_w2, 1.0)
+        scale_of("sigma_b", self.sigma_b, self.sigma_b2, 0.0)
         check_alpha(self.alpha, self.activation, getattr(self, "last_activation", None))
+
+    @property
+    def weight_std(self) -> float:
+        """sigma_w, from ``sigma_w`` or ``sqrt(sigma_w2)`` (default 1)."""
+        return scale_of("sigma_w", self.sigma_w, self.sigma_w2, 1.0)
+
+    @property
+    def bias_std(self) -> float:
+        """sigma_b, from ``sigma_b`` or ``sqrt(sigma_b2)`` (default 0)."""
+        return scale_of("sigma_b", self.sigma_b, self.sigma_b2, 0.0)
 
     @property
     def dims(self) -> np.ndarray:
@@ -168,10 +220,10 @@ class MLP:
     def layer_inits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per-layer (weight kind, weight scale, bias kind, bias scale) arrays."""
         dims = self.dims
-        w = [weight_kind(self.init, int(dims[l]), int(dims[l + 1]), self.sigma_w, self.gain, self.value)
+        w = [weight_kind(self.init, int(dims[l]), int(dims[l + 1]), self.weight_std, self.gain, self.value)
              for l in range(self.depth)]
-        bias_init = self.bias_init or ("normal" if self.sigma_b > 0 else "zeros")
-        b = [bias_kind(bias_init, self.sigma_b, self.bias_value)] * self.depth
+        bias_init = self.bias_init or ("normal" if self.bias_std > 0 else "zeros")
+        b = [bias_kind(bias_init, self.bias_std, self.bias_value)] * self.depth
         return (np.array([k for k, _ in w], dtype=np.int64), np.array([s for _, s in w]),
                 np.array([k for k, _ in b], dtype=np.int64), np.array([s for _, s in b]))
 
@@ -192,18 +244,22 @@ class Chain:
         Activation of every neuron.
     init : str
         ``normal`` (w ~ N(0, sigma_w^2)) or ``constant`` (every w = ``value``).
-    sigma_w : float
-        Weight standard deviation under ``normal``.
+    sigma_w : float, optional
+        Weight standard deviation under ``normal`` (default 1); or ``sigma_w2``, its variance.
     value : float
         Every weight under ``constant`` (100 in the exploding example).
     bias_init : str
         ``normal`` (b ~ N(0, sigma_b^2)), ``constant`` (``bias_value``) or
         ``centered`` (b_l = -w_l a_{l-1}, so every z_l = 0 and every factor
         |w phi'(0)| is the same: 25 for sigmoid with w = 100).
-    sigma_b, bias_value : float
-        Bias parameters.
+    sigma_b : float, optional
+        Bias standard deviation under ``normal`` (default 1); or ``sigma_b2``, its variance.
+    bias_value : float
+        Every bias under ``constant``.
     alpha : float, optional
         Activation parameter (leaky slope, ELU alpha).
+    sigma_w2, sigma_b2 : float, optional
+        The variances, instead of ``sigma_w`` and ``sigma_b``.
 
     Notes
     -----
@@ -213,12 +269,14 @@ class Chain:
     depth: int
     activation: str = "sigmoid"
     init: str = "normal"
-    sigma_w: float = 1.0
+    sigma_w: float | None = None
     value: float = 100.0
     bias_init: str = "normal"
-    sigma_b: float = 1.0
+    sigma_b: float | None = None
     bias_value: float = 0.0
     alpha: float | None = None
+    sigma_w2: float | None = None
+    sigma_b2: float | None = None
     model: str = field(default="chain", init=False)
 
     def __post_init__(self) -> None:
@@ -226,9 +284,21 @@ class Chain:
         check_choice("activation", self.activation, NAMES)
         check_choice("init", self.init, CHAIN_INITS)
         check_choice("bias_init", self.bias_init, CHAIN_BIAS_INITS)
-        for name in ("sigma_w", "value", "sigma_b", "bias_value"):
+        for name in ("value", "bias_value"):
             check_float(name, getattr(self, name))
+        scale_of("sigma_w", self.sigma_w, self.sigma_w2, 1.0)
+        scale_of("sigma_b", self.sigma_b, self.sigma_b2, 1.0)
         check_alpha(self.alpha, self.activation, getattr(self, "last_activation", None))
+
+    @property
+    def weight_std(self) -> float:
+        """sigma_w, from ``sigma_w`` or ``sqrt(sigma_w2)`` (default 1)."""
+        return scale_of("sigma_w", self.sigma_w, self.sigma_w2, 1.0)
+
+    @property
+    def bias_std(self) -> float:
+        """sigma_b, from ``sigma_b`` or ``sqrt(sigma_b2)`` (default 1)."""
+        return scale_of("sigma_b", self.sigma_b, self.sigma_b2, 1.0)
 
 
 RNN_LOSSES = ("last", "all", "probe")
@@ -255,7 +325,9 @@ class RNN:
         W_xh ~ N(0, input_scale^2 / inputs).
     bias_init : str, optional
         ``zeros``, ``normal`` or ``constant``; default ``normal`` if ``sigma_b > 0`` else ``zeros``.
-    sigma_b, bias_value : float
+    sigma_b : float, optional
+        Bias standard deviation under ``normal`` (default 0); or ``sigma_b2``, its variance.
+    bias_value : float
     loss : str
         ``last`` (mse on h_S against N(0, 1) targets), ``all`` (mse summed over
         every step) or ``probe`` (random back-projection of h_S).
@@ -266,6 +338,8 @@ class RNN:
         Jacobian product that the classic analyses bound, for the first sequence
         of each trial's batch. Costs one (n, n) matrix product per step: W-rnn
         (n = 64, batch 16) runs at 0.72x its throughput in float64, 0.64x in float32.
+    sigma_b2 : float, optional
+        The bias variance, instead of ``sigma_b``.
     """
 
     steps: int
@@ -276,11 +350,12 @@ class RNN:
     gain: float = 1.0
     input_scale: float = 1.0
     bias_init: str | None = None
-    sigma_b: float = 0.0
+    sigma_b: float | None = None
     bias_value: float = 0.0
     loss: str = "last"
     alpha: float | None = None
     jacobian: bool = False
+    sigma_b2: float | None = None
     model: str = field(default="rnn", init=False)
 
     def __post_init__(self) -> None:
@@ -291,10 +366,9 @@ class RNN:
         check_choice("loss", self.loss, RNN_LOSSES)
         if self.bias_init is not None:
             check_choice("bias_init", self.bias_init, BIAS_INITS)
-        for name in ("gain", "input_scale", "sigma_b", "bias_value"):
+        for name in ("gain", "input_scale", "bias_value"):
             check_float(name, getattr(self, name))
-        if self.sigma_b < 0:
-            raise ValueError(f"sigma_b: must be >= 0, got {self.sigma_b}")
+        scale_of("sigma_b", self.sigma_b, self.sigma_b2, 0.0)
         check_alpha(self.alpha, self.activation, getattr(self, "last_activation", None))
         if not isinstance(self.jacobian, (bool, np.bool_)):
             raise ValueError(f"jacobian: expected True or False, got {self.jacobian!r}")
@@ -306,4 +380,5 @@ class RNN:
 
     def bias(self) -> tuple[int, float]:
         """The bias init as ``(kind, scale)``."""
-        return bias_kind(self.bias_init or ("normal" if self.sigma_b > 0 else "zeros"), self.sigma_b, self.bias_value)
+        std = scale_of("sigma_b", self.sigma_b, self.sigma_b2, 0.0)
+        return bias_kind(self.bias_init or ("normal" if std > 0 else "zeros"), std, self.bias_value)

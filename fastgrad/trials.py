@@ -91,8 +91,8 @@ def chain_trial_arrays(
     for k in range(n):
         x[k], y[k] = normals(seed, k, CHAIN_XY, 2)
         g = normals(seed, k, CHAIN_WB, 2 * depth)
-        w[k] = spec.value if spec.init == "constant" else spec.sigma_w * g[:depth]
-        b[k] = spec.sigma_b * g[depth:] if spec.bias_init == "normal" else spec.bias_value
+        w[k] = spec.value if spec.init == "constant" else spec.weight_std * g[:depth]
+        b[k] = spec.bias_std * g[depth:] if spec.bias_init == "normal" else spec.bias_value
     if spec.bias_init == "centered":
         a = x.copy()
         for l in range(depth):
