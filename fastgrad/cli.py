@@ -141,6 +141,23 @@ def warmup_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def analyze_command(args: argparse.Namespace) -> int:
+    """Print a store's decay table (and its edge along an axis), optionally as CSV."""
+    from fastgrad.analysis import decay_table, edge
+
+    table = decay_table(args.store, metric=args.metric, n_boot=args.n_boot)
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
+        print(table.to_string(index=False))
+        if args.edge:
+            edges = edge(args.store, x=args.edge, by=args.by, metric=args.metric, n_boot=args.n_boot)
+            print(f"\nwhere the decay rate crosses zero along {args.edge} (95% bootstrap interval):")
+            print(edges.to_string(index=False))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
 def info(args: argparse.Namespace) -> int:
     """Print versions, threads and usable backends."""
     print(f"fastgrad {__version__}, numba {numba.__version__}, numpy {np.__version__}, "
@@ -193,6 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store")
     p.add_argument("--out", help="output folder (default STORE/figures)")
     p.set_defaults(func=plot_command)
+    p = sub.add_parser("analyze", help="a store's decay rates per configuration, and where they cross zero")
+    p.add_argument("store")
+    p.add_argument("--metric", help="the statistic (default the model's main one: delta, grad_h, grad_b)")
+    p.add_argument("--edge", metavar="AXIS", help="also find where the rate crosses zero along this grid axis")
+    p.add_argument("--by", default=None, help="one edge per value of this axis (with --edge)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--csv", help="also write the table to this CSV file")
+    p.set_defaults(func=analyze_command)
     p = sub.add_parser("warmup", help="compile kernels ahead of time (they are cached on disk)",
                        description="Compile the statistics kernels for the given models, dtypes and activations, "
                                    "so that later runs in any process on this machine start at once.")

@@ -24,7 +24,7 @@ LAYERS = [
     {"specs"},  # validated model specifications
     {"lowering"},  # spec -> kernel arguments, in one place
     {"engine", "gpu", "explicit", "trials", "data", "train", "theory", "stats"},  # running and analysing
-    {"sweep", "remedies", "plot", "warmup"},  # many runs: stores, experiments, figures, ahead-of-time compiling
+    {"sweep", "remedies", "plot", "warmup", "analysis"},  # many runs: stores, experiments, figures, warm-up
     {"demo", "cli", "__init__"},  # applications and the public namespace
 ]
 

@@ -1,0 +1,207 @@
+"""A sweep's questions, answered in one call each: decay rates per configuration, and where they cross zero.
+
+Both functions take a store (its folder) or the frame :func:`fastgrad.load`
+returns: grid parameters as columns, then ``trial``, ``layer`` and the
+statistics. Trials are paired across the cells of a sweep (trial k of every
+cell uses the same standard normals), so the bootstrap of :func:`edge` resamples
+trial indices jointly across the cells it compares.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fastgrad import stats, theory
+from fastgrad.store import load, manifest
+
+MAIN_METRIC = {"mlp": "delta", "chain": "grad_b", "rnn": "grad_h"}
+"""The statistic each model's decay is measured on, unless another is asked for."""
+
+
+def _frame(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    if isinstance(source, pd.DataFrame):
+        return source, None
+    return load(source), manifest(source)
+
+
+def _params(frame: pd.DataFrame) -> list[str]:
+    if "trial" not in frame.columns or "layer" not in frame.columns:
+        raise ValueError("source: expected a frame of fastgrad.load (columns ..., trial, layer, statistics)")
+    columns = list(frame.columns)
+    return columns[: columns.index("trial")]
+
+
+def _metric(frame: pd.DataFrame, info: dict[str, Any] | None, metric: str | None) -> str:
+    if metric is None:
+        if info is not None:
+            metric = MAIN_METRIC[info["model"]]
+        else:
+            metric = next((m for m in ("delta", "grad_h", "grad_b") if m in frame.columns), None)
+    if metric is None or metric not in frame.columns:
+        stats_columns = list(frame.columns)[list(frame.columns).index("layer") + 1:]
+        raise ValueError(f"metric: {metric!r} is not a statistic of this sweep; choose one of {stats_columns}")
+    return metric
+
+
+def _values(group: pd.DataFrame, metric: str) -> np.ndarray:
+    """(trials, layers) of one configuration, rows ordered by trial."""
+    return group.pivot(index="trial", columns="layer", values=metric).sort_index().to_numpy()
+
+
+def decay_table(source: str | Path | pd.DataFrame, metric: str | None = None, n_boot: int = 1000,
+                level: float = 0.95) -> pd.DataFrame:
+    """One row per configuration: fitted decay rate with its bootstrap interval, depth scale, fractions.
+
+    Parameters
+    ----------
+    source : str, Path or DataFrame
+        A store, or a frame from :func:`fastgrad.load`.
+    metric : str, optional
+        The statistic; default the model's main one (``delta`` for MLPs,
+        ``grad_h`` for RNNs, ``grad_b`` for chains).
+    n_boot : int
+        Bootstrap resamples of trials for the interval.
+    level : float
+        Confidence level of the interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The grid parameters, then ``slope`` (of the mean log-norm per layer;
+        > 0: the norm shrinks going back to the input), ``low``, ``high``,
+        ``depth_scale`` (layers per factor e), ``vanished``, ``exploded``,
+        ``nonfinite`` (fractions of trials, first layer against last), ``trials``
+        and ``excluded`` (trials with a zero or non-finite norm, left out of the fit).
+    """
+    frame, info = _frame(source)
+    params = _params(frame)
+    metric = _metric(frame, info, metric)
+    rows = []
+    groups = frame.groupby(params, sort=False, dropna=False) if params else [((), frame)]
+    for key, group in groups:
+        values = _values(group, metric)
+        rate = stats.decay_rate(values, metric, n_boot=n_boot, level=level)
+        frac = stats.fractions(values, metric)
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(params, key, strict=True)), "slope": rate["slope"], "low": rate["low"],
+                     "high": rate["high"], "depth_scale": rate["depth_scale"], "vanished": frac["vanished"],
+                     "exploded": frac["exploded"], "nonfinite": frac["nonfinite"], "trials": int(rate["trials"]),
+                     "excluded": int(rate["excluded"])})
+    return pd.DataFrame(rows)
+
+
+def _slopes(logs: np.ndarray) -> np.ndarray:
+    """Least-squares slope of each row's mean log-norm against the layer: logs (cells, trials, layers)."""
+    mean = np.nanmean(logs, axis=1)
+    x = np.arange(logs.shape[2], dtype=np.float64)
+    xc = x - x.mean()
+    return (mean - mean.mean(axis=1, keepdims=True)) @ xc / (xc @ xc)
+
+
+def _crossing(xs: np.ndarray, slopes: np.ndarray) -> float:
+    """The first x where the slope changes sign (linear interpolation), nan if it never does."""
+    for i in range(len(xs) - 1):
+        a, b = slopes[i], slopes[i + 1]
+        if np.isfinite(a) and np.isfinite(b) and a != b and (a == 0 or np.sign(a) != np.sign(b)):
+            return float(xs[i] + (xs[i + 1] - xs[i]) * a / (a - b))
+    return float("nan")
+
+
+def edge(source: str | Path | pd.DataFrame, x: str = "sigma_w2", by: str | None = "sigma_b2",
+         metric: str | None = None, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Where the decay rate crosses zero along ``x``, for each value of ``by``: the order/chaos edge.
+
+    The slope of the mean log-norm per layer (as :func:`decay_table`) is
+    computed in every cell; along ``x`` (sorted) the edge is the first sign change,
+    interpolated linearly between the two grid points around it. The interval
+    resamples trials with replacement, the same trial indices in every cell of a
+    row (trials are paired across the sweep), ``n_boot`` times. Trials with a zero
+    or non-finite norm are left out of the mean of their cell.
+
+    Parameters
+    ----------
+    source : str, Path or DataFrame
+        A store, or a frame from :func:`fastgrad.load`.
+    x : str
+        The grid axis to cross (``sigma_w2``, ``sigma_w``, ``gain``, ...).
+    by : str or None
+        One edge per value of this axis (None: one edge). Other axes that vary
+        also get their own rows.
+    metric : str, optional
+        Default the model's main statistic.
+    n_boot : int
+    level : float
+    seed : int
+        Seed of the resampling.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per row: the other parameters, ``edge``, ``low``, ``high`` (nan where
+        the rate never crosses zero on the grid or the resample does not), and,
+        for MLPs whose weights are ``scaled_normal`` with a single activation and
+        ``x`` = ``sigma_w2`` (``sigma_w``), ``theory_infinite_depth``: the
+        mean-field edge chi_1 = 1 (in the same units as ``x``).
+    """
+    frame, info = _frame(source)
+    params = _params(frame)
+    metric = _metric(frame, info, metric)
+    if x not in params:
+        raise ValueError(f"x: {x!r} is not a grid parameter of this sweep; choose one of {params}")
+    if by is not None and by not in params:
+        raise ValueError(f"by: {by!r} is not a grid parameter of this sweep; choose one of {params}")
+    rest = [p for p in params if p != x and frame[p].nunique(dropna=False) > 1]
+    rng = np.random.default_rng(seed)
+    alpha = (1 - level) / 2
+    rows = []
+    groups = frame.groupby(rest, sort=True, dropna=False) if rest else [((), frame)]
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        cells = sorted(group.groupby(x, sort=True), key=lambda kv: kv[0])
+        xs = np.array([float(v) for v, _ in cells])
+        values = [_values(g, metric) for _, g in cells]
+        trials = min(v.shape[0] for v in values)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.stack([np.log(v[:trials]) for v in values])  # (cells, trials, layers)
+        logs[~np.isfinite(logs)] = np.nan
+        point = _crossing(xs, _slopes(logs))
+        boots = np.empty(n_boot)
+        for i in range(n_boot):
+            idx = rng.integers(0, trials, trials)
+            boots[i] = _crossing(xs, _slopes(logs[:, idx]))
+        found = boots[np.isfinite(boots)]
+        low, high = (np.quantile(found, [alpha, 1 - alpha]) if found.size > n_boot // 2 else (np.nan, np.nan))
+        row = {**dict(zip(rest, key, strict=True)), "edge": point, "low": float(low), "high": float(high),
+               "crossed": float(found.size / n_boot)}
+        row["theory_infinite_depth"] = _theory_edge(frame, info, x, by, row)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _theory_edge(frame: pd.DataFrame, info: dict[str, Any] | None, x: str, by: str | None,
+                 row: dict[str, Any]) -> float:
+    """The mean-field edge in ``x``'s units, where it applies (scaled_normal MLPs); nan otherwise."""
+    is_mlp = info["model"] == "mlp" if info is not None else "delta" in frame.columns
+    if x not in ("sigma_w2", "sigma_w") or not is_mlp:
+        return float("nan")
+    # sigma_w sets the weights' scale only under scaled_normal (the MLP's default init is xavier_normal).
+    if "init" not in frame.columns or set(frame["init"].unique()) != {"scaled_normal"}:
+        return float("nan")
+    acts = frame["activation"].unique() if "activation" in frame.columns else ["tanh"]
+    if len(acts) != 1:
+        return float("nan")
+    b2 = 0.0  # no bias axis: the default sigma_b = 0
+    for name in ("sigma_b2", "sigma_b"):
+        if name in row or name in frame.columns:
+            b = float(row[name]) if name in row else float(frame[name].iloc[0])
+            b2 = b if name == "sigma_b2" else b * b
+            break
+    try:
+        w2 = theory.critical_sigma_w2(str(acts[0]), b2)
+    except ValueError:
+        return float("nan")
+    return w2 if x == "sigma_w2" else float(np.sqrt(w2))

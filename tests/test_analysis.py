@@ -1,0 +1,84 @@
+"""Sweep analysis: the decay table and the zero crossing of the decay rate, against independent computations."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fastgrad as fg
+from fastgrad import stats, theory
+from fastgrad.analysis import decay_table, edge
+from fastgrad.cli import main
+
+
+def synthetic(x0=1.3, xs=(0.5, 1.0, 1.5, 2.0), trials=40, layers=6, seed=0, by=(0.0, 0.1)):
+    """log-norm of trial k at layer l in cell (x, b) = (x0 + b - x + e_k) * l: the slope of the mean is
+    x0 + b - x + mean(e), exactly linear in x, so its zero is at x0 + b + mean(e)."""
+    rng = np.random.default_rng(seed)
+    e = rng.normal(0, 0.05, trials)
+    rows = []
+    for b in by:
+        for x in xs:
+            for k in range(trials):
+                for l in range(layers):
+                    rows.append({"sigma_w2": x, "sigma_b2": b, "trial": k, "layer": l + 1,
+                                 "delta": np.exp((x0 + b - x + e[k]) * l)})
+    return pd.DataFrame(rows), x0 + e.mean()
+
+
+def test_edge_finds_the_exact_crossing_with_a_paired_bootstrap_interval():
+    frame, want = synthetic()
+    got = edge(frame, x="sigma_w2", by="sigma_b2", n_boot=300).set_index("sigma_b2")
+    np.testing.assert_allclose(got.loc[0.0, "edge"], want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got.loc[0.1, "edge"], want + 0.1, rtol=0, atol=1e-12)
+    for b in (0.0, 0.1):
+        low, high = got.loc[b, "low"], got.loc[b, "high"]
+        # The resampled crossing is x0 + b + mean of resampled e: its spread is the standard error of e.
+        assert low < got.loc[b, "edge"] < high and 0.005 < high - low < 0.06
+    # No init column: the MLP default (xavier_normal), where sigma_w2 scales nothing the theory describes.
+    assert got["theory_infinite_depth"].isna().all()
+
+
+def test_edge_is_nan_where_the_rate_never_crosses():
+    frame, _ = synthetic(x0=5.0)
+    got = edge(frame, n_boot=20)
+    assert got["edge"].isna().all() and (got["crossed"] == 0).all()
+
+
+def test_bad_axes_are_named():
+    frame, _ = synthetic()
+    with pytest.raises(ValueError, match="x: 'sigma_w'"):
+        edge(frame, x="sigma_w")
+    with pytest.raises(ValueError, match="metric: 'grad_w'"):
+        decay_table(frame, metric="grad_w")
+
+
+def test_decay_table_and_theory_on_a_real_sweep(tmp_path):
+    store = tmp_path / "s"
+    fg.sweep("mlp", {"depth": 8, "width": 16, "init": "scaled_normal", "activation": "tanh",
+                     "sigma_w2": [0.8, 1.6, 2.4], "sigma_b2": 0.05, "loss": "probe"},
+             trials=12, batch=4, store=store, progress=False)
+    table = decay_table(store, n_boot=50)
+    assert len(table) == 3 and list(table.columns[:7]) == ["depth", "width", "init", "activation", "sigma_w2",
+                                                             "sigma_b2", "loss"]
+    # Each row is stats.decay_rate and stats.fractions of that cell's (trials, layers) array.
+    res = fg.run(fg.MLP(depth=8, width=16, init="scaled_normal", activation="tanh", sigma_w2=1.6, sigma_b2=0.05,
+                        loss="probe"), trials=12, batch=4)
+    want = stats.decay_rate(res, "delta", n_boot=50)
+    row = table[table.sigma_w2 == 1.6].iloc[0]
+    np.testing.assert_allclose([row.slope, row.low, row.high], [want["slope"], want["low"], want["high"]],
+                               rtol=1e-12)
+    assert row.vanished == stats.fractions(res, "delta")["vanished"]
+    got = edge(store, by=None, n_boot=50)
+    assert len(got) == 1
+    np.testing.assert_allclose(got["theory_infinite_depth"][0], theory.critical_sigma_w2("tanh", 0.05), rtol=1e-12)
+    assert 0.8 < got["edge"][0] < 2.4
+
+
+def test_command_line(tmp_path, capsys):
+    store = tmp_path / "s"
+    fg.sweep("chain", {"depth": [4, 6]}, trials=20, store=store, progress=False)
+    assert main(["analyze", str(store), "--n-boot", "20", "--csv", str(tmp_path / "t.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "slope" in out and "depth_scale" in out
+    assert len(pd.read_csv(tmp_path / "t.csv")) == 2
+    assert main(["analyze", str(tmp_path)]) == 2
