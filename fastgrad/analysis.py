@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
 
 from fastgrad import stats, theory
 from fastgrad.store import load, manifest
@@ -112,10 +113,13 @@ def _crossing(xs: np.ndarray, slopes: np.ndarray) -> float:
 
 
 def edge(source: str | Path | pd.DataFrame, x: str = "sigma_w2", by: str | None = "sigma_b2",
-         metric: str | None = None, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+         metric: str | None = None, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+         statistic: str = "log") -> pd.DataFrame:
     """Where the decay rate crosses zero along ``x``, for each value of ``by``: the order/chaos edge.
 
-    The slope of the mean log-norm per layer (as :func:`decay_table`) is
+    The slope per layer of the mean log-norm (``statistic="log"``, as
+    :func:`decay_table`) or of half the log of the mean squared norm
+    (``statistic="square"``: the quantity mean-field theory predicts) is
     computed in every cell; along ``x`` (sorted) the edge is the first sign change,
     interpolated linearly between the two grid points around it. The interval
     resamples trials with replacement, the same trial indices in every cell of a
@@ -137,16 +141,24 @@ def edge(source: str | Path | pd.DataFrame, x: str = "sigma_w2", by: str | None 
     level : float
     seed : int
         Seed of the resampling.
+    statistic : {"log", "square"}
 
     Returns
     -------
     pandas.DataFrame
         Per row: the other parameters, ``edge``, ``low``, ``high`` (nan where
-        the rate never crosses zero on the grid or the resample does not), and,
-        for MLPs whose weights are ``scaled_normal`` with a single activation and
-        ``x`` = ``sigma_w2`` (``sigma_w``), ``theory_infinite_depth``: the
-        mean-field edge chi_1 = 1 (in the same units as ``x``).
+        the rate never crosses zero on the grid or the resample does not),
+        ``crossed`` (the fraction of resamples that cross), and, for MLPs whose
+        weights are ``scaled_normal`` with a single activation and ``x`` =
+        ``sigma_w2`` (``sigma_w``), in the units of ``x``: ``theory_finite_depth``,
+        where the slope of half the log of mean-field theory's E||delta_l||^2
+        (``theory.delta_curve``: q_l iterated from the inputs' q = 1 through the
+        sweep's depth, chi_1(q_l) multiplied layer by layer), fitted over the same
+        layers, crosses zero; and ``theory_infinite_depth``, the fixed point's
+        chi_1 = 1.
     """
+    if statistic not in ("log", "square"):
+        raise ValueError(f"statistic: unknown {statistic!r}; choose log or square")
     frame, info = _frame(source)
     params = _params(frame)
     metric = _metric(frame, info, metric)
@@ -165,43 +177,66 @@ def edge(source: str | Path | pd.DataFrame, x: str = "sigma_w2", by: str | None 
         xs = np.array([float(v) for v, _ in cells])
         values = [_values(g, metric) for _, g in cells]
         trials = min(v.shape[0] for v in values)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            logs = np.stack([np.log(v[:trials]) for v in values])  # (cells, trials, layers)
-        logs[~np.isfinite(logs)] = np.nan
-        point = _crossing(xs, _slopes(logs))
+        stack = np.stack([v[:trials] for v in values])  # (cells, trials, layers)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            data = np.log(stack) if statistic == "log" else stack**2
+        data[~np.isfinite(data)] = np.nan
+        rate = _slopes if statistic == "log" else _square_slopes
+        point = _crossing(xs, rate(data))
         boots = np.empty(n_boot)
         for i in range(n_boot):
             idx = rng.integers(0, trials, trials)
-            boots[i] = _crossing(xs, _slopes(logs[:, idx]))
+            boots[i] = _crossing(xs, rate(data[:, idx]))
         found = boots[np.isfinite(boots)]
         low, high = (np.quantile(found, [alpha, 1 - alpha]) if found.size > n_boot // 2 else (np.nan, np.nan))
         row = {**dict(zip(rest, key, strict=True)), "edge": point, "low": float(low), "high": float(high),
                "crossed": float(found.size / n_boot)}
-        row["theory_infinite_depth"] = _theory_edge(frame, info, x, by, row)
+        row["theory_finite_depth"], row["theory_infinite_depth"] = _theory_edge(frame, info, x, row, xs,
+                                                                                values[0].shape[1])
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _theory_edge(frame: pd.DataFrame, info: dict[str, Any] | None, x: str, by: str | None,
-                 row: dict[str, Any]) -> float:
-    """The mean-field edge in ``x``'s units, where it applies (scaled_normal MLPs); nan otherwise."""
+def _square_slopes(squares: np.ndarray) -> np.ndarray:
+    """Slope of half the log of the mean squared norm against the layer: squares (cells, trials, layers)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = 0.5 * np.log(np.nanmean(squares, axis=1))[:, None, :]
+    return _slopes(logs)
+
+
+def _theory_edge(frame: pd.DataFrame, info: dict[str, Any] | None, x: str, row: dict[str, Any], xs: np.ndarray,
+                 layers: int) -> tuple[float, float]:
+    """The mean-field edges (finite depth, infinite depth) in ``x``'s units, where they apply; nan otherwise."""
+    nan = (float("nan"), float("nan"))
     is_mlp = info["model"] == "mlp" if info is not None else "delta" in frame.columns
     if x not in ("sigma_w2", "sigma_w") or not is_mlp:
-        return float("nan")
+        return nan
     # sigma_w sets the weights' scale only under scaled_normal (the MLP's default init is xavier_normal).
     if "init" not in frame.columns or set(frame["init"].unique()) != {"scaled_normal"}:
-        return float("nan")
+        return nan
     acts = frame["activation"].unique() if "activation" in frame.columns else ["tanh"]
     if len(acts) != 1:
-        return float("nan")
+        return nan
+    act = str(acts[0])
     b2 = 0.0  # no bias axis: the default sigma_b = 0
     for name in ("sigma_b2", "sigma_b"):
         if name in row or name in frame.columns:
             b = float(row[name]) if name in row else float(frame[name].iloc[0])
             b2 = b if name == "sigma_b2" else b * b
             break
+    w2_range = (xs.min(), xs.max()) if x == "sigma_w2" else (xs.min() ** 2, xs.max() ** 2)
+    unit = (lambda w2: w2) if x == "sigma_w2" else np.sqrt
+    layer = np.arange(layers, dtype=np.float64) - (layers - 1) / 2
+
+    def slope(w2: float) -> float:
+        half_log = 0.5 * np.log(theory.delta_curve(act, w2, b2, layers))
+        return float(half_log @ layer / (layer @ layer))
+
+    finite = float("nan")
+    if slope(w2_range[0]) * slope(w2_range[1]) < 0:
+        finite = float(unit(brentq(slope, *w2_range, xtol=1e-12)))
     try:
-        w2 = theory.critical_sigma_w2(str(acts[0]), b2)
+        infinite = float(unit(theory.critical_sigma_w2(act, b2)))
     except ValueError:
-        return float("nan")
-    return w2 if x == "sigma_w2" else float(np.sqrt(w2))
+        infinite = float("nan")
+    return finite, infinite

@@ -149,7 +149,8 @@ def analyze_command(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
         print(table.to_string(index=False))
         if args.edge:
-            edges = edge(args.store, x=args.edge, by=args.by, metric=args.metric, n_boot=args.n_boot)
+            edges = edge(args.store, x=args.edge, by=args.by, metric=args.metric, n_boot=args.n_boot,
+                         statistic=args.statistic)
             print(f"\nwhere the decay rate crosses zero along {args.edge} (95% bootstrap interval):")
             print(edges.to_string(index=False))
     if args.csv:
@@ -215,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", help="the statistic (default the model's main one: delta, grad_h, grad_b)")
     p.add_argument("--edge", metavar="AXIS", help="also find where the rate crosses zero along this grid axis")
     p.add_argument("--by", default=None, help="one edge per value of this axis (with --edge)")
+    p.add_argument("--statistic", default="log", choices=["log", "square"],
+                   help="edge of the mean log-norm (default) or of the mean squared norm (what theory predicts)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--csv", help="also write the table to this CSV file")
     p.set_defaults(func=analyze_command)

@@ -82,3 +82,19 @@ def test_command_line(tmp_path, capsys):
     assert "slope" in out and "depth_scale" in out
     assert len(pd.read_csv(tmp_path / "t.csv")) == 2
     assert main(["analyze", str(tmp_path)]) == 2
+
+
+def test_finite_depth_theory_tends_to_the_fixed_point_with_depth():
+    # The finite-depth edge iterates q_l from the input through the sweep's depth; deep enough,
+    # q_l sits at its fixed point and the edge is chi_1(q*) = 1.
+    got = {}
+    for layers in (10, 300):
+        frame, _ = synthetic(layers=layers, trials=3, by=(0.05,), xs=(0.5, 3.0))
+        frame["init"] = "scaled_normal"
+        frame["activation"] = "tanh"
+        frame = frame[["init", "activation", "sigma_w2", "sigma_b2", "trial", "layer", "delta"]]
+        got[layers] = edge(frame, n_boot=5).iloc[0]
+    critical = theory.critical_sigma_w2("tanh", 0.05)
+    assert got[300]["theory_infinite_depth"] == pytest.approx(critical, rel=1e-12)
+    assert got[300]["theory_finite_depth"] == pytest.approx(critical, rel=1e-3)
+    assert got[10]["theory_finite_depth"] > 1.1 * critical  # a shallow net's edge sits well to the right
