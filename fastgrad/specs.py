@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -113,8 +113,28 @@ def activation_params(name: str, value: str, alpha: float | None) -> tuple[int, 
     return CODES[value], a
 
 
+class _Scales:
+    """``weight_std`` and ``bias_std`` of a spec whose scales are given as sigma_w / sigma_w2, sigma_b / sigma_b2."""
+
+    sigma_w: float | None
+    sigma_w2: float | None
+    sigma_b: float | None
+    sigma_b2: float | None
+    BIAS_DEFAULT: ClassVar[float] = 0.0
+
+    @property
+    def weight_std(self) -> float:
+        """sigma_w, from ``sigma_w`` or ``sqrt(sigma_w2)`` (default 1)."""
+        return scale_of("sigma_w", self.sigma_w, self.sigma_w2, 1.0)
+
+    @property
+    def bias_std(self) -> float:
+        """sigma_b, from ``sigma_b`` or ``sqrt(sigma_b2)`` (default ``BIAS_DEFAULT``)."""
+        return scale_of("sigma_b", self.sigma_b, self.sigma_b2, self.BIAS_DEFAULT)
+
+
 @dataclass(frozen=True)
-class MLP:
+class MLP(_Scales):
     """A deep fully connected network, drawn afresh for every trial.
 
     Parameters
@@ -187,19 +207,8 @@ class MLP:
             check_choice("bias_init", self.bias_init, BIAS_INITS)
         for name in ("gain", "value", "bias_value"):
             check_float(name, getattr(self, name))
-        scale_of("sigma_w", self.sigma_w, self.sigma_w2, 1.0)
-        scale_of("sigma_b", self.sigma_b, self.sigma_b2, 0.0)
+        self.weight_std, self.bias_std  # noqa: B018  # validates sigma_w / sigma_w2, sigma_b / sigma_b2
         check_alpha(self.alpha, self.activation, getattr(self, "last_activation", None))
-
-    @property
-    def weight_std(self) -> float:
-        """sigma_w, from ``sigma_w`` or ``sqrt(sigma_w2)`` (default 1)."""
-        return scale_of("sigma_w", self.sigma_w, self.sigma_w2, 1.0)
-
-    @property
-    def bias_std(self) -> float:
-        """sigma_b, from ``sigma_b`` or ``sqrt(sigma_b2)`` (default 0)."""
-        return scale_of("sigma_b", self.sigma_b, self.sigma_b2, 0.0)
 
     @property
     def dims(self) -> np.ndarray:
@@ -233,7 +242,7 @@ CHAIN_BIAS_INITS = ("normal", "constant", "centered")
 
 
 @dataclass(frozen=True)
-class Chain:
+class Chain(_Scales):
     """The classic chain of one-neuron layers: ``z_l = w_l a_{l-1} + b_l``.
 
     Parameters
@@ -278,6 +287,7 @@ class Chain:
     sigma_w2: float | None = None
     sigma_b2: float | None = None
     model: str = field(default="chain", init=False)
+    BIAS_DEFAULT: ClassVar[float] = 1.0
 
     def __post_init__(self) -> None:
         check_int("depth", self.depth)
@@ -286,19 +296,8 @@ class Chain:
         check_choice("bias_init", self.bias_init, CHAIN_BIAS_INITS)
         for name in ("value", "bias_value"):
             check_float(name, getattr(self, name))
-        scale_of("sigma_w", self.sigma_w, self.sigma_w2, 1.0)
-        scale_of("sigma_b", self.sigma_b, self.sigma_b2, 1.0)
+        self.weight_std, self.bias_std  # noqa: B018  # validates sigma_w / sigma_w2, sigma_b / sigma_b2
         check_alpha(self.alpha, self.activation, getattr(self, "last_activation", None))
-
-    @property
-    def weight_std(self) -> float:
-        """sigma_w, from ``sigma_w`` or ``sqrt(sigma_w2)`` (default 1)."""
-        return scale_of("sigma_w", self.sigma_w, self.sigma_w2, 1.0)
-
-    @property
-    def bias_std(self) -> float:
-        """sigma_b, from ``sigma_b`` or ``sqrt(sigma_b2)`` (default 1)."""
-        return scale_of("sigma_b", self.sigma_b, self.sigma_b2, 1.0)
 
 
 RNN_LOSSES = ("last", "all", "probe")
