@@ -33,11 +33,11 @@ _pool_lock = threading.Lock()
 
 
 def _executor() -> ThreadPoolExecutor:
-    """The process's worker threads (one per core), created on first use."""
+    """The process's worker threads (one per core but the calling thread's), created on first use."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=max_threads(), thread_name_prefix="fastgrad")
+            _pool = ThreadPoolExecutor(max_workers=max(max_threads() - 1, 1), thread_name_prefix="fastgrad")
         return _pool
 
 
@@ -59,9 +59,13 @@ def run_blocks(block: Block, lo: int, hi: int, threads: int) -> None:
     if blocks == 1:
         block(lo, hi)
         return
-    futures = [_executor().submit(block, bounds[k], bounds[k + 1]) for k in range(blocks)]
-    for f in futures:
-        f.result()
+    # Blocks 1.. go to the pool; block 0 runs on the calling thread meanwhile.
+    futures = [_executor().submit(block, bounds[k], bounds[k + 1]) for k in range(1, blocks)]
+    try:
+        block(bounds[0], bounds[1])
+    finally:
+        for f in futures:
+            f.result()
 
 
 @contextlib.contextmanager

@@ -57,3 +57,13 @@ def test_clear_removes_only_compiled_kernels(tmp_path, monkeypatch):
     (tmp_path / "notes.txt").write_text("mine")
     assert _cache.clear() == 2
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_warmup_on_every_dask_worker():
+    # client.run runs it once on each worker process; each compiles into (or loads from) the shared cache.
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        with distributed.Client(cluster) as client:
+            done = client.run(warmup, dtypes=["float64"], activations=["linear"], models=["chain"], progress=False)
+    assert len(done) == 2
+    assert all([label for label, _ in d] == ["run Chain float64 linear"] for d in done.values())
