@@ -48,7 +48,7 @@ class Stats(NamedTuple):
     q: np.ndarray
 
 
-@jit(inline="always")
+@jit  # not inlined into the kernels: inlined, a chain trial ran 7-8% slower (single-thread A/B)
 def _chain_block(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net: Net, centered: bool,
                  db: np.ndarray, gb: np.ndarray, gw: np.ndarray, q: np.ndarray) -> None:
     """One sub-block: w, b and the outputs are (L, n); x, y are (n,).
