@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from fastgrad import lowering
 from fastgrad._numba import compiled_kernels, max_threads
@@ -87,8 +87,21 @@ def threads_context(threads: int | None) -> Iterator[int]:
         The number of threads in effect.
     """
     n = max_threads() if threads is None else check_threads(threads)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         yield n
+
+
+_controller: ThreadpoolController | None = None
+
+
+def _blas_controller() -> ThreadpoolController:
+    """The process's thread-pool controller, found once (finding it reads /proc/self/maps: ~1.6 ms a run)."""
+    global _controller
+    if _controller is None:
+        import scipy.linalg.cython_blas  # noqa: F401  # the BLAS Numba's np.dot calls: loaded before the scan
+
+        _controller = ThreadpoolController()
+    return _controller
 
 
 def check_threads(threads: Any) -> int:
