@@ -15,11 +15,18 @@ then ``python scripts/ab_inprocess.py /tmp/oldpkg [--repeats 21] [workload ...]`
 workload compiles (or loads) both versions' kernels first, untimed, then alternates
 old/new runs (old first on even repeats, new first on odd ones); the table has the
 median of the paired new/old ratios of trials/s and their interquartile range.
+
+``OMP_WAIT_POLICY=PASSIVE`` is set before Numba loads: kernels with ``parallel=True``
+(fastgrad 0.1) run on Numba's OpenMP threading layer, whose threads spin for a while
+after every parallel region and take the cores from whatever runs next. In one
+process that penalised every run that followed an old one (W-rnn float32 read 0.954
+with spinning threads, 1.019 without).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -51,6 +58,7 @@ def main() -> None:
     parser.add_argument("workloads", nargs="*", help=f"default all: {', '.join(WORKLOADS)}")
     parser.add_argument("--repeats", type=int, default=21)
     args = parser.parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before Numba starts its OpenMP threads
     sys.path.insert(0, args.old)
     import fastgrad_old as old  # type: ignore[import-not-found]
 
