@@ -231,7 +231,7 @@ def copy(dst: Any, src: Any) -> None:
 
 
 def max_threads() -> int:
-    """The number of threads Numba's parallel loops can use (``NUMBA_NUM_THREADS``)."""
+    """The most threads a run may use: Numba's ``NUMBA_NUM_THREADS`` (by default the number of cores)."""
     return int(nb.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
