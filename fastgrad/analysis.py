@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
 
 from fastgrad import stats, theory
 from fastgrad.store import load, manifest
@@ -226,15 +225,10 @@ def _theory_edge(frame: pd.DataFrame, info: dict[str, Any] | None, x: str, row: 
             break
     w2_range = (xs.min(), xs.max()) if x == "sigma_w2" else (xs.min() ** 2, xs.max() ** 2)
     unit = (lambda w2: w2) if x == "sigma_w2" else np.sqrt
-    layer = np.arange(layers, dtype=np.float64) - (layers - 1) / 2
-
-    def slope(w2: float) -> float:
-        half_log = 0.5 * np.log(theory.delta_curve(act, w2, b2, layers))
-        return float(half_log @ layer / (layer @ layer))
-
-    finite = float("nan")
-    if slope(w2_range[0]) * slope(w2_range[1]) < 0:
-        finite = float(unit(brentq(slope, *w2_range, xtol=1e-12)))
+    try:
+        finite = float(unit(theory.finite_depth_edge(act, b2, layers, bracket=w2_range)))
+    except ValueError:  # no sign change over the sweep's range
+        finite = float("nan")
     try:
         infinite = float(unit(theory.critical_sigma_w2(act, b2)))
     except ValueError:

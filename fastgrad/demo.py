@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,13 +130,16 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     for i, b2 in enumerate(sb2):
         for j, w2 in enumerate(sw2):
             mlp = MLP(depth=30, width=size.width, activation="tanh", init="scaled_normal",
-                          sigma_w=math.sqrt(w2), sigma_b=math.sqrt(b2), loss="probe")
+                      sigma_w2=float(w2), sigma_b2=float(b2), loss="probe")
             res = run(mlp, trials=size.phase_trials, batch=8)
             slopes[i, j] = stats.decay_rate(res, "delta", n_boot=10)["slope"]
             bar.update()
     line_b2 = np.linspace(sb2[0], sb2[-1], 31)
-    critical = (line_b2, np.array([theory.critical_sigma_w2("tanh", b2) for b2 in line_b2]))
-    plot.save(plot.phase_diagram(sw2, sb2, slopes, critical, title="tanh, depth 30: order and chaos"),
+    critical = {"theory at depth 30": (line_b2, np.array([theory.finite_depth_edge("tanh", b2, 30) for b2 in line_b2])),
+                "theory, infinite depth: chi_1 = 1": (line_b2, np.array([theory.critical_sigma_w2("tanh", b2)
+                                                                          for b2 in line_b2]))}
+    plot.save(plot.phase_diagram(sw2, sb2, slopes, critical, title="tanh, depth 30: order and chaos",
+                                 xlabel=plot.AXIS_LABELS["sigma_w2"], ylabel=plot.AXIS_LABELS["sigma_b2"]),
               out / "phase_diagram")
     pd.DataFrame(slopes, index=pd.Index(sb2, name="sigma_b2"), columns=pd.Index(sw2, name="sigma_w2")).to_csv(
         out / "phase_diagram.csv")

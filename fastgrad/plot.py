@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from fastgrad.results import Result  # noqa: E402
 from fastgrad.stats import decay_curve  # noqa: E402
@@ -116,12 +117,12 @@ def phase_diagram(
     sigma_w2: np.ndarray,
     sigma_b2: np.ndarray,
     slope: np.ndarray,
-    critical: tuple[np.ndarray, np.ndarray] | None = None,
+    critical: tuple[np.ndarray, np.ndarray] | dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     title: str | None = None,
     xlabel: str = "sigma_w^2",
     ylabel: str = "sigma_b^2",
 ) -> Figure:
-    """Heat map of a fitted decay rate over sigma_w^2 x sigma_b^2, with the critical line.
+    """Heat map of a fitted decay rate over sigma_w^2 x sigma_b^2, its zero contour, and theory's edges.
 
     Parameters
     ----------
@@ -129,8 +130,9 @@ def phase_diagram(
     sigma_b2 : array (Bv,)
     slope : array (Bv, W)
         Fitted slope of log-norm per layer (:func:`fastgrad.stats.decay_rate`).
-    critical : (array, array), optional
-        ``(sigma_b2 values, critical sigma_w2 at each)`` from theory, drawn as a line.
+    critical : (array, array) or dict of label to (array, array), optional
+        ``(sigma_b2 values, critical sigma_w2 at each)`` from theory, drawn as lines
+        (a bare tuple is labelled "theory: chi_1 = 1").
     title : str, optional
     xlabel, ylabel : str
         Axis labels (the heat map can span any two numeric grid axes).
@@ -141,15 +143,21 @@ def phase_diagram(
     """
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     finite = slope[np.isfinite(slope)]
-    lo = min(float(finite.min()), -1e-3) if finite.size else -1.0
-    hi = max(float(finite.max()), 1e-3) if finite.size else 1.0
-    # Separate scales either side of 0, so the (usually milder) chaotic side keeps its contrast.
-    norm = matplotlib.colors.TwoSlopeNorm(vmin=lo, vcenter=0.0, vmax=hi)
+    # One linear scale, symmetric about 0 (white): equal colours mean equal rates on both sides.
+    reach = max(float(np.abs(finite).max()), 1e-3) if finite.size else 1.0
+    norm = matplotlib.colors.Normalize(vmin=-reach, vmax=reach)
     mesh = ax.pcolormesh(sigma_w2, sigma_b2, slope, cmap="RdBu_r", norm=norm, shading="nearest")
     fig.colorbar(mesh, ax=ax, label="fitted slope of log ||delta_l|| per layer\n(> 0: vanishing towards the input)")
-    if critical is not None:
-        ax.plot(critical[1], critical[0], color="k", lw=1.5, ls="--", label="theory: chi_1 = 1")
-        ax.legend(frameon=False, fontsize=8, loc="upper left")
+    handles = []
+    if finite.size and slope.shape[0] > 1 and slope.shape[1] > 1 and finite.min() < 0 < finite.max():
+        ax.contour(sigma_w2, sigma_b2, slope, levels=[0.0], colors="k", linewidths=1.2)
+        handles.append(Line2D([], [], color="k", lw=1.2, label="data: fitted slope = 0"))
+    lines = {"theory: chi_1 = 1": critical} if isinstance(critical, tuple) else dict(critical or {})
+    for (label, (b2, w2)), style in zip(lines.items(), ("--", ":", "-."), strict=False):
+        (line,) = ax.plot(w2, b2, color="k", lw=1.5, ls=style, label=label)
+        handles.append(line)
+    if handles:
+        ax.legend(handles=handles, frameon=True, framealpha=0.85, fontsize=8, loc="upper left")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -243,11 +251,15 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
                 and grid.get("init") == ["scaled_normal"] and len(grid.get("activation", ["tanh"])) == 1):
             act = grid.get("activation", ["tanh"])[0]
             b2 = np.linspace(min(ys), max(ys), 31) if variances else np.linspace(min(ys) ** 2, max(ys) ** 2, 31)
-            try:
-                w2 = np.array([theory.critical_sigma_w2(act, v) for v in b2])
-                critical = (b2, w2) if variances else (np.sqrt(b2), np.sqrt(w2))
-            except ValueError:  # no order/chaos edge in range for this activation
-                critical = None
+            layers = int(frame["layer"].max())
+            critical = {}
+            for label, edge in ((f"theory at depth {layers}", lambda v: theory.finite_depth_edge(act, v, layers)),
+                                ("theory, infinite depth: chi_1 = 1", lambda v: theory.critical_sigma_w2(act, v))):
+                try:
+                    w2 = np.array([edge(v) for v in b2])
+                except ValueError:  # no order/chaos edge in range for this activation
+                    continue
+                critical[label] = (b2, w2) if variances else (np.sqrt(b2), np.sqrt(w2))
         paths += save(phase_diagram(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float), slope, critical,
                                     title=f"fitted slope of log {metric} per layer", xlabel=AXIS_LABELS.get(xa, xa),
                                     ylabel=AXIS_LABELS.get(ya, ya)),

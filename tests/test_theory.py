@@ -75,3 +75,11 @@ def test_relu_log_jacobian_variance_grows_with_sum_of_inverse_widths():
         assert log_ratio.mean() == pytest.approx(mean, rel=0.15)
         assert abs(np.mean(((log_ratio - log_ratio.mean()) / log_ratio.std()) ** 3)) < 0.3  # close to Gaussian
     assert variances[32] / variances[64] == pytest.approx(2.0, rel=0.15)
+
+
+def test_finite_depth_edge_brackets_the_sign_change_and_tends_to_the_fixed_point():
+    edge30 = theory.finite_depth_edge("tanh", 0.05, 30)
+    assert theory.delta_slope("tanh", edge30 - 0.05, 0.05, 30) > 0 > theory.delta_slope("tanh", edge30 + 0.05, 0.05, 30)
+    critical = theory.critical_sigma_w2("tanh", 0.05)
+    assert edge30 > theory.finite_depth_edge("tanh", 0.05, 100) > critical
+    assert theory.finite_depth_edge("tanh", 0.05, 300) == pytest.approx(critical, rel=1e-3)
