@@ -170,6 +170,41 @@ MAIN_METRIC = {"mlp": "delta", "chain": "grad_b", "rnn": "grad_h"}
 MAX_CURVES = 12
 
 
+def rate_curve(table: pd.DataFrame, x: str, theory: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+               title: str | None = None, xlabel: str | None = None) -> Figure:
+    """The fitted decay rate against one grid parameter, with its bootstrap interval and theory's curves.
+
+    Parameters
+    ----------
+    table : DataFrame
+        From :func:`fastgrad.analysis.decay_table`: columns ``x``, ``slope``, ``low``, ``high``.
+    x : str
+        The parameter on the horizontal axis.
+    theory : dict of label to (x values, slope values), optional
+        Curves drawn as lines.
+    title, xlabel : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    t = table.sort_values(x)
+    xs = t[x].to_numpy(dtype=float)
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    ax.errorbar(xs, t["slope"], yerr=[t["slope"] - t["low"], t["high"] - t["slope"]], fmt="o", ms=4, capsize=2,
+                color="C0", label="data: fitted slope, 95% bootstrap interval")
+    for (label, (tx, ty)), style in zip((theory or {}).items(), ("--", ":", "-."), strict=False):
+        ax.plot(tx, ty, color="k", lw=1.3, ls=style, label=label)
+    ax.set_xlabel(xlabel or AXIS_LABELS.get(x, x))
+    ax.set_ylabel("fitted slope of log-norm per layer\n(> 0: vanishing towards the input)")
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 AXIS_LABELS = {"sigma_w": r"$\sigma_w$", "sigma_b": r"$\sigma_b$", "sigma_w2": r"$\sigma_w^2$",
                "sigma_b2": r"$\sigma_b^2$"}
 
@@ -232,6 +267,8 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
         if set(plane) <= set(numeric):
             numeric = plane
             break
+    if len(numeric) == 1:
+        paths += _rate_figure(store, info, frame, numeric[0], metric, out)
     if len(numeric) >= 2:
         xa, ya = numeric[0], numeric[1]
         sub = frame
@@ -265,6 +302,31 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
                                     ylabel=AXIS_LABELS.get(ya, ya)),
                       out / "phase_diagram")
     return paths
+
+
+def _rate_figure(store: str | Path, info: dict[str, Any], frame: pd.DataFrame, x: str, metric: str,
+                 out: Path) -> list[Path]:
+    """The rate-versus-parameter figure of a 1-D sweep, with mean-field theory where it applies."""
+    from fastgrad import theory
+    from fastgrad.analysis import decay_table
+
+    table = decay_table(frame, metric=metric, n_boot=200)
+    grid = info["grid"]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if (info["model"] == "mlp" and x in ("sigma_w2", "sigma_w") and grid.get("init") == ["scaled_normal"]
+            and len(grid.get("activation", ["tanh"])) == 1):
+        act = grid.get("activation", ["tanh"])[0]
+        b = next((float(grid[n][0]) for n in ("sigma_b2", "sigma_b") if n in grid), 0.0)
+        b2 = b if "sigma_b2" in grid else b * b
+        layers = int(frame["layer"].max())
+        xs = np.linspace(min(grid[x]), max(grid[x]), 60)
+        w2 = xs if x == "sigma_w2" else xs**2
+        curves[f"theory at depth {layers} (mean square)"] = (xs, np.array([theory.delta_slope(act, v, b2, layers)
+                                                                           for v in w2]))
+        curves["theory, infinite depth: -ln(chi_1) / 2"] = (xs, np.array([-0.5 * np.log(theory.chi1(act, v, b2))
+                                                                          for v in w2]))
+    fig = rate_curve(table, x, curves, title=f"{info['model']} sweep: decay rate of {metric}")
+    return save(fig, out / "decay_rate")
 
 
 def training_curves(results: dict[str, Any], title: str | None = None) -> Figure:

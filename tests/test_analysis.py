@@ -98,3 +98,13 @@ def test_finite_depth_theory_tends_to_the_fixed_point_with_depth():
     assert got[300]["theory_infinite_depth"] == pytest.approx(critical, rel=1e-12)
     assert got[300]["theory_finite_depth"] == pytest.approx(critical, rel=1e-3)
     assert got[10]["theory_finite_depth"] > 1.1 * critical  # a shallow net's edge sits well to the right
+
+
+def test_plot_of_a_one_dimensional_sweep_draws_the_rate_with_theory(tmp_path):
+    from fastgrad.plot import plot_store
+
+    store = tmp_path / "oned"
+    fg.sweep("mlp", {"depth": 6, "width": 8, "init": "scaled_normal", "sigma_w2": [0.5, 1.5, 2.5], "sigma_b2": 0.05},
+             trials=6, batch=4, store=store, progress=False)
+    paths = plot_store(store)
+    assert store / "figures" / "decay_rate.png" in paths and (store / "figures" / "decay_rate.png").stat().st_size
