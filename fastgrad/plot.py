@@ -15,6 +15,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # figures are files; no display is needed or assumed
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -38,6 +39,18 @@ def save(fig: Figure, stem: str | Path, formats: Sequence[str] = ("png", "svg"))
     return paths
 
 
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "*")
+
+
+def _band_label(band: tuple[str, str]) -> str:
+    """``("q05", "q95")`` -> ``"5-95% of trials"``."""
+    try:
+        lo, hi = (int(b.lstrip("q")) for b in band)
+    except ValueError:
+        return f"band: {band[0]} to {band[1]} over trials"
+    return f"band: {lo}-{hi}% of trials"
+
+
 def decay_curves(
     curves: pd.DataFrame,
     theory: dict[str, np.ndarray] | None = None,
@@ -45,49 +58,76 @@ def decay_curves(
     ylabel: str = "gradient norm",
     title: str | None = None,
     band: tuple[str, str] = ("q05", "q95"),
+    zoom_decades: float = 10.0,
 ) -> Figure:
-    """Median curves with a band over trials, one colour per configuration, log scale.
+    """Median curves with a band over trials, log scale; each curve its own colour and marker.
+
+    When the medians span more than ``zoom_decades`` decades, a second panel
+    zooms on the curves that stay within 3 decades (the well-initialised ones),
+    so that one vanishing curve does not flatten the others into a band.
 
     Parameters
     ----------
     curves : pandas.DataFrame
         Rows of :func:`fastgrad.stats.summary` (a ``configuration`` column).
     theory : dict of configuration to array, optional
-        Predicted curve per configuration (same layers), drawn dashed.
+        Predicted curve per configuration (same layers), drawn dashed in its colour.
     xlabel, ylabel, title : str
     band : (str, str)
-        The quantile columns bounding the shaded band.
+        The quantile columns bounding the shaded band (named in the legend).
+    zoom_decades : float
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    fig, ax = plt.subplots(figsize=(7, 4.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (name, group) in enumerate(curves.groupby("configuration", sort=False)):
-        c = colours[i % len(colours)]
-        x = group["layer"].to_numpy()
+    groups = list(curves.groupby("configuration", sort=False))
+    spans = {}
+    for name, group in groups:
         med = group["median"].to_numpy(dtype=float)
-        ok = np.isfinite(med) & (med > 0)
-        ax.plot(x[ok], med[ok], color=c, lw=1.8, label=str(name))
-        lo = group[band[0]].to_numpy(dtype=float)
-        hi = group[band[1]].to_numpy(dtype=float)
-        okb = ok & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
-        ax.fill_between(x[okb], lo[okb], hi[okb], color=c, alpha=0.18, lw=0)
-        if theory is not None and name in theory:
-            ax.plot(x, theory[name], color=c, lw=1.3, ls="--")
-    ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    handles, labels = ax.get_legend_handles_labels()
+        med = med[np.isfinite(med) & (med > 0)]
+        spans[name] = (med.min(), med.max()) if med.size else (np.nan, np.nan)
+    lows = [lo for lo, _ in spans.values() if np.isfinite(lo)]
+    highs = [hi for _, hi in spans.values() if np.isfinite(hi)]
+    wide = bool(lows) and np.log10(max(highs) / min(lows)) > zoom_decades
+    zoomed = [name for name, (lo, hi) in spans.items() if np.isfinite(lo) and np.log10(hi / lo) <= 3]
+    panels = [[name for name, _ in groups]] + ([zoomed] if wide and zoomed else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 + 4.5 * (len(panels) - 1), 4.6), squeeze=False,
+                             layout="constrained")
+    style = {name: (colours[i % len(colours)], MARKERS[i % len(MARKERS)]) for i, (name, _) in enumerate(groups)}
+    for ax, members in zip(axes[0], panels, strict=True):
+        for name, group in groups:
+            if name not in members:
+                continue
+            c, marker = style[name]
+            x = group["layer"].to_numpy()
+            med = group["median"].to_numpy(dtype=float)
+            ok = np.isfinite(med) & (med > 0)
+            ax.plot(x[ok], med[ok], color=c, lw=1.6, marker=marker, ms=4, markevery=max(len(x) // 8, 1),
+                    label=str(name))
+            lo = group[band[0]].to_numpy(dtype=float)
+            hi = group[band[1]].to_numpy(dtype=float)
+            okb = ok & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
+            ax.fill_between(x[okb], lo[okb], hi[okb], color=c, alpha=0.15, lw=0)
+            if theory is not None and name in theory:
+                ax.plot(x, theory[name], color=c, lw=1.2, ls="--")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+    if len(panels) > 1:
+        axes[0][0].set_title("all configurations", fontsize=9)
+        axes[0][1].set_title("zoom: the curves within 3 decades", fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles.append(matplotlib.patches.Patch(color="0.6", alpha=0.4))
+    labels.append(_band_label(band))
     if theory:
-        handles.append(plt.Line2D([], [], color="0.3", ls="--"))
+        handles.append(Line2D([], [], color="0.3", ls="--"))
         labels.append("mean-field theory")
-    ax.legend(handles, labels, fontsize=8, frameon=False, loc="best")
-    ax.grid(True, which="major", alpha=0.3)
-    fig.tight_layout()
+    fig.legend(handles, labels, fontsize=8, frameon=False, loc="outside right center")
+    if title:
+        fig.suptitle(title, fontsize=11)
     return fig
 
 

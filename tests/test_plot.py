@@ -42,3 +42,27 @@ def test_phase_diagram_draws_the_data_edge_and_each_theory_line():
     norm = ax.collections[0].norm
     assert norm.vmin == -norm.vmax  # one linear scale, white at 0
     assert ax.get_xlabel() == "x" and ax.get_ylabel() == "y"
+
+
+def test_decay_curves_keep_every_curve_visible_and_name_the_band():
+    import numpy as np
+    import pandas as pd
+
+    from fastgrad.plot import decay_curves
+
+    layers = np.arange(1, 31)
+    rows = []
+    for name, rate in [("a", 0.0), ("b", 0.01), ("c", -0.02), ("d", 2.5)]:  # d vanishes by ~30 decades
+        med = np.exp(rate * (layers - 30))
+        for l, m in zip(layers, med, strict=True):
+            rows.append({"configuration": name, "layer": l, "median": m, "q05": m / 2, "q95": m * 2})
+    fig = decay_curves(pd.DataFrame(rows), theory={"a": np.ones(30)}, ylabel="ratio")
+    assert len(fig.axes) == 2  # more than 10 decades: a zoomed panel for the curves within 3
+    for ax in fig.axes:
+        lines = [l for l in ax.get_lines() if l.get_linestyle() == "-"]
+        styles = [(l.get_color(), l.get_marker()) for l in lines]
+        assert len(styles) == len(set(styles))  # no two curves of a panel look alike
+        assert ax.get_xlabel() and ax.get_ylabel() == "ratio"
+    assert len([l for l in fig.axes[1].get_lines() if l.get_linestyle() == "-"]) == 3  # d is not zoomed
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "band: 5-95% of trials" in labels and "mean-field theory" in labels
