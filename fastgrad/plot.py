@@ -369,37 +369,81 @@ def _rate_figure(store: str | Path, info: dict[str, Any], frame: pd.DataFrame, x
     return save(fig, out / "decay_rate")
 
 
-def training_curves(results: dict[str, Any], title: str | None = None) -> Figure:
-    """Loss over epochs per configuration: median over trials with the 25-75% band (log scale).
+def training_curves(results: dict[str, Any], title: str | None = None, zoom_decades: float = 10.0) -> Figure:
+    """Loss over epochs per configuration: median over the trials still finite, 25-75% band, log scale.
+
+    Diverged trials are kept and shown: the legend counts them per configuration,
+    and a cross on the top edge marks each epoch where a trial diverged (a
+    configuration whose every trial diverged has crosses and no line). When the
+    medians span more than ``zoom_decades`` decades, a second panel zooms on the
+    curves that reach within 3 decades of the lowest loss.
 
     Parameters
     ----------
     results : dict of name to TrainResult
     title : str, optional
+    zoom_decades : float
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    from matplotlib.ticker import MaxNLocator
+    from matplotlib.transforms import blended_transform_factory
+
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (name, res) in enumerate(results.items()):
-        c = colours[i % len(colours)]
-        epochs = np.arange(1, res.loss.shape[1] + 1)
+    medians: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    spans: dict[str, tuple[float, float]] = {}
+    for name, res in results.items():
         with warnings.catch_warnings():  # epochs after every trial diverged are all nan: no line there
             warnings.simplefilter("ignore", RuntimeWarning)
             med = np.nanmedian(res.loss, axis=0)
             lo, hi = np.nanquantile(res.loss, [0.25, 0.75], axis=0)
-        ax.plot(epochs, med, color=c, lw=1.8, label=name)
-        ax.fill_between(epochs, lo, hi, color=c, alpha=0.18, lw=0)
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (median, 25-75% over trials)")
+        medians[name] = (med, lo, hi)
+        finite = med[np.isfinite(med) & (med > 0)]
+        spans[name] = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
+    lows = [a for a, _ in spans.values() if np.isfinite(a)]
+    highs = [b for _, b in spans.values() if np.isfinite(b)]
+    wide = bool(lows) and np.log10(max(highs) / min(lows)) > zoom_decades
+    # The zoom keeps the curves that come within 3 decades of the lowest loss at some epoch.
+    zoomed = [n for n, (a, _) in spans.items() if np.isfinite(a) and a <= min(lows) * 1e3] if lows else []
+    panels = [list(results)] + ([zoomed] if wide and zoomed else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 + 4.5 * (len(panels) - 1), 4.6), squeeze=False,
+                             layout="constrained")
+    handles: list[Any] = []
+    for p, (ax, members) in enumerate(zip(axes[0], panels, strict=True)):
+        top = blended_transform_factory(ax.transData, ax.transAxes)
+        for i, (name, res) in enumerate(results.items()):
+            if name not in members:
+                continue
+            c, marker = colours[i % len(colours)], MARKERS[i % len(MARKERS)]
+            epochs = np.arange(1, res.loss.shape[1] + 1)
+            med, lo, hi = medians[name]
+            diverged = res.diverged[res.diverged >= 0]
+            label = f"{name} ({len(diverged)} of {len(res.diverged)} diverged)" if diverged.size else name
+            (line,) = ax.plot(epochs, med, color=c, lw=1.7, marker=marker, ms=4, label=label)
+            ax.fill_between(epochs, lo, hi, color=c, alpha=0.15, lw=0)
+            if diverged.size:  # a cross per divergence epoch, on the top edge, one row per configuration
+                ax.plot(np.unique(diverged) + 1, np.full(np.unique(diverged).size, 0.97 - 0.05 * i), ls="none",
+                        marker="x", ms=7, mew=2, color=c, transform=top, clip_on=False)
+            if p == 0:
+                handles.append(Line2D([], [], color=c, lw=1.7, marker=marker, ms=4,
+                                      markeredgecolor=c, label=label))
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("training loss (median over finite trials)")
+        ax.grid(True, alpha=0.3)
+    if len(panels) > 1:
+        axes[0][0].set_title("all configurations", fontsize=9)
+        axes[0][1].set_title("zoom: the curves that reach within 3 decades of the lowest loss", fontsize=9)
+    handles.append(matplotlib.patches.Patch(color="0.6", alpha=0.4, label="band: 25-75% of trials"))
+    if any((res.diverged >= 0).any() for res in results.values()):
+        handles.append(Line2D([], [], ls="none", marker="x", ms=7, mew=2, color="0.3",
+                              label="x near the top: epoch a trial diverged"))
+    fig.legend(handles=handles, fontsize=8, frameon=False, loc="outside right center")
     if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8, frameon=False)
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=11)
     return fig
 
 

@@ -66,3 +66,24 @@ def test_decay_curves_keep_every_curve_visible_and_name_the_band():
     assert len([l for l in fig.axes[1].get_lines() if l.get_linestyle() == "-"]) == 3  # d is not zoomed
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "band: 5-95% of trials" in labels and "mean-field theory" in labels
+
+
+def test_training_curves_show_diverged_trials_and_integer_epochs():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from fastgrad.plot import training_curves
+
+    ok = SimpleNamespace(loss=np.tile(np.linspace(1.0, 0.1, 5), (4, 1)), diverged=np.full(4, -1))
+    blown = SimpleNamespace(loss=np.full((4, 5), np.nan), diverged=np.zeros(4, dtype=int))  # all at epoch 1
+    huge = SimpleNamespace(loss=np.tile(np.logspace(80, 70, 5), (4, 1)), diverged=np.array([-1, 2, -1, -1]))
+    fig = training_curves({"ok": ok, "blown": blown, "huge": huge})
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "blown (4 of 4 diverged)" in labels and "huge (1 of 4 diverged)" in labels and "ok" in labels
+    assert "band: 25-75% of trials" in labels
+    main = fig.axes[0]
+    crosses = [l for l in main.get_lines() if l.get_marker() == "x"]
+    assert sorted(float(l.get_xdata()[0]) for l in crosses) == [1.0, 3.0]  # the epochs (1-based) they diverged
+    assert len(fig.axes) == 2 and [l.get_label() for l in fig.axes[1].get_lines() if l.get_marker() != "x"] == ["ok"]
+    assert all(float(t).is_integer() for t in main.get_xticks())
