@@ -108,3 +108,18 @@ def test_plot_of_a_one_dimensional_sweep_draws_the_rate_with_theory(tmp_path):
              trials=6, batch=4, store=store, progress=False)
     paths = plot_store(store)
     assert store / "figures" / "decay_rate.png" in paths and (store / "figures" / "decay_rate.png").stat().st_size
+
+
+@pytest.mark.slow
+def test_the_measured_edge_is_the_finite_depth_theory_within_one_percent(tmp_path):
+    # Depth 30, width 256, tanh, sigma_b^2 = 0.05, 400 trials per cell: the data's edge (mean square, what
+    # the theory predicts) agrees with the depth-30 mean-field edge to 1%; the infinite-depth edge
+    # (1.761) lies outside the interval.
+    store = tmp_path / "edge"
+    fg.sweep("mlp", {"depth": 30, "width": 256, "init": "scaled_normal", "loss": "probe", "sigma_b2": 0.05,
+                     "sigma_w2": [1.7, 1.75, 1.8, 1.85, 1.9]}, trials=400, batch=8, seed=0, store=store,
+             progress=False)
+    got = edge(store, by=None, statistic="square", n_boot=300).iloc[0]
+    assert abs(got["edge"] / got["theory_finite_depth"] - 1) < 0.01
+    assert got["low"] <= got["theory_finite_depth"] <= got["high"]
+    assert not got["low"] <= got["theory_infinite_depth"] <= got["high"]
