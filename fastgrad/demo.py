@@ -81,7 +81,7 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     ]
     sw2 = np.round(np.linspace(0.5, 3.0, 11), 3)
     sb2 = np.round(np.linspace(0.0, 0.3, 6), 3)
-    jobs = _jobs(size, [kw for _, kw, _, _ in mlps], [kw for _, kw in rnns])
+    jobs = _jobs([kw for _, kw, _, _ in mlps], [kw for _, kw in rnns])
     bar = tqdm(total=len(jobs) + 3 + len(mlps) + len(rnns) + len(sw2) * len(sb2), desc="fastgrad demo", unit="step",
                disable=not progress)
     # Compile every kernel first, two processes side by side on a multi-core machine; a
@@ -153,7 +153,7 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     return table
 
 
-def _jobs(size: DemoSize, mlps: list[dict[str, Any]], rnns: list[dict[str, Any]]) -> list[Job]:
+def _jobs(mlps: list[dict[str, Any]], rnns: list[dict[str, Any]]) -> list[Job]:
     """The kernels the demo runs, as warm-up jobs (``fastgrad.warmup.compile_jobs``)."""
     from fastgrad.remedies import BASELINE, REMEDIES, RNN_REMEDIES
 

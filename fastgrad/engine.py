@@ -137,7 +137,7 @@ def check_backend(backend: str) -> str:
 def _mlp_plan(spec: MLP, trials: int, batch: int, seed: int,
               dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
     net, init = lowering.mlp(spec, dt.name)
-    stats = cpu_mlp.Stats(*(np.empty((trials, spec.depth), dtype=dt) for _ in range(4)))
+    stats = lowering.mlp_stats(trials, spec.depth, dt)
 
     def block(lo: int, hi: int) -> None:
         cpu_mlp.generated(net, init, seed, 0, batch, stats, lo, hi)
@@ -148,7 +148,7 @@ def _mlp_plan(spec: MLP, trials: int, batch: int, seed: int,
 def _chain_plan(spec: Chain, trials: int, batch: int, seed: int,
                 dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
     net, init = lowering.chain(spec, dt.name)
-    stats = cpu_chain.Stats(*(np.empty((trials, spec.depth), dtype=dt) for _ in range(4)))
+    stats = lowering.chain_stats(trials, spec.depth, dt)
 
     def block(lo: int, hi: int) -> None:
         cpu_chain.generated(net, init, seed, 0, stats, lo, hi)
@@ -161,10 +161,7 @@ def _chain_plan(spec: Chain, trials: int, batch: int, seed: int,
 def _rnn_plan(spec: RNN, trials: int, batch: int, seed: int,
               dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
     net, init = lowering.rnn(spec, dt.name)
-    jac_steps = spec.steps if spec.jacobian else 0
-    stats = cpu_rnn.Stats(np.empty((trials, spec.steps), dtype=dt), np.empty((trials, spec.steps), dtype=dt),
-                          np.empty((trials, spec.steps), dtype=dt), np.empty((trials, 3), dtype=dt),
-                          np.empty((trials, jac_steps), dtype=dt))
+    stats = lowering.rnn_stats(trials, spec.steps, spec.jacobian, dt)
 
     def block(lo: int, hi: int) -> None:
         cpu_rnn.generated(net, init, seed, 0, batch, stats, lo, hi)

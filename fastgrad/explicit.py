@@ -136,7 +136,7 @@ def mlp_backprop(
     if y.shape != (trials, batch, dims[-1]):
         raise ValueError(f"y: expected shape {(trials, batch, dims[-1])}, got {y.shape}")
     net = lowering.mlp_net(np.array(dims, dtype=np.int64), activation, last_activation, alpha, loss, dt.name)
-    stats = cpu_mlp.Stats(*(np.empty((trials, depth), dtype=dt) for _ in range(4)))
+    stats = lowering.mlp_stats(trials, depth, dt)
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
         run_blocks(lambda lo, hi: cpu_mlp.explicit(net, w_flat, b_flat, x, y, stats, lo, hi), 0, trials, n_threads)
@@ -185,7 +185,7 @@ def chain_backprop(
     for name, v in (("x", x), ("y", y)):
         if v.shape != (w.shape[0],):
             raise ValueError(f"{name}: expected shape ({w.shape[0]},), got {v.shape}")
-    stats = cpu_chain.Stats(*(np.empty_like(w) for _ in range(4)))
+    stats = lowering.chain_stats(w.shape[0], w.shape[1], w.dtype)
     with threads_context(threads) as n_threads:
         run_blocks(lambda lo, hi: cpu_chain.explicit(net, w, b, x, y, stats, lo, hi), 0, w.shape[0], n_threads)
     return stats.dc_db
@@ -257,9 +257,7 @@ def rnn_backprop(
     y4 = y if loss == "all" else y[:, None]
     y4 = np.ascontiguousarray(y4)
     net = lowering.rnn_net(activation, alpha, loss, bool(jacobian), dt.name)
-    stats = cpu_rnn.Stats(np.empty((trials, steps), dtype=dt), np.empty((trials, steps), dtype=dt),
-                          np.empty((trials, steps), dtype=dt), np.empty((trials, 3), dtype=dt),
-                          np.empty((trials, steps if jacobian else 0), dtype=dt))
+    stats = lowering.rnn_stats(trials, steps, bool(jacobian), dt)
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
         run_blocks(lambda lo, hi: cpu_rnn.explicit(net, W_hh, W_xh, b, x, y4, stats, lo, hi), 0, trials, n_threads)

@@ -181,6 +181,23 @@ def chain_net(activation: str, alpha: float | None, dtype: str = "float64") -> c
     return cpu_chain.Net(loop(activation, dtype), a)
 
 
+def mlp_stats(trials: int, depth: int, dtype: np.dtype) -> cpu_mlp.Stats:
+    """Empty output rows of the MLP kernels: four (trials, depth) arrays of ``dtype``."""
+    return cpu_mlp.Stats(*(np.empty((trials, depth), dtype=dtype) for _ in range(4)))
+
+
+def chain_stats(trials: int, depth: int, dtype: np.dtype) -> cpu_chain.Stats:
+    """Empty output rows of the chain kernels: four (trials, depth) arrays of ``dtype``."""
+    return cpu_chain.Stats(*(np.empty((trials, depth), dtype=dtype) for _ in range(4)))
+
+
+def rnn_stats(trials: int, steps: int, jacobian: bool, dtype: np.dtype) -> cpu_rnn.Stats:
+    """Empty output rows of the RNN kernels: (trials, steps) statistics, (trials, 3) totals, the Jacobian norms."""
+    return cpu_rnn.Stats(np.empty((trials, steps), dtype=dtype), np.empty((trials, steps), dtype=dtype),
+                         np.empty((trials, steps), dtype=dtype), np.empty((trials, 3), dtype=dtype),
+                         np.empty((trials, steps if jacobian else 0), dtype=dtype))
+
+
 def activation_code(act: object) -> int:
     """The integer code (CUDA kernels) of an activation loop of a lowered ``Net``.
 

@@ -217,15 +217,6 @@ class MLP(_Scales):
         nl = self.width if self.output_width is None else self.output_width
         return np.array([n0] + [self.width] * (self.depth - 1) + [nl], dtype=np.int64)
 
-    def layer_activations(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-layer activation codes and parameters (the last layer may differ)."""
-        code, alpha = activation_params("activation", self.activation, self.alpha)
-        codes = np.full(self.depth, code, dtype=np.int64)
-        alphas = np.full(self.depth, alpha, dtype=np.float64)
-        if self.last_activation is not None:
-            codes[-1], alphas[-1] = activation_params("last_activation", self.last_activation, self.alpha)
-        return codes, alphas
-
     def layer_inits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per-layer (weight kind, weight scale, bias kind, bias scale) arrays."""
         dims = self.dims

@@ -35,7 +35,7 @@ Job = tuple[str, Any, str]
 """``(kind, spec, dtype)``: ``kind`` is ``"run"`` (statistics of generated trials) or ``"train"``."""
 
 
-def _tiny_data(spec: MLP | RNN, dtype: str) -> Dataset:
+def _tiny_data(spec: MLP | RNN) -> Dataset:
     """A 4-sample dataset of the shape ``train`` needs for ``spec`` (classification for an MLP)."""
     rng = np.random.default_rng(0)
     if isinstance(spec, RNN):
@@ -64,7 +64,7 @@ def execute(job: Job) -> float:
     if kind == "run":
         run(spec, trials=1, batch=1, dtype=dtype, threads=1)
     elif kind == "train":
-        train(spec, _tiny_data(spec, dtype), epochs=1, batch=2, trials=1, dtype=dtype, threads=1)
+        train(spec, _tiny_data(spec), epochs=1, batch=2, trials=1, dtype=dtype, threads=1)
     else:
         raise ValueError(f"job: unknown kind {kind!r}; choose run or train")
     return time.perf_counter() - t0

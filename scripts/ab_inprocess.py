@@ -1,8 +1,8 @@
 """In-process interleaved A/B of run-time speed: another version of fastgrad against this one.
 
 Both packages are imported into one process, so every A run has a B run next to it
-under the same machine conditions (a subprocess A/B, ``scripts/ab_compare.py``,
-spreads them over seconds to minutes and read 0.64-1.16 on one workload here).
+under the same machine conditions (a subprocess A/B spreads them over seconds to
+minutes and read 0.64-1.16 on one workload here).
 
 The other version is imported as ``fastgrad_old``: make a renamed copy of it once,
 
