@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from fastgrad.results import Result  # noqa: E402
 from fastgrad.stats import decay_curve  # noqa: E402
@@ -40,6 +41,12 @@ def save(fig: Figure, stem: str | Path, formats: Sequence[str] = ("png", "svg"))
 
 
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "*")
+
+
+def _style(i: int) -> tuple[str, str]:
+    """Colour and marker of curve ``i``: no two of the first len(colours) x len(MARKERS) curves share both."""
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return colours[i % len(colours)], MARKERS[(i + i // len(colours)) % len(MARKERS)]
 
 
 def _band_label(band: tuple[str, str]) -> str:
@@ -81,7 +88,6 @@ def decay_curves(
     -------
     matplotlib.figure.Figure
     """
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     groups = list(curves.groupby("configuration", sort=False))
     spans = {}
     for name, group in groups:
@@ -95,7 +101,7 @@ def decay_curves(
     panels = [[name for name, _ in groups]] + ([zoomed] if wide and zoomed else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5 + 4.5 * (len(panels) - 1), 4.6), squeeze=False,
                              layout="constrained")
-    style = {name: (colours[i % len(colours)], MARKERS[i % len(MARKERS)]) for i, (name, _) in enumerate(groups)}
+    style = {name: _style(i) for i, (name, _) in enumerate(groups)}
     for ax, members in zip(axes[0], panels, strict=True):
         for name, group in groups:
             if name not in members:
@@ -114,6 +120,7 @@ def decay_curves(
                 ax.plot(x, theory[name], color=c, lw=1.2, ls="--")
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
     if len(panels) > 1:
@@ -388,10 +395,8 @@ def training_curves(results: dict[str, Any], title: str | None = None, zoom_deca
     -------
     matplotlib.figure.Figure
     """
-    from matplotlib.ticker import MaxNLocator
     from matplotlib.transforms import blended_transform_factory
 
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     medians: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     spans: dict[str, tuple[float, float]] = {}
     for name, res in results.items():
@@ -416,7 +421,7 @@ def training_curves(results: dict[str, Any], title: str | None = None, zoom_deca
         for i, (name, res) in enumerate(results.items()):
             if name not in members:
                 continue
-            c, marker = colours[i % len(colours)], MARKERS[i % len(MARKERS)]
+            c, marker = _style(i)
             epochs = np.arange(1, res.loss.shape[1] + 1)
             med, lo, hi = medians[name]
             diverged = res.diverged[res.diverged >= 0]

@@ -87,3 +87,17 @@ def test_training_curves_show_diverged_trials_and_integer_epochs():
     assert sorted(float(l.get_xdata()[0]) for l in crosses) == [1.0, 3.0]  # the epochs (1-based) they diverged
     assert len(fig.axes) == 2 and [l.get_label() for l in fig.axes[1].get_lines() if l.get_marker() != "x"] == ["ok"]
     assert all(float(t).is_integer() for t in main.get_xticks())
+
+
+def test_many_curves_never_repeat_a_colour_and_marker():
+    import numpy as np
+    import pandas as pd
+
+    from fastgrad.plot import decay_curves
+
+    rows = [{"configuration": f"c{i}", "layer": l, "median": 1.0 + 0.01 * i, "q05": 0.5, "q95": 2.0}
+            for i in range(14) for l in range(1, 6)]
+    ax = decay_curves(pd.DataFrame(rows)).axes[0]
+    styles = [(l.get_color(), l.get_marker()) for l in ax.get_lines()]
+    assert len(styles) == 14 == len(set(styles))
+    assert all(float(t).is_integer() for t in ax.get_xticks())
