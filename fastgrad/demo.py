@@ -198,9 +198,7 @@ def training_markdown(table: pd.DataFrame) -> str:
     lines = ["## The remedies during training", "",
              "Trials of a 5-layer, width-30 MLP trained from the same draws; medians over trials.",
              "`speed_first_over_last_hidden`: ||dC/db_1|| / ||dC/db_4|| in the first epoch.", "",
-             "| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
-    for _, r in shown.iterrows():
-        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
+             *stats.markdown_table(shown)]
     lines += ["", "Figures: training_loss.png, learning_speed.png; the RNN clipping experiment: "
               "rnn_training_loss.png, rnn_training_summary.csv.", ""]
     return "\n".join(lines)
@@ -216,10 +214,7 @@ def _markdown(table: pd.DataFrame, size: DemoSize) -> str:
         "`depth_scale` = 1/|slope|; `vanished`/`exploded`: fraction of trials whose first/last ratio is",
         "below 1e-6 / above 1e6; `nonfinite`: fraction with inf or nan (counted, never dropped).",
         "",
-        "| " + " | ".join(shown.columns) + " |",
-        "|" + "---|" * len(shown.columns),
+        *stats.markdown_table(shown),
     ]
-    for _, r in shown.iterrows():
-        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
     lines += ["", "Figures: chain.png, mlp_decay.png, rnn_decay.png, phase_diagram.png (and .svg).", ""]
     return "\n".join(lines)

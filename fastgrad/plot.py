@@ -66,12 +66,16 @@ def decay_curves(
     title: str | None = None,
     band: tuple[str, str] = ("q05", "q95"),
     zoom_decades: float = 10.0,
+    per_panel: int = 8,
 ) -> Figure:
     """Median curves with a band over trials, log scale; each curve its own colour and marker.
 
-    When the medians span more than ``zoom_decades`` decades, a second panel
-    zooms on the curves that stay within 3 decades (the well-initialised ones),
-    so that one vanishing curve does not flatten the others into a band.
+    At most ``per_panel`` curves share a panel: more configurations are split,
+    in order, over several panels (a grid of at most three columns, one legend
+    under each). When the medians span more than ``zoom_decades`` decades, one
+    more panel zooms on the curves that stay within 3 decades (the
+    well-initialised ones), so that one vanishing curve does not flatten the
+    others into a band.
 
     Parameters
     ----------
@@ -83,11 +87,15 @@ def decay_curves(
     band : (str, str)
         The quantile columns bounding the shaded band (named in the legend).
     zoom_decades : float
+    per_panel : int
+        The most curves in one panel.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
+    if per_panel < 1:
+        raise ValueError(f"per_panel: must be at least 1, got {per_panel}")
     groups = list(curves.groupby("configuration", sort=False))
     spans = {}
     for name, group in groups:
@@ -98,11 +106,23 @@ def decay_curves(
     highs = [hi for _, hi in spans.values() if np.isfinite(hi)]
     wide = bool(lows) and np.log10(max(highs) / min(lows)) > zoom_decades
     zoomed = [name for name, (lo, hi) in spans.items() if np.isfinite(lo) and np.log10(hi / lo) <= 3]
-    panels = [[name for name, _ in groups]] + ([zoomed] if wide and zoomed else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 + 4.5 * (len(panels) - 1), 4.6), squeeze=False,
-                             layout="constrained")
-    style = {name: _style(i) for i, (name, _) in enumerate(groups)}
-    for ax, members in zip(axes[0], panels, strict=True):
+    names = [name for name, _ in groups]
+    chunks = [names[i:i + per_panel] for i in range(0, len(names), per_panel)] or [[]]
+    panels = chunks + ([zoomed] if wide and zoomed and len(zoomed) <= per_panel else [])
+    ncols = min(len(panels), 3)
+    nrows = -(-len(panels) // ncols)
+    shared = len(chunks) == 1  # one legend beside the figure; else one under each panel
+    width = 7.5 + 4.5 * (ncols - 1) if shared else 5.0 * ncols
+    height = 4.6 if shared else 5.6 * nrows
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, layout="constrained")
+    style = {name: _style(i) for i, name in enumerate(names)}
+    extra_handles: list[Any] = [matplotlib.patches.Patch(color="0.6", alpha=0.4, label=_band_label(band))]
+    if theory:
+        extra_handles.append(Line2D([], [], color="0.3", ls="--", label="mean-field theory"))
+    flat = list(axes.ravel())
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    for k, (ax, members) in enumerate(zip(flat, panels, strict=False)):
         for name, group in groups:
             if name not in members:
                 continue
@@ -123,16 +143,18 @@ def decay_curves(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
-    if len(panels) > 1:
-        axes[0][0].set_title("all configurations", fontsize=9)
-        axes[0][1].set_title("zoom: the curves within 3 decades", fontsize=9)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    handles.append(matplotlib.patches.Patch(color="0.6", alpha=0.4))
-    labels.append(_band_label(band))
-    if theory:
-        handles.append(Line2D([], [], color="0.3", ls="--"))
-        labels.append("mean-field theory")
-    fig.legend(handles, labels, fontsize=8, frameon=False, loc="outside right center")
+        if len(panels) > 1:
+            zoom = wide and k == len(panels) - 1 and len(panels) > len(chunks)
+            ax.set_title("zoom: the curves within 3 decades" if zoom
+                         else "all configurations" if shared else f"configurations {k * per_panel + 1}-"
+                         f"{k * per_panel + len(members)} of {len(names)}", fontsize=9)
+        if not shared:
+            handles, _ = ax.get_legend_handles_labels()
+            ax.legend(handles=handles + extra_handles, fontsize=7, frameon=False, loc="upper center",
+                      bbox_to_anchor=(0.5, -0.14), ncol=2)
+    if shared:
+        handles, _ = flat[0].get_legend_handles_labels()
+        fig.legend(handles=handles + extra_handles, fontsize=8, frameon=False, loc="outside right center")
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
@@ -214,7 +236,7 @@ def phase_diagram(
 
 
 MAIN_METRIC = {"mlp": "delta", "chain": "grad_b", "rnn": "grad_h"}
-MAX_CURVES = 12
+MAX_CURVES = 48  # six panels of eight curves
 
 
 def rate_curve(table: pd.DataFrame, x: str, theory: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
@@ -265,8 +287,9 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
     """Draw the standard figures of a sweep's store.
 
     Decay (ratio) curves of the model's main statistic (``delta`` for MLPs,
-    ``grad_b`` for chains, ``grad_h`` for RNNs), at most 12 configurations
-    evenly spread over the grid; and, when the grid has two numeric axes with
+    ``grad_b`` for chains, ``grad_h`` for RNNs): every configuration, eight to
+    a panel, up to 48 (beyond that 48 evenly spread over the grid, the title
+    says how many; the rate figures below show all of them); and, when the grid has two numeric axes with
     several values, a heat map of the fitted decay rate over them (other axes
     at their first value), with the mean-field order/chaos edge when the axes
     are ``sigma_w`` and ``sigma_b`` of a ``scaled_normal`` MLP.
@@ -303,7 +326,8 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
         values = group.pivot(index="trial", columns="layer", values=metric).to_numpy()
         label = ", ".join(f"{p}={_short(v)}" for p, v in zip(params, key, strict=True) if len(info["grid"][p]) > 1)
         curves.append(decay_curve(values, metric, normalize=True, configuration=label or "all"))
-    shown = f" ({len(pick)} of {len(configs)} configurations)" if len(pick) < len(configs) else ""
+    shown = (f" ({len(pick)} of {len(configs)} configurations, evenly spread over the grid)"
+             if len(pick) < len(configs) else "")
     xlabel = "time step t (1 = earliest)" if model == "rnn" else "layer l (1 = nearest the input)"
     paths = save(decay_curves(pd.concat(curves), xlabel=xlabel, ylabel=f"{metric} / last {metric} (same trial)",
                               title=f"{model} sweep{shown}"), out / "decay_curves")
@@ -478,9 +502,11 @@ def learning_speed(results: dict[str, Any], names: Sequence[str]) -> Figure:
                         label=f"layer {l + 1}" + (" (read-out)" if l == layers - 1 else ""))
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name, fontsize=9)
         ax.grid(True, alpha=0.3)
-    axes[0][0].set_ylabel("||dC/db_l||, median over trials")
+    for ax in axes[0]:
+        ax.set_ylabel("||dC/db_l||, median over trials")
     axes[0][-1].legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig

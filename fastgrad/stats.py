@@ -113,7 +113,8 @@ def decay_rate(
     result : Result or array (trials, layers)
     metric : str
     layers : slice, optional
-        The layers to fit (0-based slice); default all.
+        Positions along the array's layer axis to fit (``slice(0, 10)`` is
+        layers 1-10); default all.
     n_boot : int
         Bootstrap resamples.
     level : float
@@ -204,7 +205,7 @@ def summary(results: dict[str, Result], metric: str, normalize: bool = False) ->
 
 
 def paired_comparison(
-    a: Result, b: Result, metric: str = "grad_w", layer: int = 0, n_boot: int = 2000, level: float = 0.95,
+    a: Result, b: Result, metric: str = "grad_w", layer: int = 1, n_boot: int = 2000, level: float = 0.95,
     seed: int = 0,
 ) -> dict[str, float]:
     """Compare two configurations run with the same seed, trial by trial.
@@ -219,7 +220,8 @@ def paired_comparison(
         Runs with the same seed and number of trials.
     metric : str
     layer : int
-        0-based layer (or step) to compare.
+        The layer (or step) to compare, numbered as in the frames and figures:
+        1 is nearest the input (the earliest step), L the last.
     n_boot : int
     level : float
     seed : int
@@ -234,8 +236,10 @@ def paired_comparison(
     if a.seed != b.seed or a.trials != b.trials:
         raise ValueError(f"b: a paired comparison needs the same seed and trials "
                          f"(got seed {a.seed} vs {b.seed}, trials {a.trials} vs {b.trials})")
-    va = _values(a, metric)[:, layer]
-    vb = _values(b, metric)[:, layer]
+    va, vb = _values(a, metric), _values(b, metric)
+    if not 1 <= layer <= va.shape[1]:
+        raise ValueError(f"layer: must be 1..{va.shape[1]} (1 nearest the input), got {layer}")
+    va, vb = va[:, layer - 1], vb[:, layer - 1]
     ok = np.isfinite(va) & np.isfinite(vb) & (va > 0) & (vb > 0)
     d = np.log(vb[ok]) - np.log(va[ok])
     rng = np.random.default_rng(seed)
@@ -246,3 +250,21 @@ def paired_comparison(
     mean = float(d.mean()) if d.size else np.nan
     return {"log_ratio": mean, "low": float(low), "high": float(high), "ratio": float(np.exp(mean)),
             "trials": float(d.size), "excluded": float((~ok).sum())}
+
+
+def markdown_table(table: pd.DataFrame, digits: int = 3) -> list[str]:
+    """The lines of a Markdown table of ``table``: floats to ``digits`` significant digits, the rest as text.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+    digits : int
+
+    Returns
+    -------
+    list of str
+    """
+    lines = ["| " + " | ".join(str(c) for c in table.columns) + " |", "|" + "---|" * len(table.columns)]
+    for _, r in table.iterrows():
+        lines.append("| " + " | ".join(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in r) + " |")
+    return lines

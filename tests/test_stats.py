@@ -63,12 +63,14 @@ def test_fractions_known_counts():
 def test_paired_comparison_uses_common_random_numbers():
     a = Result({"grad_w": synthetic(noise=2.0), "q": synthetic()}, seed=1, trials=4000)
     b = Result({"grad_w": a.grad_w * 2.0, "q": a.q}, seed=1, trials=4000)
-    cmp = stats.paired_comparison(a, b, "grad_w", layer=0)
+    cmp = stats.paired_comparison(a, b, "grad_w", layer=1)
     assert cmp["log_ratio"] == pytest.approx(np.log(2.0))
     assert cmp["high"] - cmp["low"] < 1e-12  # paired: the noise cancels exactly
     c = Result({"grad_w": a.grad_w, "q": a.q}, seed=2, trials=4000)
     with pytest.raises(ValueError, match="seed"):
         stats.paired_comparison(a, c)
+    with pytest.raises(ValueError, match="layer: must be 1"):  # layers are numbered from 1, as in frames
+        stats.paired_comparison(a, b, layer=0)
 
 
 def test_paired_comparison_on_engine_runs():
@@ -76,7 +78,10 @@ def test_paired_comparison_on_engine_runs():
     spec_b = fg.MLP(depth=10, width=16, activation="tanh", init="scaled_normal", sigma_w=0.8)
     a = fg.run(spec_a, trials=400, batch=4, seed=3)
     b = fg.run(spec_b, trials=400, batch=4, seed=3)
-    cmp = stats.paired_comparison(a, b, "delta", layer=0)
+    cmp = stats.paired_comparison(a, b, "delta", layer=1)
+    frame_a, frame_b = a.to_frame(), b.to_frame()  # layer 1 of the call is layer 1 of the frames
+    first = np.log(frame_b[frame_b.layer == 1].delta.to_numpy()) - np.log(frame_a[frame_a.layer == 1].delta.to_numpy())
+    assert cmp["log_ratio"] == pytest.approx(first.mean(), rel=1e-12)
     assert cmp["high"] < 0  # smaller weights: the first layer's signal is smaller, for sure
     assert cmp["trials"] == 400
 
