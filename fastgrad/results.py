@@ -16,9 +16,9 @@ class Result:
     The statistics are in ``arrays`` and also readable as attributes
     (``res.grad_w``). MLP and chain runs have ``grad_w``, ``grad_b``, ``delta``
     and ``q``, each (trials, layers): ||dLoss/dW_l||_F, ||dLoss/db_l||_2,
-    ||dLoss/dz_l||_F over the batch, mean(z_l^2) (docs/architecture.md), layer index 0
-    nearest the input; the chain adds the signed ``dc_db``. RNN runs have
-    ``grad_h``, ``grad_whh_step``, ``q`` (trials, steps), step index 0 the
+    ||dLoss/dz_l||_F over the batch, mean(z_l^2) (docs/architecture.md); column
+    l - 1 is layer l, 1 nearest the input; the chain adds the signed ``dc_db``. RNN runs have
+    ``grad_h``, ``grad_whh_step``, ``q`` (trials, steps), column t - 1 step t, step 1 the
     earliest, and the totals ``grad_whh``, ``grad_wxh``, ``grad_b`` (trials,).
     All are in the run's dtype. Non-finite entries are results (overflow),
     never removed.
