@@ -27,8 +27,8 @@ RNN_LAST, RNN_ALL, RNN_PROBE = 0, 1, 2
 # Losses of training: mse, or softmax cross-entropy on the logits.
 TRAIN_MSE, TRAIN_XENT = 0, 2
 
-# Optimisers of training.
-SGD, MOMENTUM, NESTEROV = 0, 1, 2
+# Optimisers of training, each in PyTorch's form: SGD, SGD with momentum, with Nesterov momentum, Adam, RMSprop.
+SGD, MOMENTUM, NESTEROV, ADAM, RMSPROP = 0, 1, 2, 3, 4
 
 # Tensor ids of an MLP trial: the inputs, the targets (or probes), then W and b of
 # layer l (0-based) are tensors MLP_W0 + 2 l and MLP_B0 + 2 l.

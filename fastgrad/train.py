@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 
 from fastgrad import lowering
-from fastgrad.codes import MOMENTUM, NESTEROV, SGD
+from fastgrad.codes import ADAM, MOMENTUM, NESTEROV, RMSPROP, SGD
 from fastgrad.data import Dataset
 from fastgrad.engine import check_dtype, run_blocks, threads_context
 from fastgrad.kernels import cpu_train
 from fastgrad.specs import MLP, RNN, check_choice, check_float, check_int
 from fastgrad.version import __version__
 
-OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV}
+OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adam": ADAM, "rmsprop": RMSPROP}
 
 
 @dataclass
@@ -87,9 +87,12 @@ class TrainResult:
 def train(
     spec: MLP | RNN,
     data: Dataset,
-    optimizer: Literal["sgd", "momentum", "nesterov"] = "sgd",
+    optimizer: Literal["sgd", "momentum", "nesterov", "adam", "rmsprop"] = "sgd",
     lr: float = 0.1,
     momentum: float = 0.9,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    alpha: float = 0.99,
     weight_decay: float = 0.0,
     clip_norm: float | None = None,
     epochs: int = 30,
@@ -111,15 +114,31 @@ def train(
     ----------
     spec : MLP
     data : Dataset
-    optimizer : {"sgd", "momentum", "nesterov"}
+    optimizer : {"sgd", "momentum", "nesterov", "adam", "rmsprop"}
+        Each in PyTorch's form (``torch.optim``): ``sgd``, ``momentum`` and ``nesterov`` are
+        ``SGD`` (with ``nesterov=True`` for the last); ``adam`` is ``Adam`` (amsgrad=False):
+        m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, p -= lr m_hat / (sqrt(v_hat) + eps)
+        with m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t) at the trial's t-th step;
+        ``rmsprop`` is ``RMSprop`` (centered=False, momentum=0): v = alpha v + (1 - alpha) g^2,
+        p -= lr g / (sqrt(v) + eps). State starts at zero for every trial.
     lr : float
-        Learning rate (> 0).
+        Learning rate (> 0). PyTorch's defaults are 1e-3 for Adam and 1e-2 for RMSprop.
     momentum : float
-        Momentum coefficient for ``momentum`` and ``nesterov`` (PyTorch's form).
+        Momentum coefficient for ``momentum`` and ``nesterov`` (PyTorch's form); unused otherwise.
+    betas : (float, float)
+        Adam's (b1, b2), each in [0, 1); unused otherwise.
+    eps : float
+        Added to the denominator of Adam and RMSprop (> 0: PyTorch also allows 0, which divides
+        0 by 0 wherever a gradient entry is exactly zero); unused otherwise.
+    alpha : float
+        RMSprop's smoothing constant, in [0, 1); unused otherwise.
     weight_decay : float
-        L2 penalty coefficient on the weights (not the biases).
+        L2 penalty coefficient on the weights (not the biases): ``weight_decay * W`` is added
+        to the (clipped) gradient before every optimiser's update, as PyTorch's ``weight_decay``
+        does (for Adam this is L2, not AdamW's decoupled decay).
     clip_norm : float, optional
-        Clip the global gradient norm (all weights and biases) to this value.
+        Clip the global gradient norm (all weights and biases) to this value, before the
+        optimiser's update.
     epochs, batch, trials, seed : int
     dtype : {"float32", "float64"}
     threads : int, optional
@@ -135,6 +154,11 @@ def train(
     check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
     lr = check_float("lr", lr, positive=True)
     momentum = check_float("momentum", momentum)
+    beta1, beta2 = _check_betas(betas)
+    eps = check_float("eps", eps, positive=True)
+    alpha = check_float("alpha", alpha)
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"alpha: must be in [0, 1), got {alpha}")
     weight_decay = check_float("weight_decay", weight_decay)
     clip = 0.0 if clip_norm is None else check_float("clip_norm", clip_norm, positive=True)
     epochs = check_int("epochs", epochs)
@@ -144,10 +168,10 @@ def train(
     dt = check_dtype(dtype)
     if batch > data.x_train.shape[0]:
         raise ValueError(f"batch: {batch} is more than the {data.x_train.shape[0]} training samples")
-    config = {"optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
-              "clip_norm": clip_norm, "epochs": epochs, "batch": batch, "trials": trials, "data": data.name,
-              "dtype": dt.name}
-    opt = cpu_train.Optimizer(OPTIMIZERS[optimizer], lr, momentum, weight_decay, clip)
+    config = {"optimizer": optimizer, "lr": lr, "momentum": momentum, "betas": (beta1, beta2), "eps": eps,
+              "alpha": alpha, "weight_decay": weight_decay, "clip_norm": clip_norm, "epochs": epochs, "batch": batch,
+              "trials": trials, "data": data.name, "dtype": dt.name}
+    opt = cpu_train.Optimizer(OPTIMIZERS[optimizer], lr, momentum, weight_decay, clip, beta1, beta2, eps, alpha)
     if isinstance(spec, RNN):
         return _train_rnn(spec, data, opt, epochs, batch, trials, seed, dt, threads, config)
     if data.x_train.ndim != 2:
@@ -173,6 +197,18 @@ def train(
         acc[:] = np.nan
     return TrainResult(record.loss, acc, record.test_accuracy, record.grad_w, record.grad_b, record.diverged, spec,
                        config, seed, seconds, __version__, record.params0, record.params1)
+
+
+def _check_betas(betas: Any) -> tuple[float, float]:
+    """Adam's ``betas`` as two floats in [0, 1), or a ValueError naming ``betas``."""
+    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
+        raise ValueError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
+    beta1 = check_float("betas", betas[0])
+    beta2 = check_float("betas", betas[1])
+    for i, beta in enumerate((beta1, beta2)):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"betas: beta{i + 1} must be in [0, 1), got {beta}")
+    return beta1, beta2
 
 
 def _record(trials: int, epochs: int, n_params: int, layers: tuple[int, int], steps: int,

@@ -1,4 +1,5 @@
-"""Training: steps against a NumPy reference for every optimiser, reproducibility, data."""
+"""Training: steps against a NumPy reference for every optimiser (and PyTorch's for Adam and RMSprop),
+reproducibility, data."""
 
 import numpy as np
 import pytest
@@ -80,6 +81,58 @@ def test_two_steps_equal_numpy_reference(optimizer, task, weight_decay, clip):
             np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
 
 
+def adaptive_update(optimizer, params, grads, m, v, t, decay, scale, lr, betas, eps, alpha):
+    """One Adam or RMSprop update of a list of arrays in place, by the textbook formulas (not PyTorch's order)."""
+    for l in range(len(params)):
+        g = grads[l] * scale + decay * params[l]
+        if optimizer == "adam":
+            b1, b2 = betas
+            m[l] = b1 * m[l] + (1 - b1) * g
+            v[l] = b2 * v[l] + (1 - b2) * g**2
+            m_hat = m[l] / (1 - b1**t)
+            v_hat = v[l] / (1 - b2**t)
+            params[l] -= lr * m_hat / (np.sqrt(v_hat) + eps)
+        else:
+            v[l] = alpha * v[l] + (1 - alpha) * g**2
+            params[l] -= lr * g / (np.sqrt(v[l]) + eps)
+
+
+ADAPTIVE = {"betas": (0.8, 0.95), "eps": 1e-6, "alpha": 0.9}  # not the defaults, so that each reaches the kernel
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+@pytest.mark.parametrize("weight_decay, clip", [(0.0, None), (0.05, None), (0.0, 0.3), (0.02, 0.1)])
+def test_adaptive_steps_equal_numpy_reference(optimizer, task, weight_decay, clip):
+    """Adam and RMSprop over eight steps (two epochs of four minibatches), clipping then L2 then the update."""
+    data = teacher(task, samples=10, features=3, outputs=2, test_fraction=0.2, seed=1)  # 8 training rows
+    spec = fg.MLP(depth=3, width=4, activation="tanh", init="xavier_normal", sigma_b=0.1)
+    lr, batch, epochs = 0.05, 2, 2
+    res = fg.train(spec, data, optimizer=optimizer, lr=lr, weight_decay=weight_decay, clip_norm=clip,
+                   epochs=epochs, batch=batch, trials=2, seed=5, **ADAPTIVE)
+    dims = res.spec.dims
+    for k in range(2):
+        W, b = unpack(res.initial[k], dims)
+        mW, vW = [np.zeros_like(a) for a in W], [np.zeros_like(a) for a in W]
+        mb, vb = [np.zeros_like(a) for a in b], [np.zeros_like(a) for a in b]
+        t = 0
+        for epoch in range(epochs):
+            order = np.argsort(uniforms(5, k, ORDER_TENSOR + epoch, 8), kind="stable")
+            for s in range(8 // batch):
+                rows = order[s * batch : (s + 1) * batch]
+                gW, gb = reference_grads(W, b, data.x_train[rows], data.y_train[rows], "tanh", task)
+                scale = 1.0
+                if clip is not None:
+                    norm = np.sqrt(sum((g**2).sum() for g in gW) + sum((g**2).sum() for g in gb))
+                    scale = min(1.0, clip / norm)
+                t += 1  # the trial's step count, across epochs: Adam's bias correction
+                adaptive_update(optimizer, W, gW, mW, vW, t, weight_decay, scale, lr, **ADAPTIVE)
+                adaptive_update(optimizer, b, gb, mb, vb, t, 0.0, scale, lr, **ADAPTIVE)
+        Wf, bf = unpack(res.final[k], dims)
+        for got, ref in zip(Wf + bf, W + b, strict=True):
+            np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
 def test_reproducible_across_threads_and_independent_trials():
     data = teacher("classification", samples=300, features=8, outputs=3, seed=2)
     spec = fg.MLP(depth=3, width=16, activation="relu", init="he_normal")
@@ -120,12 +173,26 @@ def test_digits_ship_with_scikit_learn():
 def test_bad_arguments():
     data = teacher(samples=50, seed=0)
     spec = fg.MLP(depth=2, width=4)
-    for kwargs, match in (({"optimizer": "adam"}, "optimizer"), ({"lr": 0.0}, "lr"), ({"epochs": 0}, "epochs"),
+    for kwargs, match in (({"optimizer": "adagrad"}, "optimizer"), ({"lr": 0.0}, "lr"), ({"epochs": 0}, "epochs"),
                           ({"batch": 1000}, "batch"), ({"clip_norm": -1.0}, "clip_norm")):
         with pytest.raises(ValueError, match=match):
             fg.train(spec, data, **kwargs)
     with pytest.raises(ValueError, match="data"):
         fg.train(spec, Dataset)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"betas": 0.9}, "betas"), ({"betas": (0.9,)}, "betas"), ({"betas": (0.9, 0.99, 0.999)}, "betas"),
+    ({"betas": "ab"}, "betas"), ({"betas": (0.9, "x")}, "betas"), ({"betas": (1.0, 0.999)}, "betas: beta1"),
+    ({"betas": (0.9, -0.1)}, "betas: beta2"), ({"betas": (0.9, float("nan"))}, "betas"),
+    ({"eps": 0.0}, "eps"), ({"eps": -1e-8}, "eps"), ({"eps": float("inf")}, "eps"), ({"eps": None}, "eps"),
+    ({"alpha": 1.0}, "alpha"), ({"alpha": -0.5}, "alpha"), ({"alpha": "0.9"}, "alpha"),
+])
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_bad_adaptive_arguments_are_refused_by_name(kwargs, match, optimizer):
+    data = teacher(samples=50, seed=0)
+    with pytest.raises(ValueError, match=match):
+        fg.train(fg.MLP(depth=2, width=4), data, optimizer=optimizer, **kwargs)
 
 
 def rnn_reference_step(p, x, y, n, d, k, activation):
@@ -185,6 +252,83 @@ def test_rnn_steps_equal_numpy_bptt(optimizer, clip, decay):
     # trial k's recurrent weights are trial k of fastgrad.run(spec)
     whh = fg.rnn_trial_arrays(res.spec, seed=3, trials=2, batch=1)[0]
     np.testing.assert_array_equal(res.initial[1, :16], whh[1].ravel())
+
+
+@pytest.mark.parametrize("optimizer, clip, decay",
+                         [("adam", None, 0.0), ("adam", 0.5, 0.01), ("rmsprop", None, 0.0), ("rmsprop", 0.2, 0.02)])
+def test_rnn_adaptive_steps_equal_numpy_bptt(optimizer, clip, decay):
+    """Adam and RMSprop through BPTT over four steps (two epochs), L2 on W_hh, W_xh and W_o only."""
+    data = fg.data.adding(samples=10, steps=5, seed=2)  # 8 training sequences
+    spec = fg.RNN(steps=5, hidden=4, inputs=2, gain=1.3, sigma_b=0.1)
+    lr, batch, epochs = 0.05, 4, 2
+    res = fg.train(spec, data, optimizer=optimizer, lr=lr, weight_decay=decay, clip_norm=clip, epochs=epochs,
+                   batch=batch, trials=2, seed=3, **ADAPTIVE)
+    n, d, k = 4, 2, 1
+    n_decayed = n * n + d * n
+    for trial in range(2):
+        p = [res.initial[trial].copy()]
+        m, v = [np.zeros_like(p[0])], [np.zeros_like(p[0])]
+        mask = np.zeros_like(p[0])
+        mask[:n_decayed] = 1.0
+        mask[n_decayed + n : n_decayed + n + n * k] = 1.0
+        t = 0
+        for epoch in range(epochs):
+            order = np.argsort(uniforms(3, trial, ORDER_TENSOR + epoch, 8), kind="stable")
+            for s in range(2):
+                rows = order[s * batch : (s + 1) * batch]
+                grad = rnn_reference_step(p[0], data.x_train[rows], data.y_train[rows], n, d, k, "tanh")
+                scale = 1.0 if clip is None else min(1.0, clip / np.linalg.norm(grad))
+                t += 1
+                adaptive_update(optimizer, p, [grad], m, v, t, decay * mask, scale, lr, **ADAPTIVE)
+        np.testing.assert_allclose(res.final[trial], p[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_adaptive_optimisers_train_in_float32_as_in_float64(optimizer):
+    """Both models, both dtypes: float32 follows float64 closely, and the loss falls."""
+    data = teacher("classification", samples=300, features=8, outputs=3, seed=3)
+    spec = fg.MLP(depth=3, width=16, activation="tanh")
+    seq = fg.data.adding(samples=200, steps=8, seed=1)
+    rnn = fg.RNN(steps=8, hidden=8, inputs=2)
+    for model, task, lr in ((spec, data, 0.01), (rnn, seq, 0.005)):
+        runs = [fg.train(model, task, optimizer=optimizer, lr=lr, weight_decay=1e-4, clip_norm=5.0, epochs=4,
+                         trials=3, seed=2, dtype=dtype) for dtype in ("float64", "float32")]
+        assert runs[1].final.dtype == np.float32 and runs[0].fraction_diverged() == 0.0
+        assert np.all(runs[0].loss[:, -1] < runs[0].loss[:, 0])
+        np.testing.assert_allclose(runs[1].loss, runs[0].loss, rtol=1e-5)
+        np.testing.assert_allclose(runs[1].final, runs[0].final, atol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_adaptive_steps_equal_pytorch(optimizer):
+    """The same initial weights and minibatches through torch.optim.Adam / RMSprop (L2 on the weights only)."""
+    torch = pytest.importorskip("torch")
+    data = teacher("classification", samples=40, features=5, outputs=3, test_fraction=0.2, seed=4)  # 32 rows
+    spec = fg.MLP(depth=3, width=6, activation="tanh", init="xavier_normal", sigma_b=0.1)
+    lr, batch, epochs, decay = 0.01, 8, 3, 0.01
+    res = fg.train(spec, data, optimizer=optimizer, lr=lr, weight_decay=decay, epochs=epochs, batch=batch,
+                   trials=1, seed=7)  # PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, alpha 0.99
+    W, b = unpack(res.initial[0], res.spec.dims)
+    Wt = [torch.tensor(w, requires_grad=True) for w in W]
+    bt = [torch.tensor(v, requires_grad=True) for v in b]
+    groups = [{"params": Wt, "weight_decay": decay}, {"params": bt, "weight_decay": 0.0}]
+    opt = torch.optim.Adam(groups, lr=lr) if optimizer == "adam" else torch.optim.RMSprop(groups, lr=lr)
+    x, y = torch.tensor(data.x_train), torch.tensor(data.y_train)
+    for epoch in range(epochs):
+        order = np.argsort(uniforms(7, 0, ORDER_TENSOR + epoch, 32), kind="stable")
+        for s in range(32 // batch):
+            rows = torch.tensor(order[s * batch : (s + 1) * batch])
+            h = x[rows]
+            for l in range(len(Wt)):
+                h = h @ Wt[l] + bt[l]
+                h = h if l == len(Wt) - 1 else torch.tanh(h)
+            loss = torch.nn.functional.cross_entropy(h, y[rows].argmax(dim=1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    Wf, bf = unpack(res.final[0], res.spec.dims)
+    for got, ref in zip(Wf + bf, Wt + bt, strict=True):
+        np.testing.assert_allclose(got, ref.detach().numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_clipping_stops_an_exploding_rnn_from_diverging():

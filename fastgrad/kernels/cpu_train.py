@@ -3,8 +3,8 @@
 This module holds what every training loop shares: the loss and its gradient
 (:func:`loss_gradient`), each trial's epoch order (:func:`epoch_order`), global-norm
 clipping (:func:`clip_scale`, PyTorch's ``clip_grad_norm_`` before the step) and
-the optimiser step (:func:`optimizer_step`: SGD, momentum or Nesterov momentum in
-PyTorch's form, L2 weight decay on the weights only). The forward and backward
+the optimiser step (:func:`optimizer_step`: SGD, momentum, Nesterov momentum, Adam or
+RMSprop in PyTorch's form, L2 weight decay on the weights only). The forward and backward
 passes are the statistics kernels' own (``cpu_mlp.forward``/``backward``,
 ``cpu_rnn.forward``/``backward``), with their memory layout.
 
@@ -15,12 +15,26 @@ trial's stream) and takes minibatch steps.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
 from fastgrad._numba import copy, jit, kernel
-from fastgrad.codes import NESTEROV, NORMAL, ORDER, RNN_B, RNN_LAST, RNN_WHH, RNN_WO, RNN_WXH, SGD, TRAIN_XENT
+from fastgrad.codes import (
+    ADAM,
+    NESTEROV,
+    NORMAL,
+    ORDER,
+    RMSPROP,
+    RNN_B,
+    RNN_LAST,
+    RNN_WHH,
+    RNN_WO,
+    RNN_WXH,
+    SGD,
+    TRAIN_XENT,
+)
 from fastgrad.kernels import cpu_mlp, cpu_rnn
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import sum_squares
@@ -28,14 +42,20 @@ from fastgrad.rng import stream_key, uniform
 
 
 class Optimizer(NamedTuple):
-    """The optimiser: ``kind`` (codes.SGD, MOMENTUM, NESTEROV), learning rate, momentum,
-    L2 coefficient on the weights, and the global-norm clipping threshold (0: none)."""
+    """The optimiser: ``kind`` (codes.SGD, MOMENTUM, NESTEROV, ADAM, RMSPROP), learning rate,
+    momentum (MOMENTUM, NESTEROV), L2 coefficient on the weights, the global-norm clipping
+    threshold (0: none), Adam's ``beta1`` and ``beta2``, the ``eps`` of Adam and RMSprop, and
+    RMSprop's smoothing constant ``alpha``."""
 
     kind: int
     lr: float
     momentum: float
     weight_decay: float
     clip: float
+    beta1: float
+    beta2: float
+    eps: float
+    alpha: float
 
 
 class Data(NamedTuple):
@@ -124,10 +144,30 @@ def clip_scale(norm_squared: float, clip: float) -> float:
 
 
 @jit(inline="always")
-def optimizer_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, opt: Optimizer, decay: float,
-                   scale: float) -> None:
-    """One update of a packed parameter vector; ``scale`` is the clipping factor, ``decay`` its L2 coefficient."""
+def second_size(kind: int, size: int) -> int:
+    """Length of the second state array of ``size`` parameters: ``size`` for Adam and RMSprop, else 0."""
+    return size if kind == ADAM or kind == RMSPROP else 0
+
+
+@jit(inline="always")
+def optimizer_step(param: np.ndarray, grad: np.ndarray, first: np.ndarray, second: np.ndarray, opt: Optimizer,
+                   decay: float, scale: float, step: int) -> None:
+    """One update of a packed parameter vector, in PyTorch's form (``torch.optim``).
+
+    ``scale`` is the clipping factor and ``decay`` the L2 coefficient: every optimiser sees
+    ``g = grad * scale + decay * param``. ``first`` is the momentum buffer (MOMENTUM,
+    NESTEROV) or Adam's first moment m; ``second`` the running mean of g^2 (Adam's v,
+    RMSprop's square average; may be empty for the others). Both start at 0 for each trial.
+    ``step`` counts this trial's updates, this one included (1, 2, ...): Adam's bias correction.
+    """
+    if opt.kind == ADAM:
+        _adam_step(param, grad, first, second, opt, decay, scale, step)
+        return
+    if opt.kind == RMSPROP:
+        _rmsprop_step(param, grad, second, opt, decay, scale)
+        return
     lr, momentum = opt.lr, opt.momentum
+    velocity = first
     for i in range(param.size):
         g = grad[i] * scale + decay * param[i]
         if opt.kind == SGD:
@@ -135,6 +175,41 @@ def optimizer_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, op
         else:
             velocity[i] = momentum * velocity[i] + g
             param[i] -= lr * (g + momentum * velocity[i] if opt.kind == NESTEROV else velocity[i])
+
+
+@jit(inline="always")
+def _adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, opt: Optimizer, decay: float,
+               scale: float, step: int) -> None:
+    """Adam (``torch.optim.Adam``, amsgrad=False): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
+    p -= lr m_hat / (sqrt(v_hat) + eps) with m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t).
+
+    Evaluated in PyTorch's order: m moves towards g by (1 - b1) (``lerp``), and
+    p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+    """
+    b1, b2, eps = opt.beta1, opt.beta2, opt.eps
+    t = float(step)  # a float power, as PyTorch's (not repeated multiplication)
+    step_size = opt.lr / (1.0 - b1**t)
+    root2 = math.sqrt(1.0 - b2**t)
+    w1 = 1.0 - b1
+    w2 = 1.0 - b2
+    for i in range(param.size):
+        g = grad[i] * scale + decay * param[i]
+        m[i] += w1 * (g - m[i])
+        v[i] = v[i] * b2 + w2 * g * g
+        param[i] -= step_size * (m[i] / (math.sqrt(v[i]) / root2 + eps))
+
+
+@jit(inline="always")
+def _rmsprop_step(param: np.ndarray, grad: np.ndarray, v: np.ndarray, opt: Optimizer, decay: float,
+                  scale: float) -> None:
+    """RMSprop (``torch.optim.RMSprop``, centered=False, momentum=0): v = a v + (1 - a) g^2,
+    p -= lr g / (sqrt(v) + eps)."""
+    lr, a, eps = opt.lr, opt.alpha, opt.eps
+    w = 1.0 - a
+    for i in range(param.size):
+        g = grad[i] * scale + decay * param[i]
+        v[i] = v[i] * a + w * g * g
+        param[i] -= lr * (g / (math.sqrt(v[i]) + eps))
 
 
 @jit(inline="always")
@@ -168,6 +243,8 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
     b = np.empty(n_b, dtype=dtype)
     vw = np.empty(n_w)
     vb = np.empty(n_b)
+    sw = np.empty(second_size(opt.kind, n_w))
+    sb = np.empty(second_size(opt.kind, n_b))
     gw = np.empty(n_w)
     gb = np.empty(n_b)
     work = cpu_mlp.workspace(dims, batch, dtype)
@@ -191,6 +268,9 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
             out.params0[k, n_w + i] = b[i]
         vw[:] = 0.0
         vb[:] = 0.0
+        sw[:] = 0.0
+        sb[:] = 0.0
+        updates = 0
         out.diverged[k] = -1
         for epoch in range(epochs):
             if out.diverged[k] >= 0:
@@ -219,8 +299,11 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
                     out.grad_w[k, epoch, l] += nw[l] / steps
                     out.grad_b[k, epoch, l] += nb[l] / steps
                 scale = clip_scale(sum_squares(gw) + sum_squares(gb), opt.clip)
-                optimizer_step(w, gw, vw, opt, opt.weight_decay, scale)
-                optimizer_step(b, gb, vb, opt, 0.0, scale)
+                updates += 1
+                for part in range(2):  # the weights (with L2), then the biases: one call site, compiled once
+                    weights = part == 0
+                    optimizer_step(w if weights else b, gw if weights else gb, vw if weights else vb,
+                                   sw if weights else sb, opt, opt.weight_decay if weights else 0.0, scale, updates)
             out.loss[k, epoch] = total / steps
             out.accuracy[k, epoch] = correct / (steps * batch)
             if not (np.isfinite(total) and np.isfinite(sum_squares(w))):
@@ -268,6 +351,7 @@ def train_rnn(net: cpu_rnn.Net, init: cpu_rnn.Init, seed: int, trial0: int, data
     bo = p[o4:]
     grad = np.empty(size)
     vel = np.empty(size)
+    sq = np.empty(second_size(opt.kind, size))
     hs, ds, zx, deltas = cpu_rnn.workspace(steps, batch, n, dtype)
     xb = np.empty((steps, batch, d_in), dtype=dtype)
     yb = np.empty((batch, k_out), dtype=dtype)
@@ -291,6 +375,8 @@ def train_rnn(net: cpu_rnn.Net, init: cpu_rnn.Init, seed: int, trial0: int, data
         for i in range(size):
             out.params0[k, i] = p[i]
         vel[:] = 0.0
+        sq[:] = 0.0
+        updates = 0
         out.diverged[k] = -1
         for epoch in range(epochs):
             if out.diverged[k] >= 0:
@@ -351,11 +437,16 @@ def train_rnn(net: cpu_rnn.Net, init: cpu_rnn.Init, seed: int, trial0: int, data
                 for t in range(steps):
                     out.grad_h[k, epoch, t] += gh[t] / n_steps
                 scale = clip_scale(sum_squares(grad), opt.clip)
-                # L2 on W_hh, W_xh and W_o; not on the biases.
-                optimizer_step(p[:o2], grad[:o2], vel[:o2], opt, opt.weight_decay, scale)
-                optimizer_step(p[o2:o3], grad[o2:o3], vel[o2:o3], opt, 0.0, scale)
-                optimizer_step(p[o3:o4], grad[o3:o4], vel[o3:o4], opt, opt.weight_decay, scale)
-                optimizer_step(p[o4:], grad[o4:], vel[o4:], opt, 0.0, scale)
+                updates += 1
+                # Four runs of the packed vector: W_hh and W_xh, b, W_o, b_o; L2 on the weights only.
+                # One call site, so that the optimisers' loops are compiled once. (``sq`` is empty,
+                # and so its slices, unless Adam or RMSprop.)
+                for part in range(4):
+                    start = 0 if part == 0 else (o2 if part == 1 else (o3 if part == 2 else o4))
+                    stop = o2 if part == 0 else (o3 if part == 1 else (o4 if part == 2 else size))
+                    decay = opt.weight_decay if part % 2 == 0 else 0.0
+                    optimizer_step(p[start:stop], grad[start:stop], vel[start:stop], sq[start:stop], opt, decay,
+                                   scale, updates)
             out.loss[k, epoch] = total / n_steps
             out.accuracy[k, epoch] = np.nan
             out.test_accuracy[k, epoch] = np.nan
