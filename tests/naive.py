@@ -109,6 +109,74 @@ def mlp_loss(W, b, x, y, activation="tanh", loss="mse", last_activation=None, al
     return np.sum(y * h) / B
 
 
+def _layer_norm(h, eps):
+    """LN(h) row by row (biased variance, no affine parameters) and its Jacobian du/dh per row (B, n, n).
+
+    The Jacobian is written from the definition u = (h - mean) / sqrt(var + eps), term by term:
+    d(h - mean)/dh = I - 11^T / n, d sqrt(var + eps)/dh_j = (h_j - mean) / (n s).
+    """
+    n = h.shape[1]
+    c = h - h.mean(axis=1, keepdims=True)
+    s = np.sqrt((c * c).sum(axis=1, keepdims=True) / n + eps)
+    centre = np.eye(n) - np.full((n, n), 1.0 / n)
+    jac = np.stack([centre / s[i, 0] - np.outer(c[i], c[i]) / (n * s[i, 0] ** 3) for i in range(h.shape[0])])
+    return c / s, jac
+
+
+def resmlp(W, b, x, y, activation="tanh", loss="mse", last_activation=None, alpha=None, residual=1.0, norm=None,
+           eps=1e-5):
+    """Forward and backward of T residual MLPs (docs/architecture.md); dict of (T, L) statistics with ``grad_h``."""
+    T, B, _ = x.shape
+    L = len(W)
+    acts = [activation] * L
+    if last_activation is not None:
+        acts[-1] = last_activation
+    out = {k: np.zeros((T, L)) for k in ("grad_w", "grad_b", "delta", "q", "grad_h")}
+    for t in range(T):
+        h = x[t]
+        ins, jacs, zs = [], [], []
+        for l in range(L):
+            block = 0 < l < L - 1
+            inp, jac = _layer_norm(h, eps) if block and norm == "layer" else (h, None)
+            z = inp @ W[l][t] + b[l][t]
+            ins.append(inp)
+            jacs.append(jac)
+            zs.append(z)
+            h = h + residual * phi(acts[l], z, alpha) if block else phi(acts[l], z, alpha)
+        g = (h - y[t]) / B if loss == "mse" else y[t] / B  # dLoss/dh_L
+        for l in range(L - 1, -1, -1):
+            block = 0 < l < L - 1
+            d = (residual if block else 1.0) * g * dphi(acts[l], zs[l], alpha)
+            out["grad_w"][t, l] = np.linalg.norm(ins[l].T @ d)
+            out["grad_b"][t, l] = np.linalg.norm(d.sum(axis=0))
+            out["delta"][t, l] = np.linalg.norm(d)
+            out["q"][t, l] = np.mean(zs[l] ** 2)
+            du = d @ W[l][t].T
+            if jacs[l] is not None:
+                du = np.einsum("bi,bij->bj", du, jacs[l])
+            g = g + du if block else du
+            out["grad_h"][t, l] = np.linalg.norm(g)
+    return out
+
+
+def resmlp_loss(W, b, x, y, activation="tanh", loss="mse", last_activation=None, alpha=None, residual=1.0,
+                norm=None, eps=1e-5):
+    """The loss of one residual-MLP trial (arrays without the trial axis), for finite differences."""
+    h = x
+    L = len(W)
+    for l in range(L):
+        act = last_activation if (l == L - 1 and last_activation is not None) else activation
+        if 0 < l < L - 1:
+            inp = _layer_norm(h, eps)[0] if norm == "layer" else h
+            h = h + residual * phi(act, inp @ W[l] + b[l], alpha)
+        else:
+            h = phi(act, h @ W[l] + b[l], alpha)
+    B = x.shape[0]
+    if loss == "mse":
+        return 0.5 * np.sum((h - y) ** 2) / B
+    return np.sum(y * h) / B
+
+
 def chain(w, b, x, y, activation="sigmoid"):
     """Signed dC/db_l of N chains, by the chain rule written out."""
     N, L = w.shape
