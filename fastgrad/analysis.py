@@ -20,6 +20,8 @@ from fastgrad.store import load, manifest
 
 MAIN_METRIC = {"mlp": "delta", "chain": "grad_b", "rnn": "grad_h"}
 """The statistic each model's decay is measured on, unless another is asked for."""
+MAIN_METRIC["lstm"] = MAIN_METRIC["gru"] = "grad_h"  # ||dLoss/dh_t||, as the vanilla RNN
+MAIN_METRIC["resmlp"] = "grad_h"  # what reaches each layer through the skips, as theory.residual_delta_curve
 
 
 def _frame(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any] | None]:
@@ -62,7 +64,7 @@ def decay_table(source: str | Path | pd.DataFrame, metric: str | None = None, n_
         A store, or a frame from :func:`fastgrad.load`.
     metric : str, optional
         The statistic; default the model's main one (``delta`` for MLPs,
-        ``grad_h`` for RNNs, ``grad_b`` for chains).
+        ``grad_h`` for RNNs and residual MLPs, ``grad_b`` for chains).
     n_boot : int
         Bootstrap resamples of trials for the interval.
     level : float
@@ -207,7 +209,7 @@ def _theory_edge(frame: pd.DataFrame, info: dict[str, Any] | None, x: str, row: 
                  layers: int) -> tuple[float, float]:
     """The mean-field edges (finite depth, infinite depth) in ``x``'s units, where they apply; nan otherwise."""
     nan = (float("nan"), float("nan"))
-    is_mlp = info["model"] == "mlp" if info is not None else "delta" in frame.columns
+    is_mlp = info["model"] == "mlp" if info is not None else "delta" in frame.columns and "grad_h" not in frame
     if x not in ("sigma_w2", "sigma_w") or not is_mlp:
         return nan
     # sigma_w sets the weights' scale only under scaled_normal (the MLP's default init is xavier_normal).

@@ -26,7 +26,8 @@ def demo(args: argparse.Namespace) -> int:
 
     size = DemoSize(trials=args.trials, chain_trials=args.chain_trials, depth=args.depth, width=args.width,
                     batch=args.batch, rnn_steps=args.rnn_steps, phase_trials=args.phase_trials,
-                    train_trials=args.train_trials, train_epochs=args.train_epochs)
+                    train_trials=args.train_trials, train_epochs=args.train_epochs, cure_steps=args.cure_steps,
+                    cure_depth=args.cure_depth)
     table = run_demo(args.out, size, progress=not args.quiet)
     cols = ["configuration", "slope", "slope_low", "slope_high", "depth_scale", "vanished", "exploded", "nonfinite"]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
@@ -186,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--rnn-steps", type=int, default=100)
+    p.add_argument("--cure-steps", type=int, default=200, help="steps of the gated cells' comparison")
+    p.add_argument("--cure-depth", type=int, default=100, help="depth of the residual nets' comparison")
     p.add_argument("--phase-trials", type=int, default=16, help="trials per cell of the phase diagram")
     p.add_argument("--train-trials", type=int, default=8, help="trials per training configuration")
     p.add_argument("--train-epochs", type=int, default=20)
@@ -194,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a grid of configurations into a resumable store",
                        description="Grid parameters are given as --NAME VALUES (e.g. --depth 1:60 "
                                    "--activation tanh,relu --sigma-w 0.5:3:0.1) and/or --grid FILE.")
-    p.add_argument("--model", default="mlp", choices=["mlp", "rnn", "chain"])
+    p.add_argument("--model", default="mlp", choices=["mlp", "resmlp", "rnn", "lstm", "gru", "chain"])
     p.add_argument("--grid", help="TOML or JSON file with the grid")
     p.add_argument("--trials", type=int, default=100)
     p.add_argument("--batch", type=int, default=32)
@@ -224,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("warmup", help="compile kernels ahead of time (they are cached on disk)",
                        description="Compile the statistics kernels for the given models, dtypes and activations, "
                                    "so that later runs in any process on this machine start at once.")
-    p.add_argument("--model", default="mlp,rnn,chain", help="comma-separated: mlp, rnn, chain (default all)")
+    p.add_argument("--model", default="mlp,resmlp,rnn,lstm,gru,chain",
+                   help="comma-separated: mlp, resmlp, rnn, lstm, gru, chain (default all)")
     p.add_argument("--dtype", default="float64", help="comma-separated: float32, float64 (default float64)")
     p.add_argument("--activation", default="tanh,relu,sigmoid", help="comma-separated activation names")
     p.add_argument("--processes", type=int, default=1, help="compile in this many processes side by side")

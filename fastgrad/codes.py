@@ -24,6 +24,8 @@ CHAIN_NORMAL, CHAIN_CONSTANT, CHAIN_CENTERED = 0, 1, -1
 # (a random back-projection g). RNN: mse of h_S, mse summed over every step, or the probe.
 MLP_MSE, MLP_PROBE = 0, 1
 RNN_LAST, RNN_ALL, RNN_PROBE = 0, 1, 2
+# Training's per-step read-out (sequence targets): y[t] holds the loss's direct term dLoss/dh_t itself.
+RNN_DIRECT = 3
 # Losses of training: mse, or softmax cross-entropy on the logits.
 TRAIN_MSE, TRAIN_XENT = 0, 2
 
@@ -38,6 +40,15 @@ MLP_X, MLP_Y, MLP_W0, MLP_B0 = 0, 1, 2, 3
 
 # Tensor ids of an RNN trial; training adds the read-out W_o.
 RNN_X, RNN_Y, RNN_WHH, RNN_WXH, RNN_B, RNN_WO = 0, 1, 2, 3, 4, 5
+
+# Tensor ids of an LSTM or GRU trial: gate k's recurrent block is GATED_WH + k and its input
+# block GATED_WX + k (k < 4); the biases GATED_B (LSTM's b, GRU's b_ih) and GATED_BH (GRU's
+# b_hh); the uniform numbers of the chrono init GATED_CHRONO.
+GATED_X, GATED_Y, GATED_WH, GATED_WX, GATED_B, GATED_BH, GATED_CHRONO = 0, 1, 2, 6, 10, 11, 12
+# Training's read-out W_o of an LSTM or GRU (RNN_WO would be the LSTM's fourth recurrent block).
+GATED_WO = 13
+# How the memory gate's bias (LSTM forget gate, GRU update gate) is set: a constant, or chrono.
+MEMORY_CONSTANT, MEMORY_CHRONO = 0, 1
 
 # Tensor ids of a chain trial: (x, y) from one pair, the 2L numbers w_1..w_L, b_1..b_L from another.
 CHAIN_XY, CHAIN_WB = 0, 1

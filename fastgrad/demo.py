@@ -14,7 +14,7 @@ from fastgrad import plot, stats, theory
 from fastgrad._numba import max_threads
 from fastgrad.engine import run
 from fastgrad.results import Result
-from fastgrad.specs import MLP, RNN, Chain
+from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP
 from fastgrad.version import __version__
 from fastgrad.warmup import Job, compile_jobs, describe
 
@@ -32,6 +32,8 @@ class DemoSize:
     phase_trials: int = 16
     train_trials: int = 8
     train_epochs: int = 20
+    cure_steps: int = 200
+    cure_depth: int = 100
 
 
 def _row(name: str, res: Result, metric: str) -> dict[str, Any]:
@@ -82,8 +84,8 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     sw2 = np.round(np.linspace(0.5, 3.0, 11), 3)
     sb2 = np.round(np.linspace(0.0, 0.3, 6), 3)
     jobs = _jobs([kw for _, kw, _, _ in mlps], [kw for _, kw in rnns])
-    bar = tqdm(total=len(jobs) + 3 + len(mlps) + len(rnns) + len(sw2) * len(sb2), desc="fastgrad demo", unit="step",
-               disable=not progress)
+    bar = tqdm(total=len(jobs) + 3 + len(mlps) + len(rnns) + len(sw2) * len(sb2) + 2, desc="fastgrad demo",
+               unit="step", disable=not progress)
     # Compile every kernel first, two processes side by side on a multi-core machine; a
     # second run finds them in the on-disk cache and loads them in a second or two.
     bar.set_description("compiling kernels (the first run only)")
@@ -143,6 +145,8 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
               out / "phase_diagram")
     pd.DataFrame(slopes, index=pd.Index(sb2, name="sigma_b2"), columns=pd.Index(sw2, name="sigma_w2")).to_csv(
         out / "phase_diagram.csv")
+    rows += _cures(out, size)
+    bar.update(2)
     train_table = _training(out, size)
     bar.update()
     bar.close()
@@ -160,12 +164,63 @@ def _jobs(mlps: list[dict[str, Any]], rnns: list[dict[str, Any]]) -> list[Job]:
     jobs: list[Job] = [("run", Chain(depth=3), "float64")]
     jobs += [("run", MLP(depth=2, width=2, **kw), "float64") for kw in mlps]
     jobs += [("run", RNN(steps=2, hidden=2, inputs=1, **kw), "float64") for kw in rnns]
+    jobs += [("run", spec, "float64") for spec in (LSTM(steps=2, hidden=2, inputs=1), GRU(steps=2, hidden=2, inputs=1),
+                                                  ResMLP(depth=3, width=2))]
     jobs += [("train", MLP(depth=2, width=2, **{**BASELINE, **net}), "float64") for net, _ in REMEDIES.values()]
     jobs += [("train", RNN(steps=2, hidden=2, inputs=1, **net), "float64") for net, _ in RNN_REMEDIES.values()]
     unique: dict[str, Job] = {}
     for job in jobs:  # one job per kernel: specs that differ only in sizes or scales compile the same kernel
         unique.setdefault(describe(job), job)
     return list(unique.values())
+
+
+CURE_RNNS: dict[str, Any] = {
+    "vanilla tanh RNN, normal g=1": lambda s: RNN(steps=s, hidden=64, inputs=16, init="normal", gain=1.0),
+    "LSTM, forget bias 0": lambda s: LSTM(steps=s, hidden=64, inputs=16, init="orthogonal", forget_bias=0.0),
+    "LSTM, forget bias 1": lambda s: LSTM(steps=s, hidden=64, inputs=16, init="orthogonal", forget_bias=1.0),
+    "LSTM, chrono forget bias": lambda s: LSTM(steps=s, hidden=64, inputs=16, init="orthogonal",
+                                               forget_bias="chrono"),
+    "GRU, update bias 0": lambda s: GRU(steps=s, hidden=64, inputs=16, init="orthogonal"),
+    "GRU, chrono update bias": lambda s: GRU(steps=s, hidden=64, inputs=16, init="orthogonal", update_bias="chrono"),
+}
+"""The gated cells' comparison: per-step gradients over ``cure_steps`` steps (orthogonal recurrent blocks)."""
+
+_CURE_INIT: dict[str, Any] = {"activation": "tanh", "init": "scaled_normal", "sigma_w2": 1.0, "sigma_b2": 0.05,
+                              "loss": "probe"}
+CURE_MLPS: dict[str, Any] = {
+    "plain": lambda d: MLP(depth=d, width=64, **_CURE_INIT),
+    "residual, a = 1": lambda d: ResMLP(depth=d, width=64, residual=1.0, **_CURE_INIT),
+    "residual, a = 1/sqrt(L)": lambda d: ResMLP(depth=d, width=64, residual="1/sqrt(L)", **_CURE_INIT),
+    "residual + LayerNorm, a = 1/sqrt(L)": lambda d: ResMLP(depth=d, width=64, residual="1/sqrt(L)", norm="layer",
+                                                            **_CURE_INIT),
+}
+"""The residual cures at depth ``cure_depth``: tanh, N(0, 1/n) weights, sigma_b^2 = 0.05 (the ordered phase)."""
+
+
+def _cures(out: Path, size: DemoSize) -> list[dict[str, Any]]:
+    """The cures beside the problem: gated cells against the vanilla RNN, residual and normalised MLPs."""
+    rows = []
+    trials = max(size.trials // 8, 4)
+    runs = {name: run(make(size.cure_steps), trials=trials, batch=16) for name, make in CURE_RNNS.items()}
+    reference = {}
+    steps = np.arange(size.cure_steps - 1, -1, -1)
+    for name, bias in (("LSTM, forget bias 0", 0.0), ("LSTM, forget bias 1", 1.0)):  # (GRU, bias 0: as the first)
+        reference[name] = (1.0 / (1.0 + np.exp(-bias))) ** steps
+    rows += [_row(name, res, "grad_h") for name, res in runs.items()]
+    fig = plot.decay_curves(stats.summary(runs, "grad_h", normalize=True), reference,
+                            xlabel="time step t (1 = earliest)", ylabel="||dL/dh_t|| / ||dL/dh_S|| (same trial)",
+                            title=f"Gated cells at initialisation, {size.cure_steps} steps, hidden 64: "
+                                  "the memory gate's bias sets how far the gradient reaches",
+                            theory_label="zero-weight cell: sigmoid(b)^(S - t)")
+    plot.save(fig, out / "cures_rnn")
+    nets = {name: run(make(size.cure_depth), trials=trials * 2, batch=size.batch) for name, make in CURE_MLPS.items()}
+    rows += [_row("mlp " + name, res, "grad_w") for name, res in nets.items()]
+    fig = plot.decay_curves(stats.summary(nets, "grad_w", normalize=True),
+                            ylabel="||dL/dW_l|| / ||dL/dW_L|| (same trial)",
+                            title=f"Residual connections and LayerNorm: tanh MLPs, depth {size.cure_depth}, width 64, "
+                                  "sigma_w^2 = 1, sigma_b^2 = 0.05")
+    plot.save(fig, out / "cures_mlp")
+    return rows
 
 
 def _training(out: Path, size: DemoSize) -> pd.DataFrame:
@@ -216,5 +271,6 @@ def _markdown(table: pd.DataFrame, size: DemoSize) -> str:
         "",
         *stats.markdown_table(shown),
     ]
-    lines += ["", "Figures: chain.png, mlp_decay.png, rnn_decay.png, phase_diagram.png (and .svg).", ""]
+    lines += ["", "Figures: chain.png, mlp_decay.png, rnn_decay.png, phase_diagram.png, cures_rnn.png, cures_mlp.png "
+              "(and .svg).", ""]
     return "\n".join(lines)

@@ -15,9 +15,9 @@ from threadpoolctl import ThreadpoolController
 
 from fastgrad import lowering
 from fastgrad._numba import compiled_kernels, max_threads
-from fastgrad.kernels import cpu_chain, cpu_mlp, cpu_rnn
+from fastgrad.kernels import cpu_chain, cpu_gru, cpu_lstm, cpu_mlp, cpu_resmlp, cpu_rnn
 from fastgrad.results import Result
-from fastgrad.specs import MLP, RNN, Chain, check_choice, check_int
+from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP, check_choice, check_int
 from fastgrad.version import __version__
 
 DTYPES = ("float32", "float64")
@@ -182,6 +182,80 @@ def rnn_arrays(stats: cpu_rnn.Stats, jacobian: bool) -> dict[str, np.ndarray]:
 _PLANS = {MLP: _mlp_plan, Chain: _chain_plan, RNN: _rnn_plan}
 
 
+def _resmlp_plan(spec: ResMLP, trials: int, batch: int, seed: int,
+                 dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
+    net, init = lowering.resmlp(spec, dt.name)
+    stats = lowering.resmlp_stats(trials, spec.depth, dt)
+
+    def block(lo: int, hi: int) -> None:
+        cpu_resmlp.generated(net, init, seed, 0, batch, stats, lo, hi)
+
+    return dict(stats._asdict()), block, (cpu_resmlp.generated, dt.name, net.hidden, net.last, init.draw)
+
+
+_PLANS[ResMLP] = _resmlp_plan
+
+
+LSTM_GATES = ("i", "f", "g", "o")
+GRU_GATES = ("r", "z", "n")
+
+
+def gated_arrays(stats: cpu_lstm.Stats | cpu_gru.Stats, gates: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The result arrays of an LSTM or GRU run, as views of the kernel's outputs.
+
+    (T, S): ``grad_h`` (and the LSTM's ``grad_c``), ``q``, ``grad_whh_step`` and
+    ``grad_whh_<gate>_step`` per gate; (T,): ``grad_whh``, ``grad_whh_<gate>``,
+    ``grad_wxh`` and the biases' ``grad_b`` (LSTM) or ``grad_b_ih``, ``grad_b_hh`` (GRU); with the
+    Jacobian norms, (T, S) ``jacobian_norm`` = ||dh_S/dh_t||_F and the LSTM's ``jacobian_c_norm`` =
+    ||dc_S/dc_t||_F of the batch's first sequence.
+    """
+    arrays = {"grad_h": stats.grad_h}
+    if isinstance(stats, cpu_lstm.Stats):
+        arrays["grad_c"] = stats.grad_c
+    arrays["q"] = stats.q
+    names = ["grad_whh"] + [f"grad_whh_{g}" for g in gates]
+    arrays.update({name + "_step": stats.step[:, :, k] for k, name in enumerate(names)})
+    biases = ["grad_b"] if len(gates) == 4 else ["grad_b_ih", "grad_b_hh"]
+    arrays.update({name: stats.totals[:, k] for k, name in enumerate(names + ["grad_wxh"] + biases)})
+    if stats.jac.shape[1]:
+        arrays["jacobian_norm"] = stats.jac
+        if isinstance(stats, cpu_lstm.Stats):
+            arrays["jacobian_c_norm"] = stats.jac_c
+    return arrays
+
+
+def _lstm_plan(spec: LSTM, trials: int, batch: int, seed: int,
+               dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
+    net, init = lowering.gated(spec, dt.name)
+    stats = lowering.lstm_stats(trials, spec.steps, spec.jacobian, dt)
+
+    def block(lo: int, hi: int) -> None:
+        cpu_lstm.generated(net, init, seed, 0, batch, stats, lo, hi)
+
+    return gated_arrays(stats, LSTM_GATES), block, (cpu_lstm.generated, dt.name, init.draw, spec.jacobian)
+
+
+def _gru_plan(spec: GRU, trials: int, batch: int, seed: int,
+              dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
+    net, init = lowering.gated(spec, dt.name)
+    stats = lowering.gru_stats(trials, spec.steps, spec.jacobian, dt)
+
+    def block(lo: int, hi: int) -> None:
+        cpu_gru.generated(net, init, seed, 0, batch, stats, lo, hi)
+
+    return gated_arrays(stats, GRU_GATES), block, (cpu_gru.generated, dt.name, init.draw, spec.jacobian)
+
+
+_PLANS[LSTM] = _lstm_plan
+_PLANS[GRU] = _gru_plan
+CPU_ONLY: dict[type, str] = {
+    ResMLP: "no CUDA kernel has residual blocks or LayerNorm",
+    LSTM: "the gated cells have CPU kernels only so far",
+    GRU: "the gated cells have CPU kernels only so far",
+}
+"""Models without a CUDA kernel, and why: refused by name before anything runs."""
+
+
 _ready: set[tuple[Any, ...]] = set()
 """Kernels (with their dtype and compiled functions) this process has run: nothing left to compile."""
 
@@ -213,7 +287,7 @@ def run_compiled(block: Block, lo: int, hi: int, threads: int) -> float:
 
 
 def run(
-    spec: MLP | Chain | RNN,
+    spec: MLP | ResMLP | Chain | RNN | LSTM | GRU,
     trials: int,
     batch: int = 32,
     seed: int = 0,
@@ -229,8 +303,8 @@ def run(
 
     Parameters
     ----------
-    spec : MLP, Chain or RNN
-        The model.
+    spec : MLP, ResMLP, Chain, RNN, LSTM or GRU
+        The model (ResMLP, LSTM and GRU: CPU only).
     trials : int
         Number of independent trials (>= 1).
     batch : int
@@ -251,20 +325,24 @@ def run(
     -------
     Result
         Per-trial statistics (``grad_w``, ``grad_b``, ``delta``, ``q`` for MLP
-        and chain; ``grad_h``, ``grad_whh_step``, ``q``, the totals and, if
-        ``spec.jacobian``, ``jacobian_norm`` for RNN), with timings.
+        and chain, the same and ``grad_h`` for ResMLP; ``grad_h``,
+        ``grad_whh_step``, ``q``, the totals and, if ``spec.jacobian``,
+        ``jacobian_norm`` for RNN; for LSTM and GRU see :func:`gated_arrays`), with timings.
     """
     plan = _PLANS.get(type(spec))
     if plan is None:
-        raise ValueError(f"spec: expected fastgrad.MLP, Chain or RNN, got {type(spec).__name__}")
+        raise ValueError(f"spec: expected fastgrad.MLP, ResMLP, Chain, RNN, LSTM or GRU, got {type(spec).__name__}")
     trials = check_int("trials", trials)
     batch = 1 if isinstance(spec, Chain) else check_int("batch", batch)
     seed = check_int("seed", seed, minimum=0)
     dt = check_dtype(dtype)
+    if backend == "cuda" and type(spec) in CPU_ONLY:
+        raise ValueError(f"backend: {type(spec).__name__} runs on the CPU only ({CPU_ONLY[type(spec)]}); "
+                         "use backend='cpu'")
     check_backend(backend)
     if threads is not None:
         check_threads(threads)
-    if backend == "cuda":
+    if backend == "cuda" and not isinstance(spec, (ResMLP, LSTM, GRU)):  # (refused above: narrows the type)
         return _run_cuda(spec, trials, batch, seed, dt, None if chunk is None else check_int("chunk", chunk))
     default = CHAIN_CHUNK if isinstance(spec, Chain) else DEFAULT_CHUNK
     chunk = default if chunk is None else check_int("chunk", chunk)

@@ -9,9 +9,9 @@ import numpy as np
 
 from fastgrad import lowering
 from fastgrad.engine import rnn_arrays, run_blocks, threads_context
-from fastgrad.kernels import cpu_chain, cpu_mlp, cpu_rnn
+from fastgrad.kernels import cpu_chain, cpu_mlp, cpu_resmlp, cpu_rnn
 from fastgrad.results import Result
-from fastgrad.specs import RNN_LOSSES, activation_params, check_alpha, check_choice
+from fastgrad.specs import NORMS, RNN_LOSSES, activation_params, check_alpha, check_choice, residual_scale
 from fastgrad.version import __version__
 
 
@@ -69,6 +69,41 @@ def _layers(name: str, value: np.ndarray | Sequence[np.ndarray], vector: bool,
     return layers, np.concatenate([v.reshape(trials, -1) for v in layers], axis=1)
 
 
+def _mlp_arrays(W: np.ndarray | Sequence[np.ndarray], b: np.ndarray | Sequence[np.ndarray], x: np.ndarray,
+                y: np.ndarray, activation: str, loss: str, last_activation: str | None,
+                alpha: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validate the arguments of :func:`mlp_backprop`; return the widths, the packed w and b, and x and y."""
+    check_choice("loss", loss, ("mse", "probe"))
+    activation_params("activation", activation, alpha)
+    if last_activation is not None:
+        activation_params("last_activation", last_activation, alpha)
+    check_alpha(alpha, activation, last_activation)
+    x = check_array("x", x, 3)
+    dt = x.dtype
+    ws, w_flat = _layers("W", W, False, dt)
+    bs, b_flat = _layers("b", b, True, dt)
+    y = check_array("y", y, 3, dt)
+    trials, batch, n0 = x.shape
+    depth = len(ws)
+    if len(bs) != depth:
+        raise ValueError(f"b: {len(bs)} layers, but W has {depth}")
+    dims = [n0]
+    for l, (w, v) in enumerate(zip(ws, bs, strict=False)):
+        if w.shape[0] != trials or v.shape[0] != trials:
+            raise ValueError(f"W[{l}], b[{l}]: expected {trials} trials (from x), got {w.shape[0]} and {v.shape[0]}")
+        if w.shape[1] != dims[-1] and l == 0:
+            raise ValueError(f"x, W[0]: x has {dims[0]} features per row but W[0] has {w.shape[1]} rows "
+                             f"(shape {w.shape[1:]}); they must agree")
+        if w.shape[1] != dims[-1]:
+            raise ValueError(f"W[{l}]: expected {dims[-1]} rows (the previous width), got shape {w.shape[1:]}")
+        if v.shape[1] != w.shape[2]:
+            raise ValueError(f"b[{l}]: expected width {w.shape[2]}, got {v.shape[1]}")
+        dims.append(w.shape[2])
+    if y.shape != (trials, batch, dims[-1]):
+        raise ValueError(f"y: expected shape {(trials, batch, dims[-1])}, got {y.shape}")
+    return np.array(dims, dtype=np.int64), w_flat, b_flat, x, y
+
+
 def mlp_backprop(
     W: np.ndarray | Sequence[np.ndarray],
     b: np.ndarray | Sequence[np.ndarray],
@@ -107,39 +142,76 @@ def mlp_backprop(
     Result
         ``grad_w``, ``grad_b``, ``delta``, ``q``, each (T, L), in the input dtype.
     """
-    check_choice("loss", loss, ("mse", "probe"))
-    activation_params("activation", activation, alpha)
-    if last_activation is not None:
-        activation_params("last_activation", last_activation, alpha)
-    check_alpha(alpha, activation, last_activation)
-    x = check_array("x", x, 3)
+    dims, w_flat, b_flat, x, y = _mlp_arrays(W, b, x, y, activation, loss, last_activation, alpha)
+    trials, batch, _ = x.shape
+    depth = dims.size - 1
     dt = x.dtype
-    ws, w_flat = _layers("W", W, False, dt)
-    bs, b_flat = _layers("b", b, True, dt)
-    y = check_array("y", y, 3, dt)
-    trials, batch, n0 = x.shape
-    depth = len(ws)
-    if len(bs) != depth:
-        raise ValueError(f"b: {len(bs)} layers, but W has {depth}")
-    dims = [n0]
-    for l, (w, v) in enumerate(zip(ws, bs, strict=False)):
-        if w.shape[0] != trials or v.shape[0] != trials:
-            raise ValueError(f"W[{l}], b[{l}]: expected {trials} trials (from x), got {w.shape[0]} and {v.shape[0]}")
-        if w.shape[1] != dims[-1] and l == 0:
-            raise ValueError(f"x, W[0]: x has {dims[0]} features per row but W[0] has {w.shape[1]} rows "
-                             f"(shape {w.shape[1:]}); they must agree")
-        if w.shape[1] != dims[-1]:
-            raise ValueError(f"W[{l}]: expected {dims[-1]} rows (the previous width), got shape {w.shape[1:]}")
-        if v.shape[1] != w.shape[2]:
-            raise ValueError(f"b[{l}]: expected width {w.shape[2]}, got {v.shape[1]}")
-        dims.append(w.shape[2])
-    if y.shape != (trials, batch, dims[-1]):
-        raise ValueError(f"y: expected shape {(trials, batch, dims[-1])}, got {y.shape}")
-    net = lowering.mlp_net(np.array(dims, dtype=np.int64), activation, last_activation, alpha, loss, dt.name)
+    net = lowering.mlp_net(dims, activation, last_activation, alpha, loss, dt.name)
     stats = lowering.mlp_stats(trials, depth, dt)
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
         run_blocks(lambda lo, hi: cpu_mlp.explicit(net, w_flat, b_flat, x, y, stats, lo, hi), 0, trials, n_threads)
+        seconds = time.perf_counter() - t0
+    return Result(dict(stats._asdict()), trials=trials, batch=batch, dtype=dt.name, version=__version__,
+                  threads=n_threads, run_seconds=seconds)
+
+
+def resmlp_backprop(
+    W: np.ndarray | Sequence[np.ndarray],
+    b: np.ndarray | Sequence[np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    activation: str = "tanh",
+    loss: str = "mse",
+    last_activation: str | None = None,
+    alpha: float | None = None,
+    residual: float | str = 1.0,
+    norm: str | None = None,
+    threads: int | None = None,
+) -> Result:
+    """Per-layer gradient statistics of given residual MLPs (:class:`fastgrad.ResMLP`), one per trial.
+
+    Layers 1 and L are plain; layers 2 .. L - 1 are residual blocks
+    ``h_l = h_{l-1} + a phi(z_l)``, ``z_l = h_{l-1} @ W_l + b_l`` (or
+    ``LN(h_{l-1}) @ W_l + b_l`` with ``norm="layer"``).
+
+    Parameters
+    ----------
+    W, b, x, y, activation, loss, last_activation, alpha
+        As for :func:`mlp_backprop`, with at least 3 layers and square hidden layers (n, n).
+    residual : float or str
+        The branch scale a: a number > 0, or ``"1/sqrt(L)"``.
+    norm : {"layer"}, optional
+        Pre-LayerNorm in the residual blocks.
+    threads : int, optional
+        CPU threads; default all.
+
+    Returns
+    -------
+    Result
+        ``grad_w``, ``grad_b``, ``delta``, ``q`` and ``grad_h`` (||dLoss/dh_{l-1}||_F:
+        column 0 is the input's), each (T, L), in the input dtype.
+    """
+    dims, w_flat, b_flat, x, y = _mlp_arrays(W, b, x, y, activation, loss, last_activation, alpha)
+    trials, batch, _ = x.shape
+    depth = dims.size - 1
+    if depth < 3:
+        raise ValueError(f"W: a residual MLP needs >= 3 layers (the input layer, a residual block, the read-out), "
+                         f"got {depth}")
+    for l in range(1, depth - 1):
+        if dims[l + 1] != dims[l]:
+            raise ValueError(f"W[{l}]: a residual block maps the hidden width to itself, expected shape "
+                             f"({dims[l]}, {dims[l]}), got ({dims[l]}, {dims[l + 1]})")
+    a = residual_scale(residual, depth)
+    if norm is not None:
+        check_choice("norm", norm, NORMS)
+    dt = x.dtype
+    net = lowering.resmlp_net(dims, activation, last_activation, alpha, loss, a, norm, dt.name)
+    stats = lowering.resmlp_stats(trials, depth, dt)
+    with threads_context(threads) as n_threads:
+        t0 = time.perf_counter()
+        run_blocks(lambda lo, hi: cpu_resmlp.explicit(net, w_flat, b_flat, x, y, stats, lo, hi), 0, trials,
+                   n_threads)
         seconds = time.perf_counter() - t0
     return Result(dict(stats._asdict()), trials=trials, batch=batch, dtype=dt.name, version=__version__,
                   threads=n_threads, run_seconds=seconds)
@@ -265,3 +337,112 @@ def rnn_backprop(
     out = {k: np.ascontiguousarray(v) for k, v in rnn_arrays(stats, bool(jacobian)).items()}
     return Result(out, trials=trials, batch=batch, dtype=dt.name, version=__version__, threads=n_threads,
                   run_seconds=seconds)
+
+
+def _gated_backprop(cell: str, W_h: np.ndarray, W_x: np.ndarray, biases: dict[str, np.ndarray], x: np.ndarray,
+                    y: np.ndarray, loss: str, threads: int | None, jacobian: bool) -> Result:
+    """The checks and the run shared by :func:`lstm_backprop` and :func:`gru_backprop`."""
+    from fastgrad.engine import GRU_GATES, LSTM_GATES, gated_arrays
+    from fastgrad.kernels import cpu_gru, cpu_lstm
+
+    check_choice("loss", loss, RNN_LOSSES)
+    if not isinstance(jacobian, (bool, np.bool_)):
+        raise ValueError(f"jacobian: expected True or False, got {jacobian!r}")
+    jacobian = bool(jacobian)
+    gates = 4 if cell == "lstm" else 3
+    W_h = check_array("W_h", W_h, 3)
+    dt = W_h.dtype
+    W_x = check_array("W_x", W_x, 3, dt)
+    checked = {name: check_array(name, v, 2, dt) for name, v in biases.items()}
+    x = check_array("x", x, 4, dt)
+    y = check_array("y", y, 4 if loss == "all" else 3, dt)
+    trials, n, g = W_h.shape
+    if g != gates * n:
+        raise ValueError(f"W_h: expected (T, n, {gates} n) for the {cell.upper()}'s {gates} gates, got {W_h.shape}")
+    _, steps, batch, d = x.shape
+    expected = {"W_x": (trials, d, g), **{name: (trials, g) for name in checked}, "x": (trials, steps, batch, d),
+                "y": (trials, steps, batch, n) if loss == "all" else (trials, batch, n)}
+    for name, arr in (("W_x", W_x), *checked.items(), ("x", x), ("y", y)):
+        if arr.shape != expected[name]:
+            raise ValueError(f"{name}: expected shape {expected[name]}, got {arr.shape}")
+    y4 = np.ascontiguousarray(y if loss == "all" else y[:, None])
+    net = lowering.gated_net(cell, loss, jacobian, dt.name)
+    b = list(checked.values())
+    stats: cpu_lstm.Stats | cpu_gru.Stats
+    if cell == "lstm":
+        stats = lowering.lstm_stats(trials, steps, jacobian, dt)
+
+        def block(lo: int, hi: int) -> None:
+            cpu_lstm.explicit(net, W_h, W_x, b[0], x, y4, stats, lo, hi)
+    else:
+        stats = lowering.gru_stats(trials, steps, jacobian, dt)
+
+        def block(lo: int, hi: int) -> None:  # type: ignore[misc]  # the GRU's variant of the same block
+            cpu_gru.explicit(net, W_h, W_x, b[0], b[1], x, y4, stats, lo, hi)
+
+    with threads_context(threads) as n_threads:
+        t0 = time.perf_counter()
+        run_blocks(block, 0, trials, n_threads)
+        seconds = time.perf_counter() - t0
+    arrays = gated_arrays(stats, LSTM_GATES if cell == "lstm" else GRU_GATES)
+    out = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    return Result(out, trials=trials, batch=batch, dtype=dt.name, version=__version__, threads=n_threads,
+                  run_seconds=seconds)
+
+
+def lstm_backprop(W_h: np.ndarray, W_x: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray,
+                  loss: str = "last", threads: int | None = None, jacobian: bool = False) -> Result:
+    """Backpropagation through time for given LSTMs, one per trial (:class:`fastgrad.LSTM`'s equations).
+
+    Parameters
+    ----------
+    W_h : array (T, n, 4n)
+        Recurrent weights for ``h @ W_h``, gates i, f, g, o in column blocks (PyTorch's ``weight_hh_l0.T``).
+    W_x : array (T, d, 4n)
+        Input weights (``weight_ih_l0.T``).
+    b : array (T, 4n)
+        Bias (``bias_ih_l0 + bias_hh_l0``).
+    x : array (T, S, B, d)
+    y : array
+        ``last``/``probe``: (T, B, n); ``all``: (T, S, B, n), as for :func:`rnn_backprop`.
+    loss : {"last", "all", "probe"}
+    threads : int, optional
+    jacobian : bool
+        Also ``jacobian_norm`` and ``jacobian_c_norm`` (T, S): ||dh_S/dh_t||_F and
+        ||dc_S/dc_t||_F of the first sequence of each trial's batch.
+
+    Returns
+    -------
+    Result
+        As :func:`fastgrad.run` of an :class:`~fastgrad.LSTM` (``grad_h``, ``grad_c``, ``q``, the
+        per-step and total weight-gradient norms, per gate).
+    """
+    return _gated_backprop("lstm", W_h, W_x, {"b": b}, x, y, loss, threads, jacobian)
+
+
+def gru_backprop(W_h: np.ndarray, W_x: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray, x: np.ndarray,
+                 y: np.ndarray, loss: str = "last", threads: int | None = None, jacobian: bool = False) -> Result:
+    """Backpropagation through time for given GRUs, one per trial (:class:`fastgrad.GRU`'s equations).
+
+    Parameters
+    ----------
+    W_h : array (T, n, 3n)
+        Recurrent weights for ``h @ W_h``, gates r, z, n in column blocks (PyTorch's ``weight_hh_l0.T``).
+    W_x : array (T, d, 3n)
+        Input weights (``weight_ih_l0.T``).
+    b_ih, b_hh : array (T, 3n)
+        The two biases (``bias_ih_l0``, ``bias_hh_l0``).
+    x : array (T, S, B, d)
+    y : array
+        ``last``/``probe``: (T, B, n); ``all``: (T, S, B, n).
+    loss : {"last", "all", "probe"}
+    threads : int, optional
+    jacobian : bool
+        Also ``jacobian_norm`` (T, S): ||dh_S/dh_t||_F of the first sequence of each trial's batch.
+
+    Returns
+    -------
+    Result
+        As :func:`fastgrad.run` of a :class:`~fastgrad.GRU`.
+    """
+    return _gated_backprop("gru", W_h, W_x, {"b_ih": b_ih, "b_hh": b_hh}, x, y, loss, threads, jacobian)

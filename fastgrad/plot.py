@@ -23,6 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from fastgrad.analysis import MAIN_METRIC  # noqa: E402
 from fastgrad.results import Result  # noqa: E402
 from fastgrad.stats import decay_curve  # noqa: E402
 
@@ -67,6 +68,7 @@ def decay_curves(
     band: tuple[str, str] = ("q05", "q95"),
     zoom_decades: float = 10.0,
     per_panel: int = 8,
+    theory_label: str = "mean-field theory",
 ) -> Figure:
     """Median curves with a band over trials, log scale; each curve its own colour and marker.
 
@@ -89,6 +91,8 @@ def decay_curves(
     zoom_decades : float
     per_panel : int
         The most curves in one panel.
+    theory_label : str
+        The legend's name of the dashed curves.
 
     Returns
     -------
@@ -118,7 +122,7 @@ def decay_curves(
     style = {name: _style(i) for i, name in enumerate(names)}
     extra_handles: list[Any] = [matplotlib.patches.Patch(color="0.6", alpha=0.4, label=_band_label(band))]
     if theory:
-        extra_handles.append(Line2D([], [], color="0.3", ls="--", label="mean-field theory"))
+        extra_handles.append(Line2D([], [], color="0.3", ls="--", label=theory_label))
     flat = list(axes.ravel())
     for ax in flat[len(panels):]:
         ax.set_visible(False)
@@ -235,7 +239,6 @@ def phase_diagram(
     return fig
 
 
-MAIN_METRIC = {"mlp": "delta", "chain": "grad_b", "rnn": "grad_h"}
 MAX_CURVES = 48  # six panels of eight curves
 
 
@@ -287,7 +290,7 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
     """Draw the standard figures of a sweep's store.
 
     Decay (ratio) curves of the model's main statistic (``delta`` for MLPs,
-    ``grad_b`` for chains, ``grad_h`` for RNNs): every configuration, eight to
+    ``grad_b`` for chains, ``grad_h`` for RNNs and residual MLPs): every configuration, eight to
     a panel, up to 48 (beyond that 48 evenly spread over the grid, the title
     says how many; the rate figures below show all of them); and, when the grid has two numeric axes with
     several values, a heat map of the fitted decay rate over them (other axes
@@ -328,7 +331,7 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
         curves.append(decay_curve(values, metric, normalize=True, configuration=label or "all"))
     shown = (f" ({len(pick)} of {len(configs)} configurations, evenly spread over the grid)"
              if len(pick) < len(configs) else "")
-    xlabel = "time step t (1 = earliest)" if model == "rnn" else "layer l (1 = nearest the input)"
+    xlabel = "time step t (1 = earliest)" if model in ("rnn", "lstm", "gru") else "layer l (1 = nearest the input)"
     paths = save(decay_curves(pd.concat(curves), xlabel=xlabel, ylabel=f"{metric} / last {metric} (same trial)",
                               title=f"{model} sweep{shown}"), out / "decay_curves")
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
 
 from fastgrad.activations import CODES, DEFAULT_ALPHA, NAMES, REGISTRY
+from fastgrad.codes import NORMAL, ORTHOGONAL
 from fastgrad.initializers import BIAS_INITS, RECURRENT_INITS, WEIGHT_INITS, bias_kind, weight_kind
 
 LOSSES = ("mse", "probe")
@@ -228,6 +229,118 @@ class MLP(_Scales):
                 np.array([k for k, _ in b], dtype=np.int64), np.array([s for _, s in b]))
 
 
+ROOT_DEPTH = "1/sqrt(L)"
+"""The ``residual`` scale given as a rule of the depth: a = 1 / sqrt(L)."""
+NORMS = ("layer",)
+LAYER_NORM_EPS = 1e-5
+"""LayerNorm's eps, torch.nn.LayerNorm's default (added to the biased variance)."""
+
+
+def residual_scale(residual: Any, depth: int) -> float:
+    """The branch scale a of a residual net of ``depth`` layers: a number > 0, or ``"1/sqrt(L)"``.
+
+    Parameters
+    ----------
+    residual : float or str
+        A finite number > 0, or the string ``"1/sqrt(L)"`` (a = 1 / sqrt(depth)).
+    depth : int
+        The number of layers L.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        Naming ``residual`` when it is neither.
+    """
+    if isinstance(residual, str):
+        if residual != ROOT_DEPTH:
+            raise ValueError(f"residual: expected a number > 0 or {ROOT_DEPTH!r}, got {residual!r}")
+        return 1.0 / math.sqrt(depth)
+    return check_float("residual", residual, positive=True)
+
+
+@dataclass(frozen=True)
+class ResMLP(_Scales):
+    """A residual MLP, optionally with pre-LayerNorm, drawn afresh for every trial.
+
+    Widths as the :class:`MLP` (n_0, hidden width n, n_L). Layer 1 (input,
+    n_0 -> n) and layer L (read-out, n -> n_L) are plain MLP layers:
+    ``z_l = h_{l-1} W_l + b_l``, ``h_l = phi(z_l)`` (the read-out with
+    ``last_activation``). Layers l = 2 .. L - 1 are residual blocks:
+    ``h_l = h_{l-1} + a phi(z_l)`` with ``z_l = h_{l-1} W_l + b_l``, or with
+    ``norm="layer"`` ``z_l = LN(h_{l-1}) W_l + b_l``, where
+    ``LN(h) = (h - mean(h)) / sqrt(var(h) + 1e-5)`` over the n units of each row
+    (biased variance, no affine parameters: ``torch.nn.functional.layer_norm``).
+
+    Trial k draws exactly the numbers of trial k of :meth:`plain`, the MLP of
+    the same fields (weights, biases, inputs, targets): plain and residual nets
+    are paired trial by trial.
+
+    Parameters
+    ----------
+    depth : int
+        Number of weight layers L (>= 3: the input layer, at least one residual block, the read-out).
+    width, activation, init, sigma_w, sigma_w2, gain, value, bias_init, sigma_b, sigma_b2, bias_value,
+    input_width, output_width, loss, last_activation, alpha
+        As for :class:`MLP`, and validated by it.
+    residual : float or str
+        The branch scale a: a number > 0, or ``"1/sqrt(L)"`` for a = 1 / sqrt(depth). Default 1.
+    norm : str, optional
+        ``"layer"`` for pre-LayerNorm in the residual blocks; default none.
+    """
+
+    depth: int
+    width: int
+    activation: str = "tanh"
+    init: str = "xavier_normal"
+    sigma_w: float | None = None
+    gain: float = 1.0
+    value: float = 0.0
+    bias_init: str | None = None
+    sigma_b: float | None = None
+    bias_value: float = 0.0
+    input_width: int | None = None
+    output_width: int | None = None
+    loss: str = "mse"
+    last_activation: str | None = None
+    alpha: float | None = None
+    sigma_w2: float | None = None
+    sigma_b2: float | None = None
+    residual: float | str = 1.0
+    norm: str | None = None
+    model: str = field(default="resmlp", init=False)
+
+    def __post_init__(self) -> None:
+        self.plain()  # validates every field the MLP has, with the MLP's messages
+        if self.depth < 3:
+            raise ValueError(f"depth: a ResMLP needs >= 3 layers (the input layer, at least one residual block, "
+                             f"the read-out), got {self.depth}; use fastgrad.MLP for fewer")
+        residual_scale(self.residual, self.depth)
+        if self.norm is not None:
+            check_choice("norm", self.norm, NORMS)
+
+    def plain(self) -> MLP:
+        """The MLP of the same fields: the same widths, inits and draws, without the skips and the norm."""
+        return MLP(**{f.name: getattr(self, f.name) for f in fields(MLP) if f.init})
+
+    @property
+    def residual_scale(self) -> float:
+        """The branch scale a (``residual``, resolved against ``depth``)."""
+        return residual_scale(self.residual, self.depth)
+
+    @property
+    def dims(self) -> np.ndarray:
+        """Layer widths n_0 .. n_L as an int64 array (the MLP's)."""
+        return self.plain().dims
+
+    def layer_inits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per-layer (weight kind, weight scale, bias kind, bias scale) arrays (the MLP's)."""
+        return self.plain().layer_inits()
+
+
 CHAIN_INITS = ("normal", "constant")
 CHAIN_BIAS_INITS = ("normal", "constant", "centered")
 
@@ -372,3 +485,158 @@ class RNN:
         """The bias init as ``(kind, scale)``."""
         std = scale_of("sigma_b", self.sigma_b, self.sigma_b2, 0.0)
         return bias_kind(self.bias_init or ("normal" if std > 0 else "zeros"), std, self.bias_value)
+
+
+INPUT_INITS = ("normal", "xavier_normal", "orthogonal")
+
+
+def _memory_bias(name: str, value: Any) -> float | str:
+    """Validate a memory-gate bias: a finite number or ``"chrono"``."""
+    if isinstance(value, str):
+        if value != "chrono":
+            raise ValueError(f"{name}: expected a number or 'chrono', got {value!r}")
+        return value
+    return check_float(name, value)
+
+
+@dataclass(frozen=True)
+class _Gated:
+    """The fields and checks the LSTM and GRU specs share (see :class:`LSTM`)."""
+
+    steps: int
+    hidden: int
+    inputs: int
+    init: str = "normal"
+    gain: float = 1.0
+    input_init: str = "normal"
+    input_scale: float = 1.0
+    bias_init: str | None = None
+    sigma_b: float | None = None
+    bias_value: float = 0.0
+    loss: str = "last"
+    chrono_max: int | None = None
+    sigma_b2: float | None = None
+    jacobian: bool = False
+
+    GATES: ClassVar[int] = 0
+    MEMORY: ClassVar[str] = ""
+
+    def _check(self) -> None:
+        for name in ("steps", "hidden", "inputs"):
+            check_int(name, getattr(self, name))
+        check_choice("init", self.init, RECURRENT_INITS)
+        check_choice("input_init", self.input_init, INPUT_INITS)
+        check_choice("loss", self.loss, RNN_LOSSES)
+        if self.bias_init is not None:
+            check_choice("bias_init", self.bias_init, BIAS_INITS)
+        for name in ("gain", "input_scale", "bias_value"):
+            check_float(name, getattr(self, name))
+        scale_of("sigma_b", self.sigma_b, self.sigma_b2, 0.0)
+        memory = _memory_bias(self.MEMORY, getattr(self, self.MEMORY))
+        if self.chrono_max is not None:
+            check_int("chrono_max", self.chrono_max, minimum=3)
+            if memory != "chrono":
+                raise ValueError(f"chrono_max: applies only with {self.MEMORY}='chrono'")
+        if not isinstance(self.jacobian, (bool, np.bool_)):
+            raise ValueError(f"jacobian: expected True or False, got {self.jacobian!r}")
+
+    @property
+    def depth(self) -> int:
+        """The number of steps (the network's depth in time)."""
+        return self.steps
+
+    def bias(self) -> tuple[int, float]:
+        """The init of every bias entry, before the memory gate's is set, as ``(kind, scale)``."""
+        std = scale_of("sigma_b", self.sigma_b, self.sigma_b2, 0.0)
+        return bias_kind(self.bias_init or ("normal" if std > 0 else "zeros"), std, self.bias_value)
+
+    def input_kind(self) -> tuple[int, float]:
+        """Each gate's input block (d, n) as ``(kind, scale)``."""
+        if self.input_init == "orthogonal":
+            return ORTHOGONAL, self.input_scale
+        if self.input_init == "xavier_normal":
+            return NORMAL, self.input_scale * math.sqrt(2.0 / (self.inputs + self.hidden))
+        return NORMAL, self.input_scale / math.sqrt(self.inputs)
+
+    def memory(self) -> tuple[bool, float]:
+        """``(chrono, value)``: the memory gate's constant bias, or chrono's T_max (default ``steps``)."""
+        value = getattr(self, self.MEMORY)
+        if value == "chrono":
+            return True, float(self.chrono_max or max(self.steps, 3))
+        return False, float(value)
+
+
+@dataclass(frozen=True)
+class LSTM(_Gated):
+    """An LSTM unrolled over ``steps``, with PyTorch's gate equations (``torch.nn.LSTM``, one layer).
+
+    ``a_t = x_t W_x + h_{t-1} W_h + b`` (B, 4n), gates i, f, g, o in that order;
+    ``c_t = f * c_{t-1} + i * g``, ``h_t = o * tanh(c_t)``, ``h_0 = c_0 = 0``
+    (kernels/cpu_lstm.py has the layout and the backward pass).
+
+    Parameters
+    ----------
+    steps, hidden, inputs : int
+        S, n and d.
+    init : str
+        Each gate's recurrent (n, n) block: ``normal`` (N(0, gain^2 / n)), ``orthogonal``
+        (gain * Q, Q Haar-orthogonal per gate), ``identity`` (gain * I) or ``spectral``.
+    gain : float
+    input_init : str
+        Each gate's input (d, n) block: ``normal`` (N(0, input_scale^2 / d)),
+        ``xavier_normal`` (N(0, input_scale^2 2 / (d + n))) or ``orthogonal`` (input_scale * Q).
+    input_scale : float
+    bias_init, sigma_b, sigma_b2, bias_value
+        Every bias entry, as for :class:`RNN` (default zeros), before the forget gate's is set.
+    forget_bias : float or "chrono"
+        The forget gate's bias: a constant (0, or 1 as Jozefowicz et al. 2015 advise), or
+        ``"chrono"`` (Tallec & Ollivier 2018): b_f = log(u), u ~ U(1, chrono_max - 1), and the
+        input gate's b_i = -b_f.
+    chrono_max : int, optional
+        T_max of the chrono init (the longest dependency expected); default ``steps``.
+    loss : str
+        ``last``, ``all`` or ``probe``, as for :class:`RNN`.
+    jacobian : bool
+        Also compute ``jacobian_norm`` = ||dh_S/dh_t||_F and ``jacobian_c_norm`` = ||dc_S/dc_t||_F
+        (T, S) of the first sequence of each trial's batch: two (n, 4n) x (4n, n) products per step.
+    """
+
+    forget_bias: float | str = 0.0
+    model: str = field(default="lstm", init=False)
+
+    GATES: ClassVar[int] = 4
+    MEMORY: ClassVar[str] = "forget_bias"
+
+    def __post_init__(self) -> None:
+        self._check()
+
+
+@dataclass(frozen=True)
+class GRU(_Gated):
+    """A GRU unrolled over ``steps``, with PyTorch's gate equations (``torch.nn.GRU``, one layer).
+
+    ``r = sigmoid(ax_r + ah_r)``, ``z = sigmoid(ax_z + ah_z)``, ``n = tanh(ax_n + r * ah_n)``,
+    ``h_t = (1 - z) * n + z * h_{t-1}``, with ``ax = x_t W_x + b_ih`` and ``ah = h_{t-1} W_h + b_hh``,
+    gates r, z, n in that order, ``h_0 = 0`` (kernels/cpu_gru.py).
+
+    Parameters
+    ----------
+    steps, hidden, inputs, init, gain, input_init, input_scale, bias_init, sigma_b, sigma_b2, bias_value, loss
+        As for :class:`LSTM`; b_ih and b_hh are drawn alike.
+    update_bias : float or "chrono"
+        The update gate's b_ih block (its b_hh block is 0): z = sigmoid(b) is the share of
+        h_{t-1} kept, so larger values remember longer; ``"chrono"``: log(u), u ~ U(1, chrono_max - 1).
+    chrono_max : int, optional
+    jacobian : bool
+        Also compute ``jacobian_norm`` = ||dh_S/dh_t||_F (T, S) of the first sequence of each
+        trial's batch: one (n, 3n) x (3n, n) product per step.
+    """
+
+    update_bias: float | str = 0.0
+    model: str = field(default="gru", init=False)
+
+    GATES: ClassVar[int] = 3
+    MEMORY: ClassVar[str] = "update_bias"
+
+    def __post_init__(self) -> None:
+        self._check()

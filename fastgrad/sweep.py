@@ -24,10 +24,13 @@ from tqdm import tqdm
 
 from fastgrad import store as store_module
 from fastgrad.engine import check_backend, check_dtype, run
-from fastgrad.specs import MLP, RNN, Chain, check_int
+from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP, check_int
 from fastgrad.version import __version__
 
 MODELS: dict[str, type] = {"mlp": MLP, "rnn": RNN, "chain": Chain}
+MODELS["resmlp"] = ResMLP
+MODELS["lstm"] = LSTM
+MODELS["gru"] = GRU
 
 
 @dataclass

@@ -24,7 +24,7 @@ import numpy as np
 from scipy.optimize import bisect, brentq
 
 from fastgrad.activations import NAMES, evaluate
-from fastgrad.specs import check_choice
+from fastgrad.specs import LAYER_NORM_EPS, NORMS, check_choice, check_int, residual_scale
 
 # An even number of nodes: none at z = 0, so q -> 0 gives the one-sided limit
 # (relu: E[phi'^2] = 1/2 for every q > 0, not phi'(0) = 0 at one node).
@@ -216,6 +216,106 @@ def finite_depth_edge(activation: str, sigma_b2: float, depth: int, q_in: float 
     if f(lo) * f(hi) > 0:
         raise ValueError(f"bracket: the theory's slope has the same sign at sigma_w2 = {lo} and {hi}")
     return float(brentq(f, lo, hi, xtol=1e-12))
+
+
+def _residual_moments(activation: str, sigma_w2: float, sigma_b2: float, depth: int, residual: float | str,
+                      q_in: float, alpha: float | None,
+                      norm: str | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """q_1 .. q_L, the LayerNorm scale 1/s^2 of every layer's input (1 where none), and a."""
+    a = residual_scale(residual, check_int("depth", depth, minimum=3))
+    if norm is not None:
+        check_choice("norm", norm, NORMS)
+    x, w = _nodes()
+    qs = np.empty(depth)
+    scale = np.ones(depth)
+    p, m = q_in, 0.0  # the stream's second moment and mean per unit (the input is centred)
+    for l in range(depth):
+        block = 0 < l < depth - 1
+        if block and norm == "layer":
+            var = max(p - m * m, 0.0)
+            scale[l] = 1.0 / (var + LAYER_NORM_EPS)
+            qs[l] = sigma_w2 * var * scale[l] + sigma_b2
+        else:
+            qs[l] = sigma_w2 * p + sigma_b2
+        h, _ = evaluate(activation, math.sqrt(min(max(qs[l], 1e-300), 1e300)) * x, alpha)
+        mean, square = float(np.dot(w, h)), float(np.dot(w, h * h))
+        if block:  # the cross term 2 a E[h_{l-1}] E[phi(z_l)]: W_l is independent of h_{l-1}
+            p, m = p + 2 * a * m * mean + a * a * square, m + a * mean
+        else:
+            p, m = square, mean
+    return qs, scale, a
+
+
+def residual_q_sequence(activation: str, sigma_w2: float, sigma_b2: float, depth: int, residual: float | str,
+                        q_in: float = 1.0, alpha: float | None = None, norm: str | None = None) -> np.ndarray:
+    """Mean-field pre-activation variances q_1 .. q_L of a residual MLP (:class:`fastgrad.ResMLP`).
+
+    Weights N(0, sigma_w^2 / fan_in), biases N(0, sigma_b^2). The stream
+    h_l has second moment p_l and mean m_l per unit, from the input's p_0 = q_in,
+    m_0 = 0; layer 1 is plain (p_1 = E[phi^2], m_1 = E[phi] at q_1 = sigma_w^2 q_in + sigma_b^2),
+    and each block l = 2 .. L - 1 has q_l = sigma_w^2 p_{l-1} + sigma_b^2 and
+    p_l = p_{l-1} + 2 a m_{l-1} E[phi] + a^2 E[phi^2] (Yang & Schoenholz 2017,
+    whose form drops the mean term: it vanishes for odd activations); with
+    ``norm="layer"`` the block sees LN(h_{l-1}), of mean square
+    v / (v + eps), v = p_{l-1} - m_{l-1}^2, in place of p_{l-1}. The read-out has
+    q_L = sigma_w^2 p_{L-1} + sigma_b^2.
+
+    Parameters
+    ----------
+    activation : str
+    sigma_w2, sigma_b2 : float
+    depth : int
+        The number of layers L (>= 3).
+    residual : float or str
+        The branch scale a: a number > 0 or ``"1/sqrt(L)"``.
+    q_in : float
+        Mean square of the input entries (1 for N(0, 1) inputs).
+    alpha : float, optional
+        Activation parameter.
+    norm : {"layer"}, optional
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (depth,).
+    """
+    return _residual_moments(activation, sigma_w2, sigma_b2, depth, residual, q_in, alpha, norm)[0]
+
+
+def residual_delta_curve(activation: str, sigma_w2: float, sigma_b2: float, depth: int, residual: float | str,
+                         q_in: float = 1.0, alpha: float | None = None, norm: str | None = None) -> np.ndarray:
+    """Predicted E||dLoss/dh_{l-1}||^2 / E||dLoss/dh_{L-1}||^2 for l = 1..L: a ResMLP's ``grad_h`` squared, normalised.
+
+    Going back through block l multiplies E||dLoss/dh||^2 by 1 + a^2 chi(q_l)
+    (the skip and the branch are uncorrelated, as in the MLP's mean field), or
+    by 1 + a^2 chi(q_l) / (v_{l-1} + eps) with LayerNorm (its Jacobian scales by
+    1/s and removes two of the n directions, negligible at large width); through
+    the plain input layer, by chi(q_1). The q_l are those of
+    :func:`residual_q_sequence`; chi(q) = sigma_w^2 E[phi'(sqrt(q) z)^2].
+
+    Parameters
+    ----------
+    activation : str
+    sigma_w2, sigma_b2 : float
+    depth : int
+        The number of layers L (>= 3).
+    residual : float or str
+        The branch scale a: a number > 0 or ``"1/sqrt(L)"``.
+    q_in : float
+        Mean square of the input entries.
+    alpha : float, optional
+        Activation parameter (``residual`` is the branch scale).
+    norm : {"layer"}, optional
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (depth,): entry l - 1 for column l - 1 of ``grad_h``; the last entry (the read-out's input) is 1.
+    """
+    qs, scale, a = _residual_moments(activation, sigma_w2, sigma_b2, depth, residual, q_in, alpha, norm)
+    factors = [1.0 + a * a * chi(activation, qs[l], sigma_w2, alpha) * scale[l] for l in range(1, depth - 1)]
+    factors.insert(0, chi(activation, qs[0], sigma_w2, alpha))
+    return np.append(np.cumprod(np.array(factors)[::-1])[::-1], 1.0)
 
 
 def rnn_q_sequence(activation: str, gain: float, input_scale: float, sigma_b2: float, steps: int,

@@ -12,7 +12,7 @@ from fastgrad import lowering
 from fastgrad.codes import CHAIN_WB, CHAIN_XY
 from fastgrad.kernels import cpu_mlp, cpu_rnn
 from fastgrad.rng import normals
-from fastgrad.specs import MLP, RNN, Chain, check_int
+from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP, check_int
 
 
 def _indices(trials: int | np.ndarray) -> np.ndarray:
@@ -26,13 +26,14 @@ def _indices(trials: int | np.ndarray) -> np.ndarray:
 
 
 def mlp_trial_arrays(
-    spec: MLP, seed: int, trials: int | np.ndarray, batch: int, dtype: str = "float64"
+    spec: MLP | ResMLP, seed: int, trials: int | np.ndarray, batch: int, dtype: str = "float64"
 ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
-    """Draw the weights, biases, inputs and targets of MLP trials.
+    """Draw the weights, biases, inputs and targets of MLP (or residual MLP) trials.
 
     Parameters
     ----------
-    spec : MLP
+    spec : MLP or ResMLP
+        A ResMLP's trial k is drawn as its plain MLP's (``spec.plain()``): the same arrays.
     seed : int
     trials : int or array of int
         A number of trials (0 .. trials - 1) or the trial indices to draw.
@@ -50,7 +51,7 @@ def mlp_trial_arrays(
     idx = _indices(trials)
     batch = check_int("batch", batch)
     dt = np.dtype(dtype)
-    _, init = lowering.mlp(spec, dt.name)
+    _, init = lowering.mlp(spec.plain() if isinstance(spec, ResMLP) else spec, dt.name)
     dims = spec.dims
     t = idx.size
     woff = np.concatenate([[0], np.cumsum(dims[:-1] * dims[1:])])
@@ -128,3 +129,42 @@ def rnn_trial_arrays(
     y = np.empty((n_trials, y_steps, batch, n), dtype=dt)
     cpu_rnn.draw_arrays(init, seed, idx, whh, wxh, b, x, y)
     return whh, wxh, b, x, (y if spec.loss == "all" else y[:, 0])
+
+
+def gated_trial_arrays(spec: LSTM | GRU, seed: int, trials: int | np.ndarray, batch: int,
+                       dtype: str = "float64") -> tuple[np.ndarray, ...]:
+    """Draw the arrays of LSTM or GRU trials, exactly as :func:`fastgrad.run` draws them.
+
+    Parameters
+    ----------
+    spec : LSTM or GRU
+    seed : int
+    trials : int or int array
+        How many (trials 0 .. trials - 1), or which.
+    batch : int
+    dtype : {"float32", "float64"}
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        LSTM: ``(W_h, W_x, b, x, y)``; GRU: ``(W_h, W_x, b_ih, b_hh, x, y)``, shaped as
+        :func:`fastgrad.lstm_backprop` and :func:`fastgrad.gru_backprop` take them.
+    """
+    from fastgrad.kernels import cpu_gru, cpu_lstm
+
+    idx = _indices(trials)
+    t = idx.size
+    batch = check_int("batch", batch)
+    dt = np.dtype(dtype)
+    n, d, steps, g = spec.hidden, spec.inputs, spec.steps, spec.GATES * spec.hidden
+    _, init = lowering.gated(spec, dt.name)
+    wh, wx = np.empty((t, n, g), dtype=dt), np.empty((t, d, g), dtype=dt)
+    b, bh = np.empty((t, g), dtype=dt), np.empty((t, g), dtype=dt)
+    x = np.empty((t, steps, batch, d), dtype=dt)
+    y = np.empty((t, steps if spec.loss == "all" else 1, batch, n), dtype=dt)
+    y_out = y if spec.loss == "all" else y[:, 0]
+    if isinstance(spec, LSTM):
+        cpu_lstm.draw_arrays(init, seed, idx, wh, wx, b, x, y)
+        return wh, wx, b, x, y_out
+    cpu_gru.draw_arrays(init, seed, idx, wh, wx, b, bh, x, y)
+    return wh, wx, b, bh, x, y_out

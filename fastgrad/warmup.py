@@ -27,10 +27,10 @@ import numpy as np
 from fastgrad.activations import NAMES
 from fastgrad.data import Dataset
 from fastgrad.engine import DTYPES, run
-from fastgrad.specs import MLP, RNN, Chain, check_choice, check_int
+from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP, check_choice, check_int
 from fastgrad.train import train
 
-MODELS = ("mlp", "rnn", "chain")
+MODELS = ("mlp", "resmlp", "rnn", "lstm", "gru", "chain")
 Job = tuple[str, Any, str]
 """``(kind, spec, dtype)``: ``kind`` is ``"run"`` (statistics of generated trials) or ``"train"``."""
 
@@ -73,11 +73,15 @@ def execute(job: Job) -> float:
 def describe(job: Job) -> str:
     """A short label of a job: ``"run MLP float64 tanh"``."""
     kind, spec, dtype = job
-    words = [kind, type(spec).__name__, dtype, spec.activation]
+    words = [kind, type(spec).__name__, dtype]
+    if hasattr(spec, "activation"):  # the gated cells' activations are fixed
+        words.append(spec.activation)
     if isinstance(spec, MLP) and spec.last_activation:
         words.append(f"last={spec.last_activation}")
     if getattr(spec, "init", "") in ("orthogonal", "spectral"):
         words.append(spec.init)
+    if getattr(spec, "input_init", "") == "orthogonal":
+        words.append("orthogonal inputs")
     if getattr(spec, "jacobian", False):
         words.append("jacobian")
     return " ".join(words)
@@ -135,13 +139,18 @@ def standard_jobs(models: Iterable[str] = MODELS, dtypes: Iterable[str] = ("floa
     jobs: list[Job] = []
     for dtype in dtypes:
         check_choice("dtypes", dtype, DTYPES)
+        for model in models:  # the gated cells' activations are fixed: one job each
+            check_choice("models", model, MODELS)
+            if model in ("lstm", "gru"):
+                jobs.append(("run", (LSTM if model == "lstm" else GRU)(steps=2, hidden=2, inputs=1), dtype))
         for activation in activations:
             check_choice("activations", activation, NAMES)
-            for model in models:
-                check_choice("models", model, MODELS)
-                spec: MLP | RNN | Chain
+            for model in (m for m in models if m not in ("lstm", "gru")):
+                spec: MLP | ResMLP | RNN | Chain
                 if model == "mlp":
                     spec = MLP(depth=2, width=2, activation=activation)
+                elif model == "resmlp":  # one kernel for both norms: LayerNorm is a run-time flag
+                    spec = ResMLP(depth=3, width=2, activation=activation)
                 elif model == "rnn":
                     spec = RNN(steps=2, hidden=2, inputs=1, activation=activation)
                 else:
@@ -162,7 +171,7 @@ def warmup(dtypes: Sequence[str] = ("float64",), activations: Sequence[str] = ("
     dtypes : sequence of {"float32", "float64"}
     activations : sequence of str
         Activation names (``fastgrad.activations.NAMES``).
-    models : sequence of {"mlp", "rnn", "chain"}
+    models : sequence of {"mlp", "resmlp", "rnn", "chain"}
     processes : int
         Worker processes compiling side by side (1: in this process).
     progress : bool
