@@ -32,7 +32,7 @@ from numba.extending import overload
 from fastgrad._numba import call, chosen, jit, kernel
 from fastgrad.codes import GATED_X, GATED_Y, NORMAL, RNN_ALL, RNN_DIRECT, RNN_PROBE
 from fastgrad.kernels.draw import draw_vector
-from fastgrad.kernels.gates import Init, draw_weights, gate_norms
+from fastgrad.kernels.gates import Init, draw_weights, gate_norms, gate_parts
 from fastgrad.kernels.norms import sum_squares
 
 GATES = 3
@@ -184,15 +184,7 @@ def backward(wh: np.ndarray, y: np.ndarray, loss: int, work: Work, grad_h: np.nd
             for j in range(g3):
                 dbh[j] += dah[i, j]
         np.dot(h_prev.T, dah, step_w)
-        parts[:] = 0.0
-        for r in range(n):
-            for k in range(GATES):
-                s = 0.0
-                for j in range(k * n, (k + 1) * n):
-                    v = np.float64(step_w[r, j])
-                    total_w[r * g3 + j] += v
-                    s += v * v
-                parts[k] += s
+        gate_parts(step_w.reshape(n * g3), total_w, n, GATES, parts)
         step[t, 0] = np.sqrt(parts.sum())
         for k in range(GATES):
             step[t, k + 1] = np.sqrt(parts[k])

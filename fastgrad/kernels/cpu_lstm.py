@@ -35,7 +35,7 @@ from numba.extending import overload
 from fastgrad._numba import call, chosen, jit, kernel
 from fastgrad.codes import GATED_X, GATED_Y, NORMAL, RNN_ALL, RNN_DIRECT, RNN_PROBE
 from fastgrad.kernels.draw import draw_vector
-from fastgrad.kernels.gates import Init, draw_weights, gate_norms
+from fastgrad.kernels.gates import Init, draw_weights, gate_norms, gate_parts
 from fastgrad.kernels.norms import sum_squares
 
 GATES = 4
@@ -86,7 +86,7 @@ class Work(NamedTuple):
     gate values and their derivatives (sigmoid' or tanh') at a_t; ``tcs``, ``dtcs``
     (S, B, n): tanh(c_t) and its derivative; ``za`` (S B, 4n): the input products
     x_t W_x + b in the forward pass, then da_t in the backward pass; ``a`` (B, 4n);
-    ``step_w`` (n, 4n); ``gh``, ``gc`` (B, n); ``total_w`` (n 4n, float64) dLoss/dW_h.
+    ``step_w`` (n, 4n); ``gh``, ``gc``, ``e`` (B, n); ``total_w`` (n 4n, float64) dLoss/dW_h.
     """
 
     hs: np.ndarray
@@ -100,6 +100,7 @@ class Work(NamedTuple):
     step_w: np.ndarray
     gh: np.ndarray
     gc: np.ndarray
+    e: np.ndarray
     total_w: np.ndarray
 
 
@@ -112,7 +113,7 @@ def workspace(steps: int, batch: int, n: int, dtype: Any) -> Work:
                 np.empty((steps, batch, n), dtype=dtype), np.empty((steps, batch, n), dtype=dtype),
                 np.empty((steps * batch, g), dtype=dtype), np.empty((batch, g), dtype=dtype),
                 np.empty((n, g), dtype=dtype), np.empty((batch, n), dtype=dtype), np.empty((batch, n), dtype=dtype),
-                np.empty(n * g))
+                np.empty((batch, n), dtype=dtype), np.empty(n * g))
 
 
 @jit(inline="always")
@@ -189,27 +190,19 @@ def backward(wh: np.ndarray, y: np.ndarray, loss: int, work: Work, grad_h: np.nd
         gates, dgates, tc, dtc = work.gates[t], work.dgates[t], work.tcs[t], work.dtcs[t]
         c_prev = cs[t]
         da = work.za[t * batch : (t + 1) * batch]
-        acc = 0.0
+        e_t = work.e
         for i in range(batch):
             for j in range(n):
                 e = gc[i, j] + gh[i, j] * gates[i, 3 * n + j] * dtc[i, j]  # dLoss/dc_t
-                acc += np.float64(e) * np.float64(e)
+                e_t[i, j] = e
                 da[i, j] = e * gates[i, 2 * n + j] * dgates[i, j]  # input gate
                 da[i, n + j] = e * c_prev[i, j] * dgates[i, n + j]  # forget gate
                 da[i, 2 * n + j] = e * gates[i, j] * dgates[i, 2 * n + j]  # candidate
                 da[i, 3 * n + j] = gh[i, j] * tc[i, j] * dgates[i, 3 * n + j]  # output gate
                 gc[i, j] = e * gates[i, n + j]  # e_t * f_t: the part of dLoss/dc_{t-1} through c_t
-        grad_c[t] = np.sqrt(acc)
+        grad_c[t] = np.sqrt(sum_squares(e_t.reshape(batch * n)))
         np.dot(hs[t].T, da, step_w)
-        parts[:] = 0.0
-        for r in range(n):
-            for k in range(GATES):
-                s = 0.0
-                for j in range(k * n, (k + 1) * n):
-                    v = np.float64(step_w[r, j])
-                    total_w[r * g4 + j] += v
-                    s += v * v
-                parts[k] += s
+        gate_parts(step_w.reshape(n * g4), total_w, n, GATES, parts)
         step[t, 0] = np.sqrt(parts.sum())
         for k in range(GATES):
             step[t, k + 1] = np.sqrt(parts[k])

@@ -17,6 +17,7 @@ import numpy as np
 from fastgrad._numba import jit
 from fastgrad.codes import GATED_B, GATED_BH, GATED_CHRONO, GATED_WH, GATED_WX, MEMORY_CHRONO, UNIFORM
 from fastgrad.kernels.draw import draw_matrix, draw_vector
+from fastgrad.kernels.norms import accumulate_norm_squared
 
 
 class Init(NamedTuple):
@@ -114,3 +115,18 @@ def gate_norms(total: np.ndarray, n: int, gates: int, out: np.ndarray) -> None:
         out[1 + k] = np.sqrt(s)
         out[0] += s
     out[0] = np.sqrt(out[0])
+
+
+@jit(inline="always")
+def gate_parts(step: np.ndarray, total: np.ndarray, n: int, gates: int, parts: np.ndarray) -> None:
+    """``total += step`` (float64) and ``parts[k]`` = the squared norm of gate k's columns, of flat (n, gates n) rows.
+
+    One contiguous run of n entries per row and gate, each accumulated by the
+    vectorised :func:`~fastgrad.kernels.norms.accumulate_norm_squared`.
+    """
+    g = gates * n
+    parts[:] = 0.0
+    for r in range(n):
+        for k in range(gates):
+            lo = r * g + k * n
+            parts[k] += accumulate_norm_squared(step[lo : lo + n], total[lo : lo + n])
