@@ -253,3 +253,46 @@ def jax_chain(activation: str) -> Callable[[Arrays], dict[str, Any]]:
 
     fn = jax.jit(jax.grad(cost))
     return lambda a: {"dc_db": fn(a["b"], a["w"], a["x"], a["y"])}
+
+
+def jax_gated(cell: str) -> Callable[..., dict[str, Any]]:
+    """jit(vmap(grad)) of one LSTM or GRU trial (the ``last`` loss), unrolled with lax.scan.
+
+    dLoss/dh_t through zero perturbations of h_t, as for :func:`jax_rnn`. Takes
+    the arrays of :func:`fastgrad.gated_trial_arrays` (the GRU's two biases).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    sig = jax.nn.sigmoid
+
+    def loss(wh: Any, eps: Any, wx: Any, b: Any, bh: Any, x: Any, y: Any) -> Any:
+        n = wh.shape[0]
+
+        def step(state: tuple[Any, Any], inp: tuple[Any, Any]) -> tuple[tuple[Any, Any], None]:
+            h, c = state
+            xt, et = inp
+            if cell == "lstm":
+                a = xt @ wx + h @ wh + b
+                c = sig(a[:, n:2 * n]) * c + sig(a[:, :n]) * jnp.tanh(a[:, 2 * n:3 * n])
+                h = sig(a[:, 3 * n:]) * jnp.tanh(c)
+            else:
+                ax, ah = xt @ wx + b, h @ wh + bh
+                r = sig(ax[:, :n] + ah[:, :n])
+                z = sig(ax[:, n:2 * n] + ah[:, n:2 * n])
+                h = (1 - z) * jnp.tanh(ax[:, 2 * n:] + r * ah[:, 2 * n:]) + z * h
+            return (h + et, c), None
+
+        h0 = jnp.zeros((x.shape[1], wh.shape[0]), x.dtype)
+        (h, _), _ = jax.lax.scan(step, (h0, h0), (x, eps))
+        return 0.5 * jnp.sum((h - y) ** 2) / x.shape[1]
+
+    def one(wh: Any, wx: Any, b: Any, bh: Any, x: Any, y: Any) -> dict[str, Any]:
+        eps = jnp.zeros((x.shape[0], x.shape[1], wh.shape[0]), x.dtype)
+        gw, ge = jax.grad(loss, argnums=(0, 1))(wh, eps, wx, b, bh, x, y)
+        return {"grad_h": jnp.sqrt(jnp.sum(ge * ge, axis=(1, 2))), "grad_whh": jnp.linalg.norm(gw)}
+
+    fn = jax.jit(jax.vmap(one))
+    if cell == "lstm":
+        return lambda wh, wx, b, x, y: fn(wh, wx, b, jnp.zeros_like(b), x, y)
+    return lambda wh, wx, b, bh, x, y: fn(wh, wx, b, bh, x, y)

@@ -220,6 +220,16 @@ def _cures(out: Path, size: DemoSize) -> list[dict[str, Any]]:
                             title=f"Residual connections and LayerNorm: tanh MLPs, depth {size.cure_depth}, width 64, "
                                   "sigma_w^2 = 1, sigma_b^2 = 0.05")
     plot.save(fig, out / "cures_mlp")
+    residual = {name: res for name, res in nets.items() if name != "plain"}
+    predicted = {name: np.sqrt(theory.residual_delta_curve(
+        "tanh", _CURE_INIT["sigma_w2"], _CURE_INIT["sigma_b2"], size.cure_depth,
+        "1/sqrt(L)" if "sqrt" in name else 1.0, norm="layer" if "LayerNorm" in name else None))
+        for name in residual}
+    fig = plot.decay_curves(stats.summary(residual, "grad_h", normalize=True), predicted,
+                            ylabel="||dL/dh_(l-1)|| / ||dL/dh_(L-1)|| (same trial)",
+                            title=f"What reaches each block's input through the skips, depth {size.cure_depth}",
+                            theory_label="mean-field theory (root mean square)")
+    plot.save(fig, out / "cures_resmlp")
     return rows
 
 
@@ -271,6 +281,6 @@ def _markdown(table: pd.DataFrame, size: DemoSize) -> str:
         "",
         *stats.markdown_table(shown),
     ]
-    lines += ["", "Figures: chain.png, mlp_decay.png, rnn_decay.png, phase_diagram.png, cures_rnn.png, cures_mlp.png "
-              "(and .svg).", ""]
+    lines += ["", "Figures: chain.png, mlp_decay.png, rnn_decay.png, phase_diagram.png, cures_rnn.png, cures_mlp.png, "
+              "cures_resmlp.png (and .svg).", ""]
     return "\n".join(lines)

@@ -1,13 +1,18 @@
-"""LSTM and GRU statistics: fastgrad against PyTorch on identical arrays, interleaved in one process.
+"""The cures' workloads (LSTM, GRU, residual MLP): fastgrad against PyTorch and JAX on identical arrays.
 
 Usage: python scripts/compare_gated.py [--trials 64] [--repeats 5] [--dtype float64] [--out results/peers]
 
-The workload is W-rnn's shape (100 steps, hidden 64, inputs 16, batch 16, the ``last`` loss). Per
+All implementations run interleaved in one process. The recurrent workloads have W-rnn's shape
+(100 steps, hidden 64, inputs 16, batch 16, the ``last`` loss); the residual one W-mlp's (depth 50,
+width 64, batch 32, tanh, a = 1/sqrt(L), pre-LayerNorm). For the residual MLP every implementation
+computes ||dL/dh_{l-1}|| and ||dL/dW_l|| per layer ("torch bmm": the layers over all trials at once).
+Per
 trial every implementation computes ||dL/dh_t|| at every step and dL/dW_h; PyTorch through autograd:
 "torch bmm" unrolls the cell over all trials at once with batched products (one weight set per trial,
 torch.bmm, retain_grad on every h_t); "torch loop" runs torch.nn.LSTM / nn.GRU trial by trial (weight
-gradients only: less work than the others, a bound on that peer). Repeats alternate between the
-implementations; medians of trials/s are reported, the first call (compilation) apart.
+gradients only: less work than the others, a bound on that peer); "jax vmap" is jit(vmap(grad)) of one
+trial unrolled with lax.scan (benchmarks/peers.jax_gated), when JAX is installed. Repeats alternate
+between the implementations; medians of trials/s are reported, the first call (compilation) apart.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # fastgrad and benchmarks/
 
 import fastgrad as fg  # noqa: E402
 
@@ -67,6 +72,59 @@ def torch_bmm(cell: str, arrays: tuple[np.ndarray, ...]) -> dict[str, np.ndarray
     return {"grad_h": grad_h.numpy(), "grad_whh": wh.grad.flatten(1).norm(dim=1).numpy()}
 
 
+def torch_resmlp(arrays: tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray],
+                 a: float) -> dict[str, np.ndarray]:
+    """||dL/dh_{l-1}|| and ||dL/dW_l|| per layer of every trial by autograd, layers batched over trials."""
+    import torch
+
+    W = [torch.from_numpy(w).requires_grad_(True) for w in arrays[0]]
+    b = [torch.from_numpy(v) for v in arrays[1]]
+    x, y = torch.from_numpy(arrays[2]), torch.from_numpy(arrays[3])
+    depth = len(W)
+    hs = [x.clone().requires_grad_(True)]
+    h = hs[0]
+    for l in range(depth):
+        if 0 < l < depth - 1:
+            u = torch.nn.functional.layer_norm(h, h.shape[-1:], eps=1e-5)
+            h = h + a * torch.tanh(torch.bmm(u, W[l]) + b[l][:, None, :])
+        else:
+            h = torch.tanh(torch.bmm(h, W[l]) + b[l][:, None, :])
+        if l < depth - 1:
+            h.retain_grad()
+            hs.append(h)
+    (((h - y) ** 2).sum() / (2 * x.shape[1])).backward()
+    return {"grad_h": torch.stack([t.grad.flatten(1).norm(dim=1) for t in hs], dim=1).numpy(),
+            "grad_w": torch.stack([w.grad.flatten(1).norm(dim=1) for w in W], dim=1).numpy()}
+
+
+def jax_resmlp(a: float):  # type: ignore[no-untyped-def]
+    """jit(vmap(grad)) of one residual trial; dL/dh via zero perturbations of h."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss(W, eps, b, x, y):  # type: ignore[no-untyped-def]
+        h = x + eps[0]
+        for l in range(len(W)):
+            if 0 < l < len(W) - 1:
+                mu = h.mean(axis=-1, keepdims=True)
+                u = (h - mu) / jnp.sqrt(((h - mu) ** 2).mean(axis=-1, keepdims=True) + 1e-5)
+                h = h + a * jnp.tanh(u @ W[l] + b[l])
+            else:
+                h = jnp.tanh(h @ W[l] + b[l])
+            if l < len(W) - 1:
+                h = h + eps[l + 1]
+        return 0.5 * jnp.sum((h - y) ** 2) / x.shape[0]
+
+    def one(W, b, x, y):  # type: ignore[no-untyped-def]
+        eps = [jnp.zeros((x.shape[0], w.shape[0]), x.dtype) for w in W]
+        gw, ge = jax.grad(loss, argnums=(0, 1))(W, eps, b, x, y)
+        return {"grad_h": jnp.stack([jnp.linalg.norm(g) for g in ge]),
+                "grad_w": jnp.stack([jnp.linalg.norm(g) for g in gw])}
+
+    fn = jax.jit(jax.vmap(one))
+    return lambda W, b, x, y: fn(list(W), list(b), x, y)
+
+
 def torch_loop(cell: str, arrays: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
     """torch.nn.LSTM / nn.GRU trial by trial: the W_h gradient norms only."""
     import torch
@@ -87,6 +145,56 @@ def torch_loop(cell: str, arrays: tuple[np.ndarray, ...]) -> dict[str, np.ndarra
         (((hs[-1] - torch.from_numpy(y[t])) ** 2).sum() / (2 * x.shape[2])).backward()
         out[t] = float(module.weight_hh_l0.grad.norm())
     return {"grad_whh": out}
+
+
+def _measure(workload: str, dtype: str, impls: dict, trials: int, repeats: int) -> list[dict]:  # type: ignore[type-arg]
+    """Each implementation's first call, then ``repeats`` interleaved rounds; rows against the first one's output."""
+    first, times, outs = {}, {k: [] for k in impls}, {}
+    for name, fn in impls.items():
+        t0 = time.perf_counter()
+        outs[name] = fn()
+        first[name] = time.perf_counter() - t0
+    for _ in range(repeats):
+        for name, fn in impls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    ref = next(iter(outs.values()))
+    rows = []
+    for name in impls:
+        err = max(float(np.max(np.abs(outs[name][k] - ref[k]) / np.abs(ref[k]))) for k in outs[name])
+        rate = [trials / t for t in times[name]]
+        rows.append({"workload": workload, "dtype": dtype, "implementation": name,
+                     "trials_per_s": statistics.median(rate), "min": min(rate), "max": max(rate),
+                     "first_call_s": first[name], "max_rel_diff": err})
+    return rows
+
+
+def residual_rows(args: argparse.Namespace) -> list[dict]:  # type: ignore[type-arg]
+    """The residual MLP with pre-LayerNorm (depth 50, width 64, batch 32): fastgrad, torch bmm, jax vmap."""
+    depth, width, batch = 50, 64, 32
+    a = 1 / np.sqrt(depth)
+    spec = fg.ResMLP(depth=depth, width=width, init="scaled_normal", residual="1/sqrt(L)", norm="layer")
+    arrays = fg.mlp_trial_arrays(spec, 0, args.trials * 4, batch, args.dtype)
+
+    def ours() -> dict[str, np.ndarray]:
+        res = fg.resmlp_backprop(*arrays, residual="1/sqrt(L)", norm="layer")
+        return {"grad_h": res.grad_h, "grad_w": res.grad_w}
+
+    impls = {"fastgrad": ours,
+             "fastgrad generated": lambda: {k: v for k, v in fg.run(spec, trials=args.trials * 4, batch=batch,
+                                                                      dtype=args.dtype).arrays.items()
+                                            if k in ("grad_h", "grad_w")},
+             "torch bmm": lambda: torch_resmlp(arrays, a)}
+    try:
+        import jax
+
+        jax.config.update("jax_enable_x64", args.dtype == "float64")
+        jfn = jax_resmlp(a)
+        impls["jax vmap"] = lambda: {k: np.asarray(jax.block_until_ready(v)) for k, v in jfn(*arrays).items()}
+    except ImportError:
+        pass
+    return _measure(f"ResMLP+LN L={depth} n={width} B={batch}", args.dtype, impls, args.trials * 4, args.repeats)
 
 
 def main() -> None:
@@ -110,23 +218,20 @@ def main() -> None:
             "torch bmm": lambda: torch_bmm(cell, arrays),  # noqa: B023
             "torch loop": lambda: torch_loop(cell, arrays),  # noqa: B023
         }
-        first, times, outs = {}, {k: [] for k in impls}, {}
-        for name, fn in impls.items():
-            t0 = time.perf_counter()
-            outs[name] = fn()
-            first[name] = time.perf_counter() - t0
-        for _ in range(args.repeats):
-            for name, fn in impls.items():
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-        ref = outs["fastgrad"]
-        for name in impls:
-            err = max(float(np.max(np.abs(outs[name][k] - ref[k]) / np.abs(ref[k]))) for k in outs[name])
-            rate = [args.trials / t for t in times[name]]
-            rows.append({"workload": f"{cell.upper()} S={STEPS} n={HIDDEN} d={INPUTS} B={BATCH}", "dtype": args.dtype,
-                         "implementation": name, "trials_per_s": statistics.median(rate), "min": min(rate),
-                         "max": max(rate), "first_call_s": first[name], "max_rel_diff": err})
+        try:
+            import jax
+
+            jax.config.update("jax_enable_x64", args.dtype == "float64")
+            from benchmarks.peers import jax_gated
+
+            jfn = jax_gated(cell)
+            impls["jax vmap"] = lambda: {k: np.asarray(jax.block_until_ready(v))  # noqa: B023
+                                         for k, v in jfn(*arrays).items()}  # noqa: B023
+        except ImportError:
+            print("jax is not installed: its row is left out")
+        rows += _measure(f"{cell.upper()} S={STEPS} n={HIDDEN} d={INPUTS} B={BATCH}", args.dtype, impls,
+                         args.trials, args.repeats)
+    rows += residual_rows(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"gated_{args.dtype}.json").write_text(json.dumps(rows, indent=1))

@@ -35,6 +35,9 @@ ENTRY_POINTS = {
     "chain_backprop": "fg.chain_backprop(*ARR['chain'])",
     "run MLP orthogonal": "fg.run(fg.MLP(depth=10, width=16, init='orthogonal'), trials=8, batch=4)",
     "run RNN jacobian": "fg.run(fg.RNN(steps=10, hidden=16, inputs=4, jacobian=True), trials=8, batch=4)",
+    "run ResMLP": "fg.run(fg.ResMLP(depth=10, width=16, norm='layer'), trials=8, batch=4)",
+    "run LSTM": "fg.run(fg.LSTM(steps=10, hidden=16, inputs=4), trials=8, batch=4)",
+    "run GRU": "fg.run(fg.GRU(steps=10, hidden=16, inputs=4), trials=8, batch=4)",
     "train MLP": "fg.train(fg.MLP(depth=3, width=8), fg.data.teacher(samples=64, features=4, outputs=3), epochs=1, "
                  "batch=8, trials=2)",
 }

@@ -22,7 +22,7 @@ def test_demo_writes_its_summary(tmp_path, capsys):
     assert rnn_training.loc["relu, gain 2 (exploding)", "diverged"] == 1.0
     assert rnn_training.loc["relu, gain 2, clip 1", "diverged"] == 0.0
     for stem in ("chain", "mlp_decay", "rnn_decay", "phase_diagram", "training_loss", "learning_speed",
-                 "rnn_training_loss", "cures_rnn", "cures_mlp"):
+                 "rnn_training_loss", "cures_rnn", "cures_mlp", "cures_resmlp"):
         assert (out / f"{stem}.png").exists() and (out / f"{stem}.svg").exists()
     assert (out / "summary.md").read_text().startswith("# fastgrad demo")
     assert "chain sigmoid N(0,1)" in capsys.readouterr().out
