@@ -3,7 +3,8 @@
 Public API: :func:`run` with the specs :class:`MLP`, :class:`ResMLP`, :class:`Chain`,
 :class:`RNN`, :class:`LSTM` and :class:`GRU`; the explicit-array routines
 :func:`mlp_backprop`, :func:`resmlp_backprop`, :func:`chain_backprop`,
-:func:`rnn_backprop`, :func:`lstm_backprop` and :func:`gru_backprop`.
+:func:`rnn_backprop`, :func:`lstm_backprop` and :func:`gru_backprop`; Jacobian spectra
+:func:`spectrum` and :func:`mlp_jacobian`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastgrad.explicit import (  # noqa: E402
 )
 from fastgrad.results import Result  # noqa: E402
 from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP  # noqa: E402
+from fastgrad.spectra import Spectrum, mlp_jacobian, spectrum  # noqa: E402
 from fastgrad.store import load  # noqa: E402
 from fastgrad.sweep import sweep  # noqa: E402
 from fastgrad.train import TrainResult, train  # noqa: E402
@@ -39,6 +41,7 @@ __all__ = [
     "Chain",
     "ResMLP",
     "Result",
+    "Spectrum",
     "TrainResult",
     "__version__",
     "chain_backprop",
@@ -49,11 +52,13 @@ __all__ = [
     "load",
     "lstm_backprop",
     "mlp_backprop",
+    "mlp_jacobian",
     "mlp_trial_arrays",
     "resmlp_backprop",
     "rnn_backprop",
     "rnn_trial_arrays",
     "run",
+    "spectrum",
     "sweep",
     "train",
 ]

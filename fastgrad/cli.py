@@ -20,6 +20,17 @@ DESCRIPTION = ("fastgrad: statistics of vanishing and exploding gradients over t
                "networks (MLPs, RNNs, the one-neuron chain).")
 
 
+def _depths(text: str) -> tuple[int, ...]:
+    """``"8,32,128"`` -> (8, 32, 128); anything else is refused by argparse with this message."""
+    try:
+        depths = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not depths or min(depths) < 1:
+        raise argparse.ArgumentTypeError(f"depths must be >= 1, got {text!r}")
+    return depths
+
+
 def demo(args: argparse.Namespace) -> int:
     """Run the classic vanishing/exploding experiments; print the table, write figures."""
     from fastgrad.demo import DemoSize, run_demo
@@ -27,7 +38,8 @@ def demo(args: argparse.Namespace) -> int:
     size = DemoSize(trials=args.trials, chain_trials=args.chain_trials, depth=args.depth, width=args.width,
                     batch=args.batch, rnn_steps=args.rnn_steps, phase_trials=args.phase_trials,
                     train_trials=args.train_trials, train_epochs=args.train_epochs, cure_steps=args.cure_steps,
-                    cure_depth=args.cure_depth)
+                    cure_depth=args.cure_depth,
+                    spectrum_depths=args.spectrum_depths)
     table = run_demo(args.out, size, progress=not args.quiet)
     cols = ["configuration", "slope", "slope_low", "slope_high", "depth_scale", "vanished", "exploded", "nonfinite"]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
@@ -189,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rnn-steps", type=int, default=100)
     p.add_argument("--cure-steps", type=int, default=200, help="steps of the gated cells' comparison")
     p.add_argument("--cure-depth", type=int, default=100, help="depth of the residual nets' comparison")
+    p.add_argument("--spectrum-depths", type=_depths, default=(8, 32, 128),
+                   help="depths of the Jacobian spectra, comma-separated (default 8,32,128)")
     p.add_argument("--phase-trials", type=int, default=16, help="trials per cell of the phase diagram")
     p.add_argument("--train-trials", type=int, default=8, help="trials per training configuration")
     p.add_argument("--train-epochs", type=int, default=20)

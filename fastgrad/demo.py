@@ -34,6 +34,7 @@ class DemoSize:
     train_epochs: int = 20
     cure_steps: int = 200
     cure_depth: int = 100
+    spectrum_depths: tuple[int, ...] = (8, 32, 128)
 
 
 def _row(name: str, res: Result, metric: str) -> dict[str, Any]:
@@ -84,7 +85,7 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     sw2 = np.round(np.linspace(0.5, 3.0, 11), 3)
     sb2 = np.round(np.linspace(0.0, 0.3, 6), 3)
     jobs = _jobs([kw for _, kw, _, _ in mlps], [kw for _, kw in rnns])
-    bar = tqdm(total=len(jobs) + 3 + len(mlps) + len(rnns) + len(sw2) * len(sb2) + 2, desc="fastgrad demo",
+    bar = tqdm(total=len(jobs) + 3 + len(mlps) + len(rnns) + len(sw2) * len(sb2) + 3, desc="fastgrad demo",
                unit="step", disable=not progress)
     # Compile every kernel first, two processes side by side on a multi-core machine; a
     # second run finds them in the on-disk cache and loads them in a second or two.
@@ -147,6 +148,8 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
         out / "phase_diagram.csv")
     rows += _cures(out, size)
     bar.update(2)
+    _isometry(out, size)
+    bar.update()
     train_table = _training(out, size)
     bar.update()
     bar.close()
@@ -233,6 +236,20 @@ def _cures(out: Path, size: DemoSize) -> list[dict[str, Any]]:
     return rows
 
 
+def _isometry(out: Path, size: DemoSize) -> pd.DataFrame:
+    """Dynamical isometry: the spectra of J for Gaussian and orthogonal weights (spectra.csv, two figures)."""
+    from fastgrad.spectra import isometry_study
+
+    spectra, table = isometry_study(width=size.width, depths=size.spectrum_depths,
+                                    trials=max(size.trials // 10, 8))
+    table.to_csv(out / "spectra.csv", index=False)
+    plot.save(plot.spectral_density(spectra, title=f"Spectra of J J^T at the edge of chaos, width {size.width}, "
+                                                   f"{max(size.trials // 10, 8)} trials each"),
+              out / "spectral_density")
+    plot.save(plot.spectral_variance(table, title=f"width {size.width}"), out / "spectral_variance")
+    return table
+
+
 def _training(out: Path, size: DemoSize) -> pd.DataFrame:
     """The remedies measured during training (digits if scikit-learn is there, else a teacher task)."""
     from fastgrad.data import adding, digits, teacher
@@ -282,5 +299,5 @@ def _markdown(table: pd.DataFrame, size: DemoSize) -> str:
         *stats.markdown_table(shown),
     ]
     lines += ["", "Figures: chain.png, mlp_decay.png, rnn_decay.png, phase_diagram.png, cures_rnn.png, cures_mlp.png, "
-              "cures_resmlp.png (and .svg).", ""]
+              "cures_resmlp.png, spectral_density.png, spectral_variance.png (and .svg); spectra.csv.", ""]
     return "\n".join(lines)

@@ -513,3 +513,90 @@ def learning_speed(results: dict[str, Any], names: Sequence[str]) -> Figure:
     axes[0][-1].legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def spectral_density(spectra: dict[str, dict[tuple[int, str], Any]], title: str | None = None) -> Figure:
+    """The density of log10(lambda), lambda = s^2 the eigenvalues of J J^T, pooled over trials; one panel per net.
+
+    Colour: depth; solid: Gaussian weights, dashed: orthogonal (a vertical line where every
+    lambda is the same value, as for linear orthogonal nets). Singular values below the
+    SVD's resolution (:attr:`fastgrad.spectra.Spectrum.resolved`: zero to working precision)
+    are left out of the density and counted in the legend.
+
+    Parameters
+    ----------
+    spectra : dict of panel title to {(depth, weights): Spectrum}
+        As :func:`fastgrad.spectra.isometry_study` returns them.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, axes = plt.subplots(1, len(spectra), figsize=(5.2 * len(spectra), 5.2), squeeze=False,
+                             layout="constrained")
+    depths = sorted({d for runs in spectra.values() for d, _ in runs})
+    colours = {d: _style(i)[0] for i, d in enumerate(depths)}
+    for ax, (name, runs) in zip(axes[0], spectra.items(), strict=True):
+        logs = {key: np.log10(s.squared[s.resolved]) for key, s in runs.items()}
+        unresolved = {key: 1.0 - float(s.resolved.mean()) for key, s in runs.items()}
+        finite = np.concatenate([v[np.isfinite(v)] for v in logs.values()])
+        lo, hi = (np.quantile(finite, [0.001, 0.999]) if finite.size else (-1.0, 1.0))
+        lo, hi = min(lo, -0.5), max(hi, 0.5)
+        bins = np.linspace(lo, hi, 61)
+        for (depth, weights), v in sorted(logs.items()):
+            ls = "-" if weights == "gaussian" else "--"
+            label = f"depth {depth}, {weights}"
+            if unresolved[depth, weights] > 0:
+                label += f" ({100 * unresolved[depth, weights]:.2g}% zero)"
+            if v.size and np.ptp(v) < 1e-9:  # one value (an isometry): a vertical line
+                ax.axvline(float(v[0]), color=colours[depth], ls=ls, lw=1.6, label=label + ", all equal")
+                continue
+            dens, edges = np.histogram(v, bins=bins, density=True)
+            ax.plot(0.5 * (edges[1:] + edges[:-1]), dens, color=colours[depth], ls=ls, lw=1.5, label=label)
+        ax.set_yscale("log")
+        ax.set_xlabel("log10 lambda (lambda = s^2, eigenvalues of J J^T)")
+        ax.set_ylabel("density over trials")
+        ax.set_title(name, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def spectral_variance(table: pd.DataFrame, title: str | None = None) -> Figure:
+    """var(lambda) / m1^2 against depth, per net and weights, beside the mean-field prediction (dashed).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        From :func:`fastgrad.spectra.isometry_study`: ``net``, ``weights``, ``depth``,
+        ``var_over_m1sq``, ``theory_var_over_m1sq``.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
+    for i, ((net, weights), group) in enumerate(table.groupby(["net", "weights"], sort=False)):
+        c, marker = _style(i)
+        g = group.sort_values("depth")
+        ax.plot(g["depth"], g["var_over_m1sq"], color=c, marker=marker, ls="-", lw=1.5, label=f"{net}, {weights}")
+        theory_values = g["theory_var_over_m1sq"].to_numpy(dtype=float)
+        if np.all(theory_values > 0):
+            ax.plot(g["depth"], theory_values, color=c, ls="--", lw=1.1)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("symlog", linthresh=1e-2)  # linear near 0: an isometry's variance is exactly 0
+    ax.set_ylim(bottom=0.0)
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("var(lambda) / E[lambda]^2 over the pooled spectrum")
+    ax.grid(True, alpha=0.3)
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="0.3", ls="--",
+                          label="mean-field theory (Pennington et al. 2017):\nsum over layers of mu2/mu1^2 - 1 - s1"))
+    fig.legend(handles=handles, fontsize=8, frameon=False, loc="outside right center")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig

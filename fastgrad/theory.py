@@ -363,3 +363,94 @@ def relu_log_jacobian(widths: list[int] | np.ndarray) -> tuple[float, float]:
     """
     beta = 5.0 * float(np.sum(1.0 / np.asarray(widths, dtype=np.float64)))
     return -beta / 2.0, beta
+
+
+def derivative_moments(activation: str, q: float, alpha: float | None = None) -> tuple[float, float]:
+    """mu_1 = E[phi'(sqrt(q) z)^2] and mu_2 = E[phi'(sqrt(q) z)^4] for z ~ N(0, 1).
+
+    Parameters
+    ----------
+    activation : str
+    q : float
+    alpha : float, optional
+
+    Returns
+    -------
+    (float, float)
+    """
+    check_choice("activation", activation, NAMES)
+    x, w = _nodes()
+    _, d = evaluate(activation, math.sqrt(min(max(q, 1e-300), 1e300)) * x, alpha)
+    d2 = d * d
+    return float(np.dot(w, d2)), float(np.dot(w, d2 * d2))
+
+
+WEIGHT_S1 = {"gaussian": -1.0, "orthogonal": 0.0}
+"""s_1, the first coefficient of the S-transform of W^T W (square layers): -1 for Gaussian, 0 for orthogonal."""
+
+
+def spectrum_moments(activation: str, sigma_w2: float, sigma_b2: float, depth: int, weights: str = "gaussian",
+                     q_in: float = 1.0, alpha: float | None = None) -> dict[str, float]:
+    """Mean-field moments of lambda = s^2, the eigenvalues of J J^T, at infinite width.
+
+    Pennington, Schoenholz & Ganguli (2017, "Resurrecting the sigmoid", eqs. 15-16):
+    at a fixed point, ``m1 = (sigma_w^2 mu_1)^L`` and
+    ``m2 = m1^2 L (mu_2 / mu_1^2 + 1/L - 1 - s_1)``, so the variance of the density is
+    ``m1^2 L (mu_2 / mu_1^2 - 1 - s_1)``: at the edge of chaos (sigma_w^2 mu_1 = 1)
+    ``L (mu_2 / mu_1^2 - 1 - s_1)``. Here the layers are free (asymptotically), so their
+    normalised variances add: with q_l iterated from the input as in :func:`q_sequence`,
+    ``m1 = prod_l sigma_w^2 mu_1(q_l)`` and ``var = m1^2 sum_l (mu_2(q_l) / mu_1(q_l)^2 - 1 - s_1)``,
+    which is the paper's at a fixed point. Linear nets: Gaussian weights give the Fuss-Catalan
+    moments m1 = 1, m2 = L + 1; orthogonal weights every lambda = 1.
+
+    Parameters
+    ----------
+    activation : str
+    sigma_w2, sigma_b2 : float
+    depth : int
+    weights : {"gaussian", "orthogonal"}
+        The layers' weight matrices: N(0, sigma_w^2 / n), or sigma_w times a Haar-orthogonal matrix.
+    q_in : float
+        Mean square of the input entries.
+    alpha : float, optional
+
+    Returns
+    -------
+    dict
+        ``m1``, ``m2``, ``var`` (= m2 - m1^2).
+    """
+    check_choice("weights", weights, tuple(WEIGHT_S1))
+    s1 = WEIGHT_S1[weights]
+    m1, spread = 1.0, 0.0
+    for q in q_sequence(activation, sigma_w2, sigma_b2, depth, q_in, alpha):
+        mu1, mu2 = derivative_moments(activation, float(q), alpha)
+        m1 *= sigma_w2 * mu1
+        spread += (mu2 / mu1**2 - 1.0 - s1) if mu1 > 0 else math.inf
+    var = m1 * m1 * spread
+    return {"m1": m1, "m2": var + m1 * m1, "var": var}
+
+
+def linear_gaussian_moments(depth: int, width: int) -> dict[str, float]:
+    """Exact moments of lambda for a product of ``depth`` square (width, width) N(0, 1/width) matrices.
+
+    With A = J^T J, Wick's theorem gives, for one more layer W,
+    ``E (tr A')^2 = E (tr A)^2 + 2 E tr A^2 / n`` and
+    ``E tr A'^2 = (E (tr A)^2 + (n + 1) E tr A^2) / n``, from A = I. So m1 = 1 and
+    m2 = E tr (J J^T)^2 / n exactly at finite width (one layer: 2 + 1/n; as n grows,
+    the Fuss-Catalan L + 1).
+
+    Parameters
+    ----------
+    depth, width : int
+
+    Returns
+    -------
+    dict
+        ``m1``, ``m2``, ``var``.
+    """
+    n = float(width)
+    trace_sq, tr_a2 = n * n, n  # E (tr A)^2 and E tr A^2 for A = I
+    for _ in range(depth):
+        trace_sq, tr_a2 = trace_sq + 2.0 * tr_a2 / n, (trace_sq + (n + 1.0) * tr_a2) / n
+    m2 = tr_a2 / n
+    return {"m1": 1.0, "m2": m2, "var": m2 - 1.0}

@@ -10,7 +10,8 @@ def test_demo_writes_its_summary(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--trials", "8", "--chain-trials", "500", "--depth", "6",
                  "--width", "8", "--batch", "4", "--rnn-steps", "10", "--phase-trials", "2", "--train-trials", "2",
-                 "--train-epochs", "2", "--cure-steps", "12", "--cure-depth", "5", "--quiet"]) == 0
+                 "--train-epochs", "2", "--cure-steps", "12", "--cure-depth", "5", "--spectrum-depths", "2,4",
+                 "--quiet"]) == 0
     table = pd.read_csv(out / "summary.csv").set_index("configuration")
     assert len(table) == 13 + 6 + 4  # the problem, then the cures: 6 recurrent cells, 4 MLPs
     assert table.loc["chain sigmoid N(0,1)", "slope"] > 1.0  # the classic vanishing chain
@@ -22,7 +23,8 @@ def test_demo_writes_its_summary(tmp_path, capsys):
     assert rnn_training.loc["relu, gain 2 (exploding)", "diverged"] == 1.0
     assert rnn_training.loc["relu, gain 2, clip 1", "diverged"] == 0.0
     for stem in ("chain", "mlp_decay", "rnn_decay", "phase_diagram", "training_loss", "learning_speed",
-                 "rnn_training_loss", "cures_rnn", "cures_mlp", "cures_resmlp"):
+                 "rnn_training_loss", "cures_rnn", "cures_mlp", "cures_resmlp", "spectral_density",
+                 "spectral_variance"):
         assert (out / f"{stem}.png").exists() and (out / f"{stem}.svg").exists()
     assert (out / "summary.md").read_text().startswith("# fastgrad demo")
     assert "chain sigmoid N(0,1)" in capsys.readouterr().out

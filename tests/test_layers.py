@@ -23,7 +23,7 @@ LAYERS = [
     {"kernels"},  # compiled loops (CPU and CUDA); kernels.* import each other
     {"specs"},  # validated model specifications
     {"lowering"},  # spec -> kernel arguments, in one place
-    {"engine", "gpu", "explicit", "trials", "data", "train", "theory", "stats"},  # running and analysing
+    {"engine", "gpu", "explicit", "trials", "data", "train", "theory", "stats", "spectra"},  # running, analysing
     {"sweep", "remedies", "plot", "warmup", "analysis"},  # many runs: stores, experiments, figures, warm-up
     {"demo", "cli", "__init__"},  # applications and the public namespace
 ]

@@ -1,0 +1,263 @@
+"""Singular values of the input-output Jacobian over thousands of random networks (dynamical isometry).
+
+:func:`spectrum` draws the trials of :func:`fastgrad.run` (same spec, seed and trial
+index: the same weights and the same first input) and returns, per trial, every
+singular value of J = dh_L/dh_0 at that input, and its summaries: the largest, the
+condition number, and the mean and variance of the squared singular values
+lambda = s^2 (the eigenvalues of J J^T, whose moments the mean-field theory of
+Pennington, Schoenholz and Ganguli 2017 predicts: :func:`fastgrad.theory.spectrum_moments`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from fastgrad import lowering
+from fastgrad.engine import check_dtype, run_blocks, threads_context
+from fastgrad.kernels import cpu_spectrum
+from fastgrad.specs import MLP, check_int
+from fastgrad.version import __version__
+
+SPECTRUM_CHUNK = 1024
+"""Trials per kernel call: the singular values are (chunk, n) floats; working memory is per thread."""
+
+
+@dataclass
+class Spectrum:
+    """The Jacobian spectra of a run's trials.
+
+    Attributes
+    ----------
+    singular_values : numpy.ndarray (trials, min(n_0, n_L))
+        Every singular value of J, in decreasing order, in the run's dtype.
+    spec : MLP
+    seed, trials : int
+    dtype : str
+    version : str
+    threads : int
+    compile_seconds, run_seconds : float
+    """
+
+    singular_values: np.ndarray
+    spec: MLP
+    seed: int
+    trials: int
+    dtype: str = "float64"
+    version: str = __version__
+    threads: int = 1
+    compile_seconds: float = 0.0
+    run_seconds: float = 0.0
+    _lam: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._lam = self.singular_values.astype(np.float64) ** 2
+
+    @property
+    def squared(self) -> np.ndarray:
+        """lambda = s^2 (trials, k), float64: the eigenvalues of J J^T."""
+        return self._lam
+
+    @property
+    def resolved(self) -> np.ndarray:
+        """(trials, k) bool: singular values above the SVD's resolution, s > s_max k eps(float64).
+
+        Below it a singular value is zero to working precision (LAPACK's, and NumPy's
+        ``matrix_rank``, tolerance): its digits are rounding noise of the others.
+        """
+        sv = self.singular_values.astype(np.float64)
+        return sv > sv[:, :1] * sv.shape[1] * np.finfo(np.float64).eps
+
+    @property
+    def max_singular_value(self) -> np.ndarray:
+        """The largest singular value per trial (trials,)."""
+        return self.singular_values[:, 0].astype(np.float64)
+
+    @property
+    def condition(self) -> np.ndarray:
+        """s_max / s_min per trial (inf when J is singular)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.max_singular_value / self.singular_values[:, -1].astype(np.float64)
+
+    @property
+    def mean_squared(self) -> np.ndarray:
+        """The mean of lambda = s^2 per trial (tr(J J^T) / k)."""
+        return self._lam.mean(axis=1)
+
+    @property
+    def var_squared(self) -> np.ndarray:
+        """The variance of lambda = s^2 over the k singular values, per trial."""
+        return self._lam.var(axis=1)
+
+    def moments(self, level: float = 0.95) -> dict[str, float]:
+        """The spectral moments over all trials, with normal confidence intervals over trials.
+
+        ``m1`` = E[lambda], ``m2`` = E[lambda^2] (a trial's mean over its k values, then
+        the mean over trials) and ``var`` = m2 - m1^2, the variance of the pooled density.
+
+        Parameters
+        ----------
+        level : float
+
+        Returns
+        -------
+        dict
+            ``m1``, ``m1_low``, ``m1_high``, ``m2``, ``m2_low``, ``m2_high``, ``var``, ``trials``.
+        """
+        from statistics import NormalDist
+
+        zq = NormalDist().inv_cdf(0.5 + level / 2)
+        out: dict[str, float] = {"trials": float(self.trials)}
+        for name, per in (("m1", self._lam.mean(axis=1)), ("m2", (self._lam**2).mean(axis=1))):
+            mean, se = float(per.mean()), float(per.std(ddof=1) / np.sqrt(per.size)) if per.size > 1 else np.nan
+            out.update({name: mean, f"{name}_low": mean - zq * se, f"{name}_high": mean + zq * se})
+        out["var"] = out["m2"] - out["m1"] ** 2
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per trial: ``trial``, ``max_singular_value``, ``condition``, ``mean_squared``, ``var_squared``."""
+        return pd.DataFrame({"trial": np.arange(self.trials), "max_singular_value": self.max_singular_value,
+                             "condition": self.condition, "mean_squared": self.mean_squared,
+                             "var_squared": self.var_squared})
+
+
+def spectrum(spec: MLP, trials: int, batch: int = 32, seed: int = 0, dtype: str = "float64",
+             threads: int | None = None, chunk: int | None = None) -> Spectrum:
+    """The singular values of J = dh_L/dh_0 of ``trials`` random networks of ``spec``.
+
+    Trial k is :func:`fastgrad.run`'s trial k of the same spec, seed and batch: the
+    same weights, biases and inputs, J taken at the first input of its batch. Parallel over trials;
+    working memory is a few n_0 x width buffers per thread.
+
+    Parameters
+    ----------
+    spec : MLP
+    trials : int
+    batch : int
+        The batch :func:`fastgrad.run` would draw (its first input is used).
+    seed : int
+    dtype : {"float32", "float64"}
+        The forward pass's precision; J and its SVD are formed in float64 and the
+        singular values returned in this dtype.
+    threads : int, optional
+    chunk : int, optional
+        Trials per kernel call (progress granularity); does not change results.
+
+    Returns
+    -------
+    Spectrum
+    """
+    if not isinstance(spec, MLP):
+        raise ValueError(f"spec: spectra are computed for fastgrad.MLP, got {type(spec).__name__}")
+    trials = check_int("trials", trials)
+    batch = check_int("batch", batch)
+    seed = check_int("seed", seed, minimum=0)
+    dt = check_dtype(dtype)
+    chunk = SPECTRUM_CHUNK if chunk is None else check_int("chunk", chunk)
+    net, init = lowering.mlp(spec, dt.name)
+    k = int(min(spec.dims[0], spec.dims[-1]))
+    sv = np.empty((trials, k), dtype=dt)
+
+    def block(lo: int, hi: int) -> None:
+        cpu_spectrum.mlp_generated(net, init, seed, 0, batch, sv, lo, hi)
+
+    with threads_context(threads) as n_threads:
+        t0 = time.perf_counter()
+        block(0, 1)  # compiles (or loads) the kernel: timed apart
+        compile_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for lo in range(1, trials, chunk):
+            run_blocks(block, lo, min(lo + chunk, trials), n_threads)
+        run_seconds = time.perf_counter() - t0
+    return Spectrum(sv, spec=spec, seed=seed, trials=trials, dtype=dt.name, threads=n_threads,
+                    compile_seconds=compile_seconds, run_seconds=run_seconds)
+
+
+def mlp_jacobian(W: np.ndarray | Sequence[np.ndarray], b: np.ndarray | Sequence[np.ndarray], x: np.ndarray,
+                 activation: str = "tanh", last_activation: str | None = None, alpha: float | None = None,
+                 threads: int | None = None) -> np.ndarray:
+    """J = dh_L/dh_0 of given MLPs at the first row of each trial's x, as row-vector Jacobians (T, n_0, n_L).
+
+    ``J[t][i, k] = dh_L[k] / dh_0[i]``; its transpose is the usual (n_L, n_0) Jacobian.
+
+    Parameters
+    ----------
+    W, b, x, activation, last_activation, alpha, threads
+        As for :func:`fastgrad.mlp_backprop` (no targets needed).
+
+    Returns
+    -------
+    numpy.ndarray
+        Float64 (T, n_0, n_L).
+    """
+    from fastgrad.explicit import _mlp_arrays
+
+    x = np.asarray(x)
+    dims, w_flat, b_flat, x, _ = _mlp_arrays(W, b, x, np.zeros(x.shape[:2] + (np.asarray(W[-1]).shape[-1],),
+                                                                 dtype=x.dtype),
+                                             activation, "mse", last_activation, alpha)
+    net = lowering.mlp_net(dims, activation, last_activation, alpha, "mse", x.dtype.name)
+    jac = np.empty((x.shape[0], int(dims[0]), int(dims[-1])))
+    with threads_context(threads) as n_threads:
+        run_blocks(lambda lo, hi: cpu_spectrum.mlp_explicit(net, w_flat, b_flat, x, jac, lo, hi), 0, x.shape[0],
+                   n_threads)
+    return jac
+
+
+ISOMETRY_NETS: dict[str, tuple[str, float]] = {
+    "linear": ("linear", 0.0),
+    "tanh, critical": ("tanh", 1e-4),
+    "relu, critical": ("relu", 0.0),
+}
+"""The dynamical-isometry comparison: activation and sigma_b^2; sigma_w^2 is each one's edge of chaos."""
+
+
+def isometry_study(width: int = 128, depths: Sequence[int] = (8, 32, 128), trials: int = 100, seed: int = 0,
+                   batch: int = 1) -> tuple[dict[str, dict[tuple[int, str], Spectrum]], pd.DataFrame]:
+    """Spectra of J for Gaussian and orthogonal weights x linear / tanh / relu at the edge of chaos.
+
+    The comparison of Pennington, Schoenholz & Ganguli (2017), from finite networks:
+    sigma_w^2 = 1 for linear, the chi_1 = 1 edge at sigma_b^2 = 1e-4 for tanh, 2 for relu;
+    N(0, 1/n)-scaled Gaussian or orthogonal (gain sigma_w) weights; inputs N(0, 1).
+
+    Parameters
+    ----------
+    width : int
+    depths : sequence of int
+    trials : int
+    seed, batch : int
+
+    Returns
+    -------
+    spectra : dict of net name to {(depth, weights): Spectrum}
+    table : pandas.DataFrame
+        Per net, weights and depth: the measured m1, m2, var = m2 - m1^2 and var / m1^2 with
+        intervals, beside :func:`fastgrad.theory.spectrum_moments`.
+    """
+    from fastgrad import theory
+
+    spectra: dict[str, dict[tuple[int, str], Spectrum]] = {}
+    rows = []
+    for name, (act, b2) in ISOMETRY_NETS.items():
+        w2 = 1.0 if act == "linear" else 2.0 if act == "relu" else theory.critical_sigma_w2(act, b2)
+        spectra[name] = {}
+        for depth in depths:
+            for weights in ("gaussian", "orthogonal"):
+                kw: dict[str, object] = ({"init": "scaled_normal", "sigma_w2": w2} if weights == "gaussian"
+                                         else {"init": "orthogonal", "gain": float(np.sqrt(w2))})
+                spec = MLP(depth=depth, width=width, activation=act, sigma_b2=b2, **kw)  # type: ignore[arg-type]
+                s = spectrum(spec, trials=trials, batch=batch, seed=seed)
+                spectra[name][depth, weights] = s
+                m = s.moments()
+                want = theory.spectrum_moments(act, w2, b2, depth, weights)
+                rows.append({"net": name, "weights": weights, "depth": depth, "width": width, "trials": trials,
+                             "sigma_w2": w2, "sigma_b2": b2, "m1": m["m1"], "m1_low": m["m1_low"],
+                             "m1_high": m["m1_high"], "m2": m["m2"], "m2_low": m["m2_low"], "m2_high": m["m2_high"],
+                             "var_over_m1sq": m["var"] / m["m1"] ** 2, "theory_m1": want["m1"],
+                             "theory_m2": want["m2"], "theory_var_over_m1sq": want["var"] / want["m1"] ** 2,
+                             "median_condition": float(np.median(s.condition)), "seconds": s.run_seconds})
+    return spectra, pd.DataFrame(rows)
