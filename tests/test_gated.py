@@ -280,3 +280,24 @@ def test_zero_weight_cells_have_the_exact_jacobian_norms():
     gru = fg.run(fg.GRU(steps=30, hidden=5, inputs=2, init="identity", gain=0.0, input_scale=0.0,
                         update_bias=1.0, jacobian=True), trials=3, batch=2)
     np.testing.assert_allclose(gru.jacobian_norm, np.sqrt(5) / (1 + np.exp(-1.0)) ** k * np.ones((3, 1)), rtol=1e-12)
+
+
+def test_gated_sweeps_store_load_analyse_and_plot(tmp_path):
+    from fastgrad.analysis import decay_table
+    from fastgrad.plot import plot_store
+
+    store = tmp_path / "gates"
+    fg.sweep("lstm", {"steps": 6, "hidden": 4, "inputs": 2, "forget_bias": [0.0, 1.0]}, trials=5, batch=2,
+             store=store, progress=False)
+    frame = fg.load(store)
+    assert set(frame["forget_bias"]) == {0.0, 1.0} and {"grad_h", "grad_c", "grad_whh_f_step"} <= set(frame.columns)
+    table = decay_table(store, n_boot=20)
+    assert len(table) == 2 and table["slope"].notna().all()
+    # The forget bias keeps more of the gradient: a smaller decay rate of ||dL/dh_t|| per step.
+    assert table.set_index("forget_bias").loc[1.0, "slope"] < table.set_index("forget_bias").loc[0.0, "slope"]
+    paths = plot_store(store)
+    assert any(p.name == "decay_curves.png" for p in paths)
+    gru = tmp_path / "gru"
+    fg.sweep("gru", {"steps": 5, "hidden": 3, "inputs": 2, "update_bias": ["chrono", 0.0]}, trials=3, batch=2,
+             store=gru, progress=False)
+    assert len(fg.load(gru)) == 2 * 3 * 5
