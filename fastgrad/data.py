@@ -23,7 +23,9 @@ class Dataset:
     ----------
     x_train, y_train : numpy.ndarray
         (N, features) and (N, outputs): one-hot rows for classification;
-        sequences (for RNNs) have x of shape (N, steps, features).
+        sequences (for RNNs) have x of shape (N, steps, features), and y of shape
+        (N, outputs) (one target per sequence) or (N, K, outputs) (a target for
+        each of the last K steps, K <= steps).
     x_test, y_test : numpy.ndarray
         The held-out split, same layout (may have 0 rows).
     task : str
@@ -45,8 +47,8 @@ class Dataset:
 
     @property
     def outputs(self) -> int:
-        """Number of outputs (classes for classification)."""
-        return int(self.y_train.shape[1])
+        """Number of outputs (classes for classification); per step for sequence targets."""
+        return int(self.y_train.shape[-1])
 
 
 def _one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
@@ -122,8 +124,9 @@ def adding(samples: int = 2000, steps: int = 50, test_fraction: float = 0.2, see
 
     Each sequence has two inputs per step: a value u ~ U(0, 1) and a marker that
     is 1 at two positions (one in each half) and 0 elsewhere; the target is the
-    sum of the two marked values. Predicting the mean (1.0) gives mse ~0.083 (the
-    loss 0.5 * mse ~0.042): a network must carry the first value across ~steps/2 steps.
+    sum of the two marked values. Predicting the mean (1.0) gives mse 1/6 ~0.167 (the
+    variance of a sum of two U(0, 1); the training loss 0.5 * mse ~0.083): a network must
+    carry the first value across ~steps/2 steps.
 
     Returns
     -------
@@ -144,3 +147,60 @@ def adding(samples: int = 2000, steps: int = 50, test_fraction: float = 0.2, see
     y = (x[rows, first, 0] + x[rows, second, 0])[:, None]
     n_test = int(round(test_fraction * samples))
     return Dataset(x[n_test:], y[n_test:], x[:n_test], y[:n_test], "regression", f"adding-{steps}")
+
+
+def copy_task(samples: int = 2000, steps: int = 10, symbols: int = 8, delay: int = 50, test_fraction: float = 0.2,
+              seed: int = 0) -> Dataset:
+    """The copy task (Hochreiter & Schmidhuber 1997; Arjovsky, Shah & Bengio 2016): recall symbols after a delay.
+
+    Each sequence, ``2 steps + delay`` long, shows ``steps`` random symbols (uniform
+    over ``symbols`` kinds), then ``delay - 1`` blanks, a marker, and ``steps`` more
+    blanks during which the network must output the symbols in their order. So each
+    symbol is recalled ``steps + delay`` steps after it was shown (Arjovsky et al.'s T
+    is ``delay``, with ``steps=10``, ``symbols=8``). Inputs are one-hot over
+    ``symbols + 2`` channels: 0 blank, 1 .. symbols the symbols, symbols + 1 the marker.
+
+    The targets cover the recall phase only: (N, steps, symbols), one-hot, a
+    classification per output step (``fastgrad.train`` reads out the last ``steps``
+    steps, softmax cross-entropy averaged over them). Arjovsky et al. also score a
+    "blank" output at every earlier step, which dilutes the loss by the length; here
+    the mean predictor (each symbol 1/symbols, whatever the input) has loss
+    ``log(symbols)`` and accuracy ``1/symbols`` on every scored step.
+
+    Parameters
+    ----------
+    samples : int
+        Number of sequences (training plus held-out), >= 2.
+    steps : int
+        Number of symbols to copy, >= 1.
+    symbols : int
+        Size of the alphabet, >= 2.
+    delay : int
+        Steps from the last symbol to the marker, inclusive (>= 1).
+    test_fraction : float
+        Share of the sequences held out, in [0, 1).
+    seed : int
+
+    Returns
+    -------
+    Dataset
+        ``x`` of shape (N, 2 steps + delay, symbols + 2), ``y`` of shape (N, steps, symbols),
+        task ``classification``.
+    """
+    samples = check_int("samples", samples, minimum=2)
+    steps = check_int("steps", steps)
+    symbols = check_int("symbols", symbols, minimum=2)
+    delay = check_int("delay", delay)
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction: must be in [0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, symbols, (samples, steps))
+    length = 2 * steps + delay
+    codes = np.zeros((samples, length), dtype=np.int64)  # 0: blank
+    codes[:, :steps] = labels + 1
+    codes[:, steps + delay - 1] = symbols + 1  # the marker
+    x = np.eye(symbols + 2)[codes]
+    y = np.eye(symbols)[labels]
+    n_test = int(round(test_fraction * samples))
+    return Dataset(x[n_test:], y[n_test:], x[:n_test], y[:n_test], "classification",
+                   f"copy-{steps}x{symbols}-delay-{delay}")

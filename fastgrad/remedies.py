@@ -115,6 +115,117 @@ def run_rnn_remedies(data: Dataset, hidden: int = 32, epochs: int = 10, trials: 
     return pd.DataFrame(rows), results
 
 
+CURES: dict[str, tuple[str, dict[str, Any]]] = {
+    # name: (cell, its spec's settings); every recurrent block orthogonal, gain 1
+    "RNN tanh, orthogonal": ("rnn", {"activation": "tanh", "init": "orthogonal", "gain": 1.0}),
+    "LSTM, forget bias 0": ("lstm", {"init": "orthogonal", "forget_bias": 0.0}),
+    "LSTM, forget bias 1": ("lstm", {"init": "orthogonal", "forget_bias": 1.0}),
+    "GRU, update bias 0": ("gru", {"init": "orthogonal", "update_bias": 0.0}),
+}
+SOLVED_FRACTION = 0.1
+"""Regression is solved when the loss is below this share of the mean predictor's."""
+SOLVED_KAPPA = 0.9
+"""Classification is solved when held-out accuracy, chance-corrected ((acc - 1/k) / (1 - 1/k)), reaches this."""
+
+
+def run_cures_training(data: Dataset, hidden: int = 64, epochs: int = 15, trials: int = 8, lr: float = 1e-2,
+                       batch: int = 32, clip_norm: float | None = 1.0, seed: int = 0,
+                       threads: int | None = None) -> tuple[pd.DataFrame, dict[str, TrainResult]]:
+    """The vanilla RNN, the LSTM (forget bias 0 and 1) and the GRU trained on one memory task.
+
+    Every cell has ``hidden`` units, orthogonal recurrent blocks (gain 1, one per gate),
+    N(0, 1/d) input weights, zero biases but the memory gate's, and trains with Adam
+    (``lr``, PyTorch's betas), global-norm clipping at ``clip_norm``, from the same seed
+    and minibatch orders (trial k of each cell sees the same data in the same order).
+
+    A trial solves a regression task (the adding problem) when its last epoch's training
+    loss is below ``SOLVED_FRACTION`` (0.1) of the mean predictor's, ``0.5 var(y)`` summed
+    over the outputs (mse below a tenth of the mean predictor's mse); a classification task
+    (the copy task) when its held-out accuracy at the last epoch, chance-corrected as
+    ``(acc - 1/k) / (1 - 1/k)`` for k classes, is at least ``SOLVED_KAPPA`` (0.9; accuracy
+    >= 0.9125 for 8 symbols).
+
+    Parameters
+    ----------
+    data : Dataset
+        Sequences (N, steps, features); targets (N, outputs) or (N, K, outputs).
+    hidden : int
+    epochs, trials, batch, seed : int
+    lr : float
+        Adam's learning rate, the same for every cell.
+    clip_norm : float, optional
+        Global-norm clipping threshold, the same for every cell (None: none).
+    threads : int, optional
+
+    Returns
+    -------
+    (pandas.DataFrame, dict of str to TrainResult)
+        One row per cell: the fraction of trials that solve the task, the median
+        epoch at which the solved ones first met the criterion, the median final loss
+        (and, for classification, held-out accuracy), the mean predictor's loss, the
+        fraction diverged, and seconds of training.
+    """
+    from fastgrad.specs import GRU, LSTM, RNN
+
+    cells = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+    steps = int(data.x_train.shape[1])
+    classification = data.task == "classification"
+    targets = data.y_train.reshape(-1, data.outputs)
+    chance = 1.0 / data.outputs
+    baseline = (-np.log(chance) if classification else 0.5 * float(np.sum(targets.var(axis=0))))
+    results: dict[str, TrainResult] = {}
+    rows = []
+    for name, (cell, net) in CURES.items():
+        spec = cells[cell](steps=steps, hidden=hidden, inputs=data.features, **net)
+        res = train(spec, data, optimizer="adam", lr=lr, clip_norm=clip_norm, epochs=epochs, batch=batch,
+                    trials=trials, seed=seed, threads=threads)
+        results[name] = res
+        if classification:
+            with np.errstate(invalid="ignore"):
+                met = (res.test_accuracy - chance) / (1.0 - chance) >= SOLVED_KAPPA
+        else:
+            met = res.loss < SOLVED_FRACTION * baseline
+        solved = met[:, -1]
+        first = np.argmax(met, axis=1) + 1.0
+        row = {"task": data.name, "configuration": name, "solved": float(np.mean(solved)),
+               "epoch_solved": _median(first[solved]), "final_loss": _median(res.loss[:, -1]),
+               "mean_predictor_loss": baseline}
+        if classification:
+            row["final_test_accuracy"] = _median(res.test_accuracy[:, -1])
+        row.update({"diverged": res.fraction_diverged(), "seconds": res.seconds})
+        rows.append(row)
+    return pd.DataFrame(rows), results
+
+
+def cures_markdown(tables: list[pd.DataFrame], command: str, settings: str) -> str:
+    """The training experiment of the cures as a Markdown section.
+
+    Parameters
+    ----------
+    tables : list of pandas.DataFrame
+        :func:`run_cures_training`'s tables, one per task.
+    command : str
+        The command line that made them.
+    settings : str
+        One line stating the data, sizes and optimiser.
+
+    Returns
+    -------
+    str
+    """
+    from fastgrad.stats import markdown_table
+
+    lines = ["## The cures during training", "", settings, "",
+             f"Solved: the last epoch's training loss below {SOLVED_FRACTION:g} of the mean predictor's "
+             f"(regression), or held-out accuracy, chance-corrected, at least {SOLVED_KAPPA:g} (classification). "
+             "`epoch_solved`: median first epoch meeting it, over the trials solved at the end; losses are "
+             "medians over the trials.", ""]
+    for table in tables:
+        lines += [*markdown_table(table), ""]
+    lines += [f"Command: `{command}`", ""]
+    return "\n".join(lines)
+
+
 def _median(values: np.ndarray) -> float:
     """Median over the finite values (nan when every trial diverged)."""
     finite = values[np.isfinite(values)]

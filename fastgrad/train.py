@@ -14,8 +14,8 @@ from fastgrad import lowering
 from fastgrad.codes import ADAM, MOMENTUM, NESTEROV, RMSPROP, SGD
 from fastgrad.data import Dataset
 from fastgrad.engine import check_dtype, run_blocks, threads_context
-from fastgrad.kernels import cpu_train
-from fastgrad.specs import MLP, RNN, check_choice, check_float, check_int
+from fastgrad.kernels import cpu_train, cpu_train_seq
+from fastgrad.specs import GRU, LSTM, MLP, RNN, check_choice, check_float, check_int
 from fastgrad.version import __version__
 
 OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adam": ADAM, "rmsprop": RMSPROP}
@@ -40,10 +40,13 @@ class TrainResult:
         Diverged trials are kept and counted, never dropped.
     initial, final : array (trials, parameters)
         Weights then biases, packed layer by layer (W_l row-major), before and after training;
-        for an RNN, packed [W_hh, W_xh, b, W_o, b_o].
+        for an RNN packed [W_hh, W_xh, b, W_o, b_o], an LSTM [W_h, W_x, b, W_o, b_o], a GRU
+        [W_h, W_x, b_ih, b_hh, W_o, b_o] (each row-major, gated cells' weights in the layout of
+        ``kernels/cpu_lstm.py``: x @ W, gate k in columns k n .. (k + 1) n).
     grad_h : array (trials, epochs, steps) or None
-        RNN only: mean ||dL/dh_t|| per step (step 0 the earliest). For an RNN, ``grad_w``
-        holds (W_xh, W_hh, W_o) and ``grad_b`` (b, b_o).
+        Recurrent cells only: mean ||dL/dh_t|| per step (step 0 the earliest). For them
+        ``grad_w`` holds (W_x, W_h, W_o) (the RNN's W_xh, W_hh) and ``grad_b`` (b, b_o), or the
+        GRU's (b_ih, b_hh, b_o). ``accuracy`` counts every read-out step of every sequence.
     spec, config : the network and the optimiser settings; seed, seconds, version.
     """
 
@@ -53,7 +56,7 @@ class TrainResult:
     grad_w: np.ndarray
     grad_b: np.ndarray
     diverged: np.ndarray
-    spec: MLP | RNN
+    spec: MLP | RNN | LSTM | GRU
     config: dict[str, Any]
     seed: int
     seconds: float
@@ -74,18 +77,25 @@ class TrainResult:
         return first
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per trial x epoch x layer (loss and accuracies repeated per layer)."""
+        """One row per trial x epoch x layer (loss and accuracies repeated per layer).
+
+        For a recurrent cell a "layer" is a position in ``grad_w`` and ``grad_b``, the
+        shorter of the two padded with nan.
+        """
         t, e, layers = self.grad_w.shape
+        layers = max(layers, self.grad_b.shape[2])
+        pad = [np.pad(a, ((0, 0), (0, 0), (0, layers - a.shape[2])), constant_values=np.nan)
+               for a in (self.grad_w, self.grad_b)]
         idx = np.indices((t, e, layers)).reshape(3, -1)
         frame = pd.DataFrame({"trial": idx[0], "epoch": idx[1] + 1, "layer": idx[2] + 1,
-                              "grad_w": self.grad_w.ravel(), "grad_b": self.grad_b.ravel()})
+                              "grad_w": pad[0].ravel(), "grad_b": pad[1].ravel()})
         for name in ("loss", "accuracy", "test_accuracy"):
             frame[name] = np.repeat(getattr(self, name).ravel(), layers)
         return frame
 
 
 def train(
-    spec: MLP | RNN,
+    spec: MLP | RNN | LSTM | GRU,
     data: Dataset,
     optimizer: Literal["sgd", "momentum", "nesterov", "adam", "rmsprop"] = "sgd",
     lr: float = 0.1,
@@ -110,9 +120,16 @@ def train(
     the loss is the mse. Trial k's initial weights are trial k of
     ``fastgrad.run(spec, seed=seed)``; its minibatch order is its own.
 
+    A recurrent cell (RNN, LSTM, GRU; its ``steps`` and ``inputs`` set from the data) is
+    trained by backpropagation through time with a linear read-out ``o_t = h_t W_o + b_o``,
+    W_o ~ N(0, 1/hidden) from the trial's own stream, b_o = 0: on h_S for targets of shape
+    (N, outputs), on each of the last K steps for sequence targets (N, K, outputs). The loss
+    is the mean over those steps of the mse or softmax cross-entropy of each step (each a
+    mean over the minibatch); held-out accuracy is measured for classification.
+
     Parameters
     ----------
-    spec : MLP
+    spec : MLP, RNN, LSTM or GRU
     data : Dataset
     optimizer : {"sgd", "momentum", "nesterov", "adam", "rmsprop"}
         Each in PyTorch's form (``torch.optim``): ``sgd``, ``momentum`` and ``nesterov`` are
@@ -147,8 +164,8 @@ def train(
     -------
     TrainResult
     """
-    if not isinstance(spec, (MLP, RNN)):
-        raise ValueError(f"spec: expected fastgrad.MLP or fastgrad.RNN, got {type(spec).__name__}")
+    if not isinstance(spec, (MLP, RNN, LSTM, GRU)):
+        raise ValueError(f"spec: expected fastgrad.MLP, RNN, LSTM or GRU, got {type(spec).__name__}")
     if not isinstance(data, Dataset):
         raise ValueError(f"data: expected fastgrad.data.Dataset, got {type(data).__name__}")
     check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
@@ -172,8 +189,8 @@ def train(
               "alpha": alpha, "weight_decay": weight_decay, "clip_norm": clip_norm, "epochs": epochs, "batch": batch,
               "trials": trials, "data": data.name, "dtype": dt.name}
     opt = cpu_train.Optimizer(OPTIMIZERS[optimizer], lr, momentum, weight_decay, clip, beta1, beta2, eps, alpha)
-    if isinstance(spec, RNN):
-        return _train_rnn(spec, data, opt, epochs, batch, trials, seed, dt, threads, config)
+    if isinstance(spec, (RNN, LSTM, GRU)):
+        return _train_sequence(spec, data, opt, epochs, batch, trials, seed, dt, threads, config)
     if data.x_train.ndim != 2:
         raise ValueError(f"data: an MLP needs inputs of shape (N, features), got {data.x_train.shape}")
     classification = data.task == "classification"
@@ -220,22 +237,43 @@ def _record(trials: int, epochs: int, n_params: int, layers: tuple[int, int], st
                             np.empty((trials, epochs if steps else 0, steps)), np.empty(trials, dtype=np.int64))
 
 
-def _train_rnn(spec: RNN, data: Dataset, opt: cpu_train.Optimizer, epochs: int, batch: int, trials: int, seed: int,
-               dt: np.dtype, threads: int | None, config: dict[str, Any]) -> TrainResult:
-    """RNN regressor with a linear read-out on h_S, trained by BPTT (see ``kernels/cpu_train.train_rnn``)."""
-    if data.x_train.ndim != 3 or data.task != "regression":
-        raise ValueError("data: an RNN trains on sequences (N, steps, features) with regression targets, "
-                         f"got {data.x_train.shape} ({data.task})")
-    spec = dataclasses.replace(spec, inputs=data.features, steps=data.x_train.shape[1])
-    net, init = lowering.rnn(spec, dt.name)
-    n, d, k = spec.hidden, data.features, data.outputs
-    size = n * n + d * n + n + n * k + k
-    record = _record(trials, epochs, size, (3, 2), spec.steps, dt)
-    arrays = cpu_train.Data(np.ascontiguousarray(data.x_train, dtype=dt), np.ascontiguousarray(data.y_train, dtype=dt),
-                            np.empty((0, d), dtype=dt), np.empty((0, k), dtype=dt))
+def _sequences(x: np.ndarray, y: np.ndarray, which: str) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (N, S, d) and targets (N, K, k) of one split, K = 1 for targets of shape (N, k)."""
+    if x.ndim != 3:
+        raise ValueError(f"data: an RNN, LSTM or GRU trains on sequences (N, steps, features), got {which} inputs "
+                         f"of shape {x.shape}")
+    if y.ndim == 2:
+        y = y[:, None, :]
+    if y.ndim != 3 or y.shape[0] != x.shape[0] or not 1 <= y.shape[1] <= x.shape[1]:
+        raise ValueError(f"data: {which} targets must be (N, outputs) or (N, K, outputs) with 1 <= K <= steps "
+                         f"for inputs {x.shape}, got {y.shape}")
+    return x, y
+
+
+def _train_sequence(spec: RNN | LSTM | GRU, data: Dataset, opt: cpu_train.Optimizer, epochs: int, batch: int,
+                    trials: int, seed: int, dt: np.dtype, threads: int | None, config: dict[str, Any]) -> TrainResult:
+    """A recurrent cell with a linear read-out of its last K steps, trained by BPTT (``kernels/cpu_train_seq``)."""
+    x, y = _sequences(data.x_train, data.y_train, "training")
+    x_test, y_test = x[:0], y[:0]
+    if data.x_test.shape[0]:
+        x_test, y_test = _sequences(data.x_test, data.y_test, "held-out")
+        if x_test.shape[1:] != x.shape[1:] or y_test.shape[1:] != y.shape[1:]:
+            raise ValueError(f"data: held-out shapes {x_test.shape}, {y_test.shape} differ from the training "
+                             f"shapes {x.shape}, {y.shape}")
+    classification = data.task == "classification"
+    spec = dataclasses.replace(spec, inputs=data.features, steps=x.shape[1])
+    net, init = lowering.sequence_training(spec, classification, dt.name)
+    n, d, k = spec.hidden, data.features, y.shape[2]
+    g = n if isinstance(spec, RNN) else spec.GATES * n
+    cell_biases = 2 if isinstance(spec, GRU) else 1
+    size = n * g + d * g + cell_biases * g + n * k + k
+    record = _record(trials, epochs, size, (3, cell_biases + 1), spec.steps, dt)
+    arrays = cpu_train.Data(*(np.ascontiguousarray(a, dtype=dt) for a in (x, y, x_test, y_test)))
+    kernel = (cpu_train_seq.train_rnn if isinstance(spec, RNN)
+              else cpu_train_seq.train_lstm if isinstance(spec, LSTM) else cpu_train_seq.train_gru)
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
-        run_blocks(lambda lo, hi: cpu_train.train_rnn(net, init, seed, 0, arrays, opt, epochs, batch, record, lo, hi),
+        run_blocks(lambda lo, hi: kernel(net, init, seed, 0, arrays, opt, epochs, batch, record, lo, hi),
                    0, trials, n_threads)
         seconds = time.perf_counter() - t0
     return TrainResult(record.loss, record.accuracy, record.test_accuracy, record.grad_w, record.grad_b,

@@ -338,3 +338,176 @@ def test_clipping_stops_an_exploding_rnn_from_diverging():
     clipped = fg.train(spec, data, lr=0.1, epochs=3, trials=4, clip_norm=1.0)
     assert free.fraction_diverged() == 1.0 and clipped.fraction_diverged() == 0.0
     assert np.all(np.isfinite(clipped.loss))
+
+
+# Recurrent cells (vanilla RNN, LSTM, GRU) against PyTorch: nn.RNN / nn.LSTM / nn.GRU with a Linear read-out.
+
+CELLS = {"rnn": (1, 1), "lstm": (4, 1), "gru": (3, 2)}  # gates G, cell biases
+
+
+def cell_spec(cell, steps, inputs):
+    common = {"steps": steps, "hidden": 4, "inputs": inputs, "sigma_b": 0.1}
+    if cell == "rnn":
+        return fg.RNN(gain=1.2, **common)
+    if cell == "lstm":
+        return fg.LSTM(init="orthogonal", forget_bias=1.0, **common)
+    return fg.GRU(init="orthogonal", update_bias=0.5, **common)
+
+
+def unpack_cell(flat, cell, n, d, k):
+    """The packed [W_h, W_x, (cell biases), W_o, b_o] of one trial, as arrays."""
+    gates, biases = CELLS[cell]
+    g = gates * n
+    sizes = [n * g, d * g] + [g] * biases + [n * k, k]
+    parts = np.split(flat, np.cumsum(sizes)[:-1])
+    return [parts[0].reshape(n, g), parts[1].reshape(d, g), *parts[2 : 2 + biases], parts[-2].reshape(n, k),
+            parts[-1]]
+
+
+def torch_cell_training(torch, cell, initial, data, k_steps, optimizer, lr, decay, clip, epochs, batch, seed,
+                        trial):
+    """The same weights, minibatches and optimiser in PyTorch; returns the final packed parameters."""
+    nn = torch.nn
+    d, k = data.features, data.outputs
+    n = 4
+    parts = unpack_cell(initial, cell, n, d, k)
+    module = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](d, n, batch_first=True).double()
+    head = nn.Linear(n, k).double()
+    t = lambda a: torch.tensor(np.ascontiguousarray(a))  # noqa: E731
+    with torch.no_grad():
+        module.weight_hh_l0.copy_(t(parts[0].T))
+        module.weight_ih_l0.copy_(t(parts[1].T))
+        module.bias_ih_l0.copy_(t(parts[2]))
+        module.bias_hh_l0.copy_(t(parts[3]) if cell == "gru" else torch.zeros(module.bias_hh_l0.shape))
+        head.weight.copy_(t(parts[-2].T))
+        head.bias.copy_(t(parts[-1]))
+    weights = [module.weight_hh_l0, module.weight_ih_l0, head.weight]
+    biases = [module.bias_ih_l0] + ([module.bias_hh_l0] if cell == "gru" else []) + [head.bias]
+    groups = [{"params": weights, "weight_decay": decay}, {"params": biases, "weight_decay": 0.0}]
+    opt = torch.optim.SGD(groups, lr=lr) if optimizer == "sgd" else torch.optim.Adam(groups, lr=lr)
+    x, y = t(data.x_train), t(data.y_train).reshape(len(data.x_train), k_steps, k)
+    n_rows = len(x)
+    for epoch in range(epochs):
+        order = np.argsort(uniforms(seed, trial, ORDER_TENSOR + epoch, n_rows), kind="stable")
+        for s in range(n_rows // batch):
+            rows = torch.tensor(order[s * batch : (s + 1) * batch])
+            hs, _ = module(x[rows])
+            out = head(hs[:, -k_steps:])  # (B, K, k)
+            if data.task == "classification":
+                loss = nn.functional.cross_entropy(out.reshape(-1, k), y[rows].argmax(dim=2).reshape(-1))
+            else:
+                loss = ((out - y[rows]) ** 2).sum() / (2 * batch * k_steps)
+            opt.zero_grad()
+            loss.backward()
+            if clip is not None:  # fastgrad's clip / norm (clip_grad_norm_ divides by norm + 1e-6: 1e-6 relative)
+                norm = torch.sqrt(sum((p.grad**2).sum() for p in weights + biases))
+                for p in weights + biases:
+                    p.grad *= min(1.0, clip / float(norm))
+            opt.step()
+    final = [weights[0].T, weights[1].T, *biases[:-1], weights[2].T, biases[-1]]
+    return np.concatenate([p.detach().numpy().ravel() for p in final])
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("task, optimizer, clip, decay", [
+    ("adding", "sgd", None, 0.0), ("copy", "sgd", 0.5, 0.01), ("copy", "adam", None, 0.0),
+    ("adding", "adam", 0.3, 0.02),
+])
+def test_recurrent_training_equals_pytorch(cell, task, optimizer, clip, decay):
+    """Four SGD or Adam steps (two epochs) of each cell against torch.nn.RNN/LSTM/GRU + Linear, to 1e-10.
+
+    The adding problem reads out h_S (mse); the copy task the last K = 2 steps (cross-entropy
+    per step, the gradient entering BPTT at every read-out step). L2 on W_h, W_x, W_o only.
+    """
+    torch = pytest.importorskip("torch")
+    if task == "adding":
+        data, k_steps = fg.data.adding(samples=10, steps=5, seed=2), 1  # 8 training sequences
+    else:
+        data, k_steps = fg.data.copy_task(samples=10, steps=2, symbols=3, delay=2, seed=2), 2
+    spec = cell_spec(cell, data.x_train.shape[1], data.features)
+    lr, batch, epochs = (0.3 if optimizer == "sgd" else 0.02), 4, 2
+    res = fg.train(spec, data, optimizer=optimizer, lr=lr, weight_decay=decay, clip_norm=clip, epochs=epochs,
+                   batch=batch, trials=2, seed=3)
+    for trial in range(2):
+        ref = torch_cell_training(torch, cell, res.initial[trial], data, k_steps, optimizer, lr, decay, clip, epochs,
+                                  batch, 3, trial)
+        assert np.max(np.abs(ref - res.initial[trial])) > 1e-3  # the steps moved the weights
+        np.testing.assert_allclose(res.final[trial], ref, rtol=1e-10, atol=1e-12)
+    gates, biases = CELLS[cell]
+    assert res.grad_w.shape == (2, epochs, 3) and res.grad_b.shape == (2, epochs, biases + 1)
+    assert res.grad_h.shape == (2, epochs, data.x_train.shape[1])
+    if cell != "rnn":  # trial k's cell weights are trial k of fastgrad.run(spec)
+        wh = fg.gated_trial_arrays(res.spec, seed=3, trials=2, batch=1)[0]
+        np.testing.assert_array_equal(res.initial[1, : wh[1].size], wh[1].ravel())
+    if task == "copy":
+        assert np.all((res.accuracy >= 0) & (res.accuracy <= 1)) and np.all(np.isfinite(res.test_accuracy))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_cells_learn_the_adding_problem_in_both_dtypes(cell):
+    """The loss falls for every trial; float32 follows float64."""
+    data = fg.data.adding(samples=320, steps=10, seed=1)
+    spec = {"lstm": fg.LSTM(steps=10, hidden=8, inputs=2, forget_bias=1.0),
+            "gru": fg.GRU(steps=10, hidden=8, inputs=2)}[cell]
+    runs = [fg.train(spec, data, optimizer="adam", lr=0.01, weight_decay=1e-4, clip_norm=5.0, epochs=6, trials=3,
+                     seed=2, dtype=dtype) for dtype in ("float64", "float32")]
+    assert runs[1].final.dtype == np.float32 and runs[0].fraction_diverged() == 0.0
+    assert np.all(runs[0].loss[:, -1] < 0.5 * runs[0].loss[:, 0])
+    np.testing.assert_allclose(runs[1].loss, runs[0].loss, rtol=1e-4)
+    np.testing.assert_allclose(runs[1].final, runs[0].final, atol=1e-3)
+    frame = runs[0].to_frame()
+    assert len(frame) == 3 * 6 * max(runs[0].grad_w.shape[2], runs[0].grad_b.shape[2])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_training_is_bitwise_equal_across_threads(cell):
+    data = fg.data.copy_task(samples=100, steps=3, symbols=4, delay=4, seed=1)
+    spec = cell_spec(cell, data.x_train.shape[1], data.features)
+    a = fg.train(spec, data, optimizer="adam", lr=0.01, epochs=2, batch=16, trials=5, seed=4, threads=2)
+    b = fg.train(spec, data, optimizer="adam", lr=0.01, epochs=2, batch=16, trials=5, seed=4, threads=1)
+    c = fg.train(spec, data, optimizer="adam", lr=0.01, epochs=2, batch=16, trials=2, seed=4, threads=1)
+    for field in ("final", "loss", "accuracy", "test_accuracy", "grad_w", "grad_b", "grad_h"):
+        assert getattr(a, field).tobytes() == getattr(b, field).tobytes(), field
+        assert getattr(a, field)[:2].tobytes() == getattr(c, field).tobytes(), field
+    assert not np.array_equal(a.final[0], a.final[1])
+
+
+def test_recurrent_training_refuses_bad_input_by_name():
+    seq = fg.data.adding(samples=40, steps=5, seed=0)
+    lstm = fg.LSTM(steps=5, hidden=4, inputs=2)
+    flat = Dataset(seq.x_train[:, 0], seq.y_train, seq.x_test[:, 0], seq.y_test, "regression", "flat")
+    with pytest.raises(ValueError, match="data: an RNN, LSTM or GRU trains on sequences"):
+        fg.train(lstm, flat)
+    too_long = Dataset(seq.x_train, np.zeros((len(seq.x_train), 6, 1)), seq.x_test, seq.y_test, "regression", "k")
+    with pytest.raises(ValueError, match="data: training targets"):
+        fg.train(fg.GRU(steps=5, hidden=4, inputs=2), too_long)
+    other = Dataset(seq.x_train, seq.y_train, seq.x_test[:, :3], seq.y_test, "regression", "k")
+    with pytest.raises(ValueError, match="data: held-out shapes"):
+        fg.train(lstm, other)
+    for kwargs, match in (({"lr": 0.0}, "lr"), ({"optimizer": "adagrad"}, "optimizer"), ({"batch": 100}, "batch"),
+                          ({"clip_norm": 0.0}, "clip_norm"), ({"dtype": "float16"}, "dtype")):
+        with pytest.raises(ValueError, match=match):
+            fg.train(lstm, seq, **kwargs)
+    with pytest.raises(ValueError, match="spec"):
+        fg.train(fg.Chain(depth=3), seq)
+
+
+def test_copy_task_shapes_and_its_mean_predictor_baseline():
+    data = fg.data.copy_task(samples=3000, steps=5, symbols=8, delay=12, seed=3)
+    length = 2 * 5 + 12
+    assert data.x_train.shape == (2400, length, 10) and data.y_train.shape == (2400, 5, 8)
+    assert data.x_test.shape == (600, length, 10) and data.task == "classification" and data.outputs == 8
+    assert np.all(data.x_train.sum(axis=2) == 1) and np.all(data.y_train.sum(axis=2) == 1)
+    codes = data.x_train.argmax(axis=2)
+    assert np.all(codes[:, 5 + 12 - 1] == 9)  # the marker, once, just before the recall phase
+    assert np.all((codes == 9).sum(axis=1) == 1) and np.all(codes[:, 5 : 5 + 11] == 0) and np.all(codes[:, 17:] == 0)
+    np.testing.assert_array_equal(codes[:, :5] - 1, data.y_train.argmax(axis=2))  # the targets are the symbols
+    # The mean predictor (the symbols' frequencies, whatever the input): loss log(8), accuracy 1/8.
+    p = data.y_train.mean(axis=(0, 1))
+    loss = -np.mean(np.sum(data.y_test * np.log(p), axis=2))
+    accuracy = np.mean(data.y_test.argmax(axis=2) == p.argmax())
+    assert abs(loss - np.log(8)) < 0.01 and abs(accuracy - 1 / 8) < 0.02
+    for kwargs, match in (({"steps": 0}, "steps"), ({"symbols": 1}, "symbols"), ({"delay": 0}, "delay"),
+                          ({"samples": 1}, "samples"), ({"test_fraction": 1.0}, "test_fraction")):
+        with pytest.raises(ValueError, match=match):
+            fg.data.copy_task(**kwargs)

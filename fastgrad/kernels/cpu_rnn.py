@@ -29,7 +29,7 @@ import numpy as np
 from numba.extending import overload
 
 from fastgrad._numba import Choice, call, chosen, jit, kernel
-from fastgrad.codes import NORMAL, RNN_ALL, RNN_B, RNN_PROBE, RNN_WHH, RNN_WXH, RNN_X, RNN_Y
+from fastgrad.codes import NORMAL, RNN_ALL, RNN_B, RNN_DIRECT, RNN_PROBE, RNN_WHH, RNN_WXH, RNN_X, RNN_Y
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import accumulate_norm_squared, sum_squares
 
@@ -124,7 +124,7 @@ def backward(whh: np.ndarray, hs: np.ndarray, ds: np.ndarray, g: np.ndarray, y: 
     Writes delta_t into ``deltas[t - 1]`` (S, B, n), ||g_t|| and ||h_{t-1}^T delta_t||
     into the (S,) rows, and accumulates dLoss/dW_hh (float64, n n) into ``total_w``.
     Under ``RNN_ALL`` the loss's direct term at each earlier step is added from
-    ``y`` (S, B, n): (h_t - y_t) / B.
+    ``y`` (S, B, n): (h_t - y_t) / B; under ``RNN_DIRECT`` (training) ``y_t`` is that term.
     """
     steps = ds.shape[0]
     batch, n = g.shape
@@ -135,6 +135,10 @@ def backward(whh: np.ndarray, hs: np.ndarray, ds: np.ndarray, g: np.ndarray, y: 
             for i in range(batch):
                 for j in range(n):
                     g[i, j] += (hs[t + 1, i, j] - y[t, i, j]) * inv_b
+        elif loss == RNN_DIRECT and t < steps - 1:  # training's per-step read-out
+            for i in range(batch):
+                for j in range(n):
+                    g[i, j] += y[t, i, j]
         grad_h[t] = np.sqrt(sum_squares(g.reshape(batch * n)))
         dt = deltas[t]
         for i in range(batch):

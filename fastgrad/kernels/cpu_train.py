@@ -2,11 +2,12 @@
 
 This module holds what every training loop shares: the loss and its gradient
 (:func:`loss_gradient`), each trial's epoch order (:func:`epoch_order`), global-norm
-clipping (:func:`clip_scale`, PyTorch's ``clip_grad_norm_`` before the step) and
-the optimiser step (:func:`optimizer_step`: SGD, momentum, Nesterov momentum, Adam or
-RMSprop in PyTorch's form, L2 weight decay on the weights only). The forward and backward
-passes are the statistics kernels' own (``cpu_mlp.forward``/``backward``,
-``cpu_rnn.forward``/``backward``), with their memory layout.
+clipping (:func:`clip_scale`, PyTorch's ``clip_grad_norm_`` before the step, without its
+1e-6 added to the norm) and the optimiser step (:func:`optimizer_step`: SGD, momentum,
+Nesterov momentum, Adam or RMSprop in PyTorch's form, L2 weight decay on the weights
+only). It also holds the MLP's training loop; the recurrent cells' loops are in
+:mod:`cpu_train_seq`. The forward and backward passes are the statistics kernels' own
+(``cpu_mlp.forward``/``backward``), with their memory layout.
 
 Each trial starts from its own drawn weights (trial k of the same spec's
 ``run``), visits the training set in its own order (a permutation from the
@@ -21,22 +22,8 @@ from typing import NamedTuple
 import numpy as np
 
 from fastgrad._numba import copy, jit, kernel
-from fastgrad.codes import (
-    ADAM,
-    NESTEROV,
-    NORMAL,
-    ORDER,
-    RMSPROP,
-    RNN_B,
-    RNN_LAST,
-    RNN_WHH,
-    RNN_WO,
-    RNN_WXH,
-    SGD,
-    TRAIN_XENT,
-)
-from fastgrad.kernels import cpu_mlp, cpu_rnn
-from fastgrad.kernels.draw import draw_matrix, draw_vector
+from fastgrad.codes import ADAM, NESTEROV, ORDER, RMSPROP, SGD, TRAIN_XENT
+from fastgrad.kernels import cpu_mlp
 from fastgrad.kernels.norms import sum_squares
 from fastgrad.rng import stream_key, uniform
 
@@ -213,7 +200,8 @@ def _rmsprop_step(param: np.ndarray, grad: np.ndarray, v: np.ndarray, opt: Optim
 
 
 @jit(inline="always")
-def _diverged_epoch(out: Record, k: int, epoch: int) -> None:
+def diverged_epoch(out: Record, k: int, epoch: int) -> None:
+    """Mark epoch ``epoch`` of row ``k`` as after divergence: every record nan."""
     out.loss[k, epoch] = np.nan
     out.accuracy[k, epoch] = np.nan
     out.test_accuracy[k, epoch] = np.nan
@@ -274,7 +262,7 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
         out.diverged[k] = -1
         for epoch in range(epochs):
             if out.diverged[k] >= 0:
-                _diverged_epoch(out, k, epoch)
+                diverged_epoch(out, k, epoch)
                 continue
             order = epoch_order(seed, trial, epoch, keys)
             total = 0.0
@@ -318,139 +306,3 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
             out.params1[k, i] = w[i]
         for i in range(n_b):
             out.params1[k, n_w + i] = b[i]
-
-
-@kernel
-def train_rnn(net: cpu_rnn.Net, init: cpu_rnn.Init, seed: int, trial0: int, data: Data, opt: Optimizer,
-              epochs: int, batch: int, out: Record, lo: int, hi: int) -> None:
-    """Train RNN regressors with a linear read-out on h_S (e.g. the adding task), BPTT by ``cpu_rnn``.
-
-    Parameters are packed [W_hh, W_xh, b, W_o, b_o]; W_hh, W_xh and b are drawn as
-    in ``cpu_rnn.generated``, W_o ~ N(0, 1/hidden) from tensor RNN_WO, b_o = 0.
-    Per epoch: mean minibatch loss, mean norms of dL/dW_xh, dL/dW_hh, dL/dW_o
-    (``out.grad_w``) and dL/db, dL/db_o (``out.grad_b``), and the mean ||dL/dh_t||
-    per step (``out.grad_h``). ``data.x`` is (N, S, d); minibatches are gathered
-    time major, (S, B, d), the layout of the statistics kernels.
-    """
-    x, y = data.x, data.y
-    n_samples, steps, d_in = x.shape
-    k_out = y.shape[1]
-    n = init.hidden
-    o1 = n * n
-    o2 = o1 + d_in * n
-    o3 = o2 + n
-    o4 = o3 + n * k_out
-    size = o4 + k_out
-    n_steps = n_samples // batch
-    dtype = x.dtype
-    p = np.empty(size, dtype=dtype)
-    whh = p[:o1].reshape(n, n)
-    wxh = p[o1:o2].reshape(d_in, n)
-    b = p[o2:o3]
-    wo = p[o3:o4].reshape(n, k_out)
-    bo = p[o4:]
-    grad = np.empty(size)
-    vel = np.empty(size)
-    sq = np.empty(second_size(opt.kind, size))
-    hs, ds, zx, deltas = cpu_rnn.workspace(steps, batch, n, dtype)
-    xb = np.empty((steps, batch, d_in), dtype=dtype)
-    yb = np.empty((batch, k_out), dtype=dtype)
-    g = np.empty((batch, n), dtype=dtype)
-    err = np.empty((batch, k_out), dtype=dtype)
-    readout = np.empty((batch, k_out), dtype=dtype)
-    gwo = np.empty((n, k_out), dtype=dtype)
-    gh = np.empty(steps)
-    gstep = np.empty(steps)
-    q = np.empty(steps)
-    total_w = np.empty(n * n)
-    no_y = np.empty((1, batch, n), dtype=dtype)
-    keys = np.empty(n_samples)
-    for k in range(lo, hi):
-        trial = trial0 + k
-        draw_matrix(init.draw, whh, init.w_kind, init.w_scale, seed, trial, RNN_WHH)
-        draw_matrix(init.draw, wxh, NORMAL, init.x_scale, seed, trial, RNN_WXH)
-        draw_vector(init.draw, b, init.b_kind, init.b_scale, seed, trial, RNN_B)
-        draw_vector(init.draw, wo.reshape(n * k_out), NORMAL, 1.0 / np.sqrt(n), seed, trial, RNN_WO)
-        bo[:] = 0.0
-        for i in range(size):
-            out.params0[k, i] = p[i]
-        vel[:] = 0.0
-        sq[:] = 0.0
-        updates = 0
-        out.diverged[k] = -1
-        for epoch in range(epochs):
-            if out.diverged[k] >= 0:
-                _diverged_epoch(out, k, epoch)
-                continue
-            order = epoch_order(seed, trial, epoch, keys)
-            total = 0.0
-            out.grad_w[k, epoch] = 0.0
-            out.grad_b[k, epoch] = 0.0
-            out.grad_h[k, epoch] = 0.0
-            for s in range(n_steps):
-                for r in range(batch):
-                    row = order[s * batch + r]
-                    for t in range(steps):
-                        for j in range(d_in):
-                            xb[t, r, j] = x[row, t, j]
-                    for j in range(k_out):
-                        yb[r, j] = y[row, j]
-                cpu_rnn.forward(whh, wxh, b, xb, net.act, net.alpha, hs, ds, zx, q)
-                # Read-out: out = h_S W_o + b_o, loss 0.5 sum((out - y)^2) / B.
-                h_last = hs[steps]
-                np.dot(h_last, wo, readout)
-                value = 0.0
-                for i in range(batch):
-                    for j in range(k_out):
-                        e = readout[i, j] + bo[j] - yb[i, j]
-                        err[i, j] = e / batch
-                        value += 0.5 * e * e
-                total += value / batch
-                np.dot(h_last.T, err, gwo)
-                for i in range(n * k_out):
-                    grad[o3 + i] = gwo.reshape(n * k_out)[i]
-                for j in range(k_out):
-                    acc = 0.0
-                    for i in range(batch):
-                        acc += err[i, j]
-                    grad[o4 + j] = acc
-                np.dot(err, wo.T, g)
-                total_w[:] = 0.0
-                cpu_rnn.backward(whh, hs, ds, g, no_y, RNN_LAST, deltas, gh, gstep, total_w)
-                for i in range(n * n):
-                    grad[i] = total_w[i]
-                flat_d = deltas.reshape(steps * batch, n)
-                gwx = np.dot(xb.reshape(steps * batch, d_in).T, flat_d)
-                for i in range(d_in):
-                    for j in range(n):
-                        grad[o1 + i * n + j] = gwx[i, j]
-                for j in range(n):
-                    grad[o2 + j] = 0.0
-                for r in range(steps * batch):
-                    for j in range(n):
-                        grad[o2 + j] += flat_d[r, j]
-                out.grad_w[k, epoch, 0] += np.sqrt(sum_squares(grad[o1:o2])) / n_steps
-                out.grad_w[k, epoch, 1] += np.sqrt(sum_squares(grad[:o1])) / n_steps
-                out.grad_w[k, epoch, 2] += np.sqrt(sum_squares(grad[o3:o4])) / n_steps
-                out.grad_b[k, epoch, 0] += np.sqrt(sum_squares(grad[o2:o3])) / n_steps
-                out.grad_b[k, epoch, 1] += np.sqrt(sum_squares(grad[o4:])) / n_steps
-                for t in range(steps):
-                    out.grad_h[k, epoch, t] += gh[t] / n_steps
-                scale = clip_scale(sum_squares(grad), opt.clip)
-                updates += 1
-                # Four runs of the packed vector: W_hh and W_xh, b, W_o, b_o; L2 on the weights only.
-                # One call site, so that the optimisers' loops are compiled once. (``sq`` is empty,
-                # and so its slices, unless Adam or RMSprop.)
-                for part in range(4):
-                    start = 0 if part == 0 else (o2 if part == 1 else (o3 if part == 2 else o4))
-                    stop = o2 if part == 0 else (o3 if part == 1 else (o4 if part == 2 else size))
-                    decay = opt.weight_decay if part % 2 == 0 else 0.0
-                    optimizer_step(p[start:stop], grad[start:stop], vel[start:stop], sq[start:stop], opt, decay,
-                                   scale, updates)
-            out.loss[k, epoch] = total / n_steps
-            out.accuracy[k, epoch] = np.nan
-            out.test_accuracy[k, epoch] = np.nan
-            if not (np.isfinite(total) and np.isfinite(sum_squares(p))):
-                out.diverged[k] = epoch
-        for i in range(size):
-            out.params1[k, i] = p[i]
