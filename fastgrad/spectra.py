@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ import pandas as pd
 from fastgrad import lowering
 from fastgrad.engine import check_dtype, run_blocks, threads_context
 from fastgrad.kernels import cpu_spectrum
-from fastgrad.specs import MLP, check_int
+from fastgrad.specs import GRU, LSTM, MLP, RNN, check_int
 from fastgrad.version import __version__
 
 SPECTRUM_CHUNK = 1024
@@ -33,9 +34,10 @@ class Spectrum:
 
     Attributes
     ----------
-    singular_values : numpy.ndarray (trials, min(n_0, n_L))
-        Every singular value of J, in decreasing order, in the run's dtype.
-    spec : MLP
+    singular_values : numpy.ndarray (trials, k)
+        Every singular value of J, in decreasing order, in the run's dtype (k = min(n_0, n_L)
+        for MLPs, the hidden width for recurrent models).
+    spec : MLP, RNN, LSTM or GRU
     seed, trials : int
     dtype : str
     version : str
@@ -44,7 +46,7 @@ class Spectrum:
     """
 
     singular_values: np.ndarray
-    spec: MLP
+    spec: MLP | RNN | LSTM | GRU
     seed: int
     trials: int
     dtype: str = "float64"
@@ -125,17 +127,19 @@ class Spectrum:
                              "var_squared": self.var_squared})
 
 
-def spectrum(spec: MLP, trials: int, batch: int = 32, seed: int = 0, dtype: str = "float64",
-             threads: int | None = None, chunk: int | None = None) -> Spectrum:
-    """The singular values of J = dh_L/dh_0 of ``trials`` random networks of ``spec``.
+def spectrum(spec: MLP | RNN | LSTM | GRU, trials: int, batch: int = 32, seed: int = 0, dtype: str = "float64",
+             threads: int | None = None, chunk: int | None = None, step: int = 1) -> Spectrum:
+    """The singular values of the Jacobian of ``trials`` random networks of ``spec``.
 
-    Trial k is :func:`fastgrad.run`'s trial k of the same spec, seed and batch: the
-    same weights, biases and inputs, J taken at the first input of its batch. Parallel over trials;
-    working memory is a few n_0 x width buffers per thread.
+    MLP: J = dh_L/dh_0. RNN, LSTM and GRU: J = dh_S/dh_step (the LSTM's with c_step held:
+    the h-block of the state Jacobian), through the recurrence. Trial k is
+    :func:`fastgrad.run`'s trial k of the same spec, seed and batch: the same weights,
+    biases and inputs, J taken at the first input (sequence) of its batch. Parallel over
+    trials; working memory is a few n x n buffers (and one trial's activations) per thread.
 
     Parameters
     ----------
-    spec : MLP
+    spec : MLP, RNN, LSTM or GRU
     trials : int
     batch : int
         The batch :func:`fastgrad.run` would draw (its first input is used).
@@ -146,24 +150,22 @@ def spectrum(spec: MLP, trials: int, batch: int = 32, seed: int = 0, dtype: str 
     threads : int, optional
     chunk : int, optional
         Trials per kernel call (progress granularity); does not change results.
+    step : int
+        Recurrent models: the step t of dh_S/dh_t, 1 (the whole sequence) .. S (the identity).
 
     Returns
     -------
     Spectrum
     """
-    if not isinstance(spec, MLP):
-        raise ValueError(f"spec: spectra are computed for fastgrad.MLP, got {type(spec).__name__}")
+    if not isinstance(spec, (MLP, RNN, LSTM, GRU)):
+        raise ValueError(f"spec: spectra are computed for fastgrad.MLP, RNN, LSTM and GRU, got {type(spec).__name__}")
     trials = check_int("trials", trials)
     batch = check_int("batch", batch)
     seed = check_int("seed", seed, minimum=0)
     dt = check_dtype(dtype)
     chunk = SPECTRUM_CHUNK if chunk is None else check_int("chunk", chunk)
-    net, init = lowering.mlp(spec, dt.name)
-    k = int(min(spec.dims[0], spec.dims[-1]))
-    sv = np.empty((trials, k), dtype=dt)
-
-    def block(lo: int, hi: int) -> None:
-        cpu_spectrum.mlp_generated(net, init, seed, 0, batch, sv, lo, hi)
+    block = _block(spec, trials, batch, seed, dt.name, step)
+    sv = block.sv  # type: ignore[attr-defined]
 
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
@@ -175,6 +177,35 @@ def spectrum(spec: MLP, trials: int, batch: int = 32, seed: int = 0, dtype: str 
         run_seconds = time.perf_counter() - t0
     return Spectrum(sv, spec=spec, seed=seed, trials=trials, dtype=dt.name, threads=n_threads,
                     compile_seconds=compile_seconds, run_seconds=run_seconds)
+
+
+class _Block:
+    """One spectrum kernel call over trials lo .. hi - 1, with its output rows ``sv``."""
+
+    def __init__(self, call: Any, sv: np.ndarray) -> None:
+        self.call, self.sv = call, sv
+
+    def __call__(self, lo: int, hi: int) -> None:
+        self.call(lo, hi)
+
+
+def _block(spec: MLP | RNN | LSTM | GRU, trials: int, batch: int, seed: int, dtype: str, step: int) -> _Block:
+    """The kernel call of ``spec``'s spectra (validating ``step`` for recurrent models)."""
+    if isinstance(spec, MLP):
+        net, init = lowering.mlp(spec, dtype)
+        sv = np.empty((trials, int(min(spec.dims[0], spec.dims[-1]))), dtype=dtype)
+        return _Block(lambda lo, hi: cpu_spectrum.mlp_generated(net, init, seed, 0, batch, sv, lo, hi), sv)
+    step = check_int("step", step)
+    if step > spec.steps:
+        raise ValueError(f"step: must be 1..{spec.steps} (the spec's steps), got {step}")
+    sv = np.empty((trials, spec.hidden), dtype=dtype)
+    if isinstance(spec, RNN):
+        rnet, rinit = lowering.rnn(spec, dtype)
+        return _Block(lambda lo, hi: cpu_spectrum.rnn_generated(rnet, rinit, seed, 0, spec.steps, batch, step, sv,
+                                                                lo, hi), sv)
+    gnet, ginit = lowering.gated(spec, dtype)
+    kernel = cpu_spectrum.lstm_generated if isinstance(spec, LSTM) else cpu_spectrum.gru_generated
+    return _Block(lambda lo, hi: kernel(gnet, ginit, seed, 0, spec.steps, batch, step, sv, lo, hi), sv)
 
 
 def mlp_jacobian(W: np.ndarray | Sequence[np.ndarray], b: np.ndarray | Sequence[np.ndarray], x: np.ndarray,

@@ -100,8 +100,9 @@ def test_spectrum_is_reproducible_and_refuses_bad_input():
     np.testing.assert_allclose(c.singular_values, a.singular_values[:3], rtol=1e-4)
     frame = a.to_frame()
     assert list(frame.columns) == ["trial", "max_singular_value", "condition", "mean_squared", "var_squared"]
-    with pytest.raises(ValueError, match="spec"):
-        spectrum(fg.RNN(steps=3, hidden=2, inputs=1), trials=2)
+    for other in (fg.Chain(depth=3), fg.ResMLP(depth=4, width=3)):
+        with pytest.raises(ValueError, match="spec: spectra are computed for"):
+            spectrum(other, trials=2)
     with pytest.raises(ValueError, match="trials"):
         spectrum(spec, trials=0)
 
@@ -117,3 +118,44 @@ def test_isometry_figures_are_readable():
     np.testing.assert_allclose(lin["var_over_m1sq"], 0.0, atol=1e-12)  # every lambda is exactly 1
     for fig in (plot.spectral_density(spectra), plot.spectral_variance(table)):
         check_readable(fig)
+
+
+@pytest.mark.parametrize("spec", [
+    fg.RNN(steps=9, hidden=6, inputs=3, init="orthogonal", gain=1.1, sigma_b=0.2, jacobian=True),
+    fg.LSTM(steps=9, hidden=6, inputs=3, init="orthogonal", forget_bias=1.0, jacobian=True),
+    fg.GRU(steps=9, hidden=6, inputs=3, init="orthogonal", sigma_b=0.3, jacobian=True),
+])
+def test_recurrent_spectra_have_the_jacobian_norms_of_run(spec):
+    # ||J||_F^2 = sum of s^2: the singular values at every step t agree with run()'s jacobian_norm (itself
+    # tested against torch's jacobians), trial by trial.
+    norms = fg.run(spec, trials=4, batch=3, seed=5).jacobian_norm
+    for step in (1, 4, 9):
+        sv = spectrum(spec, trials=4, batch=3, seed=5, step=step).singular_values
+        np.testing.assert_allclose(np.sqrt((sv**2).sum(axis=1)), norms[:, step - 1], rtol=1e-12)
+
+
+def test_vanilla_rnn_spectrum_matches_numpy():
+    spec = fg.RNN(steps=7, hidden=5, inputs=2, activation="tanh", init="normal", gain=1.3, sigma_b=0.1)
+    whh, wxh, b, x, _ = fg.rnn_trial_arrays(spec, seed=1, trials=3, batch=4)
+    sv = spectrum(spec, trials=3, batch=4, seed=1, step=2).singular_values
+    for t in range(3):
+        h = np.zeros(5)
+        derivs = []
+        for s in range(7):
+            z = h @ whh[t] + x[t, s, 0] @ wxh[t] + b[t]
+            h = np.tanh(z)
+            derivs.append(1 - h**2)
+        jac = np.eye(5)  # dh_7/dh_2 = prod over steps 3..7 of W_hh diag(phi'(z_s)), row-vector convention
+        for s in range(2, 7):
+            jac = jac @ whh[t] @ np.diag(derivs[s])
+        np.testing.assert_allclose(sv[t], np.linalg.svd(jac, compute_uv=False), rtol=1e-12)
+
+
+def test_recurrent_isometries_and_zero_weight_cells():
+    lin = spectrum(fg.RNN(steps=20, hidden=8, inputs=2, activation="linear", init="orthogonal"), trials=5, step=1)
+    np.testing.assert_allclose(lin.singular_values, 1.0, atol=1e-12)
+    gru = fg.GRU(steps=20, hidden=5, inputs=2, init="identity", gain=0.0, input_scale=0.0, update_bias=2.0)
+    sv = spectrum(gru, trials=3, step=6).singular_values  # dh_20/dh_6 = diag(z)^14, z = sigmoid(2)
+    np.testing.assert_allclose(sv, (1 / (1 + np.exp(-2.0))) ** 14, rtol=1e-12)
+    with pytest.raises(ValueError, match="step: must be 1..20"):
+        spectrum(gru, trials=2, step=21)

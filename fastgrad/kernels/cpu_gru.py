@@ -195,6 +195,28 @@ def backward(wh: np.ndarray, y: np.ndarray, loss: int, work: Work, grad_h: np.nd
 
 
 @jit(inline="always")
+def jacobian_step(w64: np.ndarray, work: Work, t: int, g: np.ndarray, keep: np.ndarray, dah: np.ndarray) -> None:
+    """Back through step ``t`` (0-based) of the batch's first sequence: rows of ``g`` (m, n), dX/dh_{t+1} -> dX/dh_t.
+
+    ``keep`` (m, n) and ``dah`` (m, 3n) are scratch; ``w64`` is W_h in float64.
+    """
+    n = w64.shape[0]
+    gates, d, ahn, h_prev = work.gates[t, 0], work.dgates[t, 0], work.ahn[t, 0], work.hs[t, 0]
+    for r in range(g.shape[0]):
+        for j in range(n):
+            z = gates[n + j]
+            dn = g[r, j] * (1.0 - z) * d[2 * n + j]
+            dah[r, j] = dn * ahn[j] * d[j]
+            dah[r, n + j] = g[r, j] * (h_prev[j] - gates[2 * n + j]) * d[n + j]
+            dah[r, 2 * n + j] = dn * gates[j]
+            keep[r, j] = g[r, j] * z
+    np.dot(dah, w64.T, g)
+    for r in range(g.shape[0]):
+        for j in range(n):
+            g[r, j] += keep[r, j]
+
+
+@jit(inline="always")
 def jacobian_norms(wh: np.ndarray, work: Work, jac: np.ndarray) -> None:
     """``jac[t] = ||dh_S/dh_{t+1}||_F`` for the batch's first sequence.
 
@@ -212,19 +234,7 @@ def jacobian_norms(wh: np.ndarray, work: Work, jac: np.ndarray) -> None:
         jac[t] = np.sqrt(sum_squares(g.reshape(n * n)))
         if t == 0:
             break
-        gates, d, ahn, h_prev = work.gates[t, 0], work.dgates[t, 0], work.ahn[t, 0], work.hs[t, 0]
-        for r in range(n):
-            for j in range(n):
-                z = gates[n + j]
-                dn = g[r, j] * (1.0 - z) * d[2 * n + j]
-                dah[r, j] = dn * ahn[j] * d[j]
-                dah[r, n + j] = g[r, j] * (h_prev[j] - gates[2 * n + j]) * d[n + j]
-                dah[r, 2 * n + j] = dn * gates[j]
-                keep[r, j] = g[r, j] * z
-        np.dot(dah, w64.T, g)
-        for r in range(n):
-            for j in range(n):
-                g[r, j] += keep[r, j]
+        jacobian_step(w64, work, t, g, keep, dah)
 
 
 def _maybe_jacobian(choice: Any, wh: Any, work: Any, jac: Any) -> None:

@@ -210,6 +210,26 @@ def backward(wh: np.ndarray, y: np.ndarray, loss: int, work: Work, grad_h: np.nd
 
 
 @jit(inline="always")
+def jacobian_step(w64: np.ndarray, work: Work, t: int, gh: np.ndarray, gc: np.ndarray, da: np.ndarray) -> None:
+    """Back through step ``t`` (0-based) of the batch's first sequence: rows of (gh, gc), (m, n) each, in place.
+
+    Each row is a (dX/dh_{t+1}, dX/dc_{t+1}) pair; afterwards (dX/dh_t, dX/dc_t). ``da``
+    (m, 4n) is scratch; ``w64`` is W_h in float64.
+    """
+    n = w64.shape[0]
+    g, d, tc, dtc, c_prev = work.gates[t, 0], work.dgates[t, 0], work.tcs[t, 0], work.dtcs[t, 0], work.cs[t, 0]
+    for r in range(gh.shape[0]):
+        for j in range(n):
+            e = gc[r, j] + gh[r, j] * g[3 * n + j] * dtc[j]
+            da[r, j] = e * g[2 * n + j] * d[j]
+            da[r, n + j] = e * c_prev[j] * d[n + j]
+            da[r, 2 * n + j] = e * g[j] * d[2 * n + j]
+            da[r, 3 * n + j] = gh[r, j] * tc[j] * d[3 * n + j]
+            gc[r, j] = e * g[n + j]
+    np.dot(da, w64.T, gh)
+
+
+@jit(inline="always")
 def jacobian_norms(wh: np.ndarray, work: Work, jac: np.ndarray, jac_c: np.ndarray) -> None:
     """``jac[t] = ||dh_S/dh_{t+1}||_F`` and ``jac_c[t] = ||dc_S/dc_{t+1}||_F`` for the batch's first sequence.
 
@@ -235,16 +255,7 @@ def jacobian_norms(wh: np.ndarray, work: Work, jac: np.ndarray, jac_c: np.ndarra
             out[t] = np.sqrt(sum_squares((gh if which == 0 else gc).reshape(n * n)))
             if t == 0:
                 break
-            g, d, tc, dtc, c_prev = work.gates[t, 0], work.dgates[t, 0], work.tcs[t, 0], work.dtcs[t, 0], work.cs[t, 0]
-            for r in range(n):
-                for j in range(n):
-                    e = gc[r, j] + gh[r, j] * g[3 * n + j] * dtc[j]
-                    da[r, j] = e * g[2 * n + j] * d[j]
-                    da[r, n + j] = e * c_prev[j] * d[n + j]
-                    da[r, 2 * n + j] = e * g[j] * d[2 * n + j]
-                    da[r, 3 * n + j] = gh[r, j] * tc[j] * d[3 * n + j]
-                    gc[r, j] = e * g[n + j]
-            np.dot(da, w64.T, gh)
+            jacobian_step(w64, work, t, gh, gc, da)
 
 
 def _maybe_jacobian(choice: Any, wh: Any, work: Any, jac: Any, jac_c: Any) -> None:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from fastgrad._numba import jit, kernel
-from fastgrad.kernels import cpu_mlp
+from fastgrad.codes import RNN_ALL
+from fastgrad.kernels import cpu_gru, cpu_lstm, cpu_mlp, cpu_rnn, gates
 
 
 @jit(inline="always")
@@ -111,3 +112,121 @@ def mlp_explicit(net: cpu_mlp.Net, w: np.ndarray, b: np.ndarray, x: np.ndarray, 
         for i in range(j.shape[0]):
             for k in range(j.shape[1]):
                 out[i, k] = j[i, k]
+
+
+@jit(inline="always")
+def first_sequence(x: np.ndarray, out: np.ndarray) -> None:
+    """``out[:, 0] = x[:, 0]``: the batch's first sequence of x (S, B, d) into out (S, 1, d)."""
+    for s in range(x.shape[0]):
+        for i in range(x.shape[2]):
+            out[s, 0, i] = x[s, 0, i]
+
+
+@jit(inline="always")
+def store_singular_values(m: np.ndarray, out: np.ndarray) -> None:
+    """The singular values of ``m`` (n, n), decreasing, into ``out`` (n,)."""
+    s = np.linalg.svd(m, False)[1]
+    for k in range(s.size):
+        out[k] = s[k]
+
+
+@kernel
+def rnn_generated(net: cpu_rnn.Net, init: cpu_rnn.Init, seed: int, trial0: int, steps: int, batch: int, step: int,
+                  sv: np.ndarray, lo: int, hi: int) -> None:
+    """Rows ``lo .. hi - 1`` of ``sv`` (T, n): the singular values of dh_S/dh_step (step 1-based), vanilla RNN.
+
+    ``M_S = I``, ``M_{t-1} = W_hh diag(phi'(z_t)) M_t`` (as :func:`cpu_rnn.jacobian_norms`), for the
+    first sequence of trial ``trial0 + t``'s batch (drawn whole, as :func:`fastgrad.run` draws it).
+    """
+    n, d_in = init.hidden, init.inputs
+    dtype = sv.dtype
+    y_steps = steps if net.loss == RNN_ALL else 1
+    whh = np.empty((n, n), dtype=dtype)
+    wxh = np.empty((d_in, n), dtype=dtype)
+    bias = np.empty(n, dtype=dtype)
+    x = np.empty((steps, batch, d_in), dtype=dtype)
+    y = np.empty((y_steps, batch, n), dtype=dtype)
+    x1 = np.empty((steps, 1, d_in), dtype=dtype)
+    hs, ds, zx, _ = cpu_rnn.workspace(steps, 1, n, dtype)
+    q = np.empty(steps, dtype=dtype)
+    m = np.empty((n, n))
+    scaled = np.empty((n, n))
+    for t in range(lo, hi):
+        cpu_rnn.draw_trial(whh, wxh, bias, x, y, seed, trial0 + t, init)
+        first_sequence(x, x1)
+        cpu_rnn.forward(whh, wxh, bias, x1, net.act, net.alpha, hs, ds, zx, q)
+        w64 = whh.astype(np.float64)
+        for i in range(n):
+            for k in range(n):
+                m[i, k] = 1.0 if i == k else 0.0
+        for s in range(steps - 1, step - 1, -1):  # m = dh_S/dh_{s+1} -> dh_S/dh_s
+            for i in range(n):
+                di = np.float64(ds[s, 0, i])
+                for k in range(n):
+                    scaled[i, k] = di * m[i, k]
+            np.dot(w64, scaled, m)
+        store_singular_values(m, sv[t])
+
+
+@kernel
+def lstm_generated(net: cpu_lstm.Net, init: gates.Init, seed: int, trial0: int, steps: int, batch: int, step: int,
+                   sv: np.ndarray, lo: int, hi: int) -> None:
+    """Rows ``lo .. hi - 1`` of ``sv`` (T, n): the singular values of dh_S/dh_step (c_step held), LSTM."""
+    n, d_in = init.hidden, init.inputs
+    dtype = sv.dtype
+    y_steps = steps if net.loss == RNN_ALL else 1
+    wh = np.empty((n, 4 * n), dtype=dtype)
+    wx = np.empty((d_in, 4 * n), dtype=dtype)
+    b = np.empty(4 * n, dtype=dtype)
+    square = np.empty((n, n), dtype=dtype)
+    wide = np.empty((d_in, n), dtype=dtype)
+    x = np.empty((steps, batch, d_in), dtype=dtype)
+    y = np.empty((y_steps, batch, n), dtype=dtype)
+    x1 = np.empty((steps, 1, d_in), dtype=dtype)
+    work = cpu_lstm.workspace(steps, 1, n, dtype)
+    q = np.empty(steps, dtype=dtype)
+    gh, gc, da = np.empty((n, n)), np.empty((n, n)), np.empty((n, 4 * n))
+    for t in range(lo, hi):
+        cpu_lstm.draw_trial(wh, wx, b, x, y, square, wide, seed, trial0 + t, init)
+        first_sequence(x, x1)
+        cpu_lstm.forward(wh, wx, b, x1, net, work, q)
+        w64 = wh.astype(np.float64)
+        for i in range(n):
+            for k in range(n):
+                gh[i, k] = 1.0 if i == k else 0.0
+                gc[i, k] = 0.0
+        for s in range(steps - 1, step - 1, -1):
+            cpu_lstm.jacobian_step(w64, work, s, gh, gc, da)
+        store_singular_values(gh, sv[t])
+
+
+@kernel
+def gru_generated(net: cpu_gru.Net, init: gates.Init, seed: int, trial0: int, steps: int, batch: int, step: int,
+                  sv: np.ndarray, lo: int, hi: int) -> None:
+    """Rows ``lo .. hi - 1`` of ``sv`` (T, n): the singular values of dh_S/dh_step, GRU."""
+    n, d_in = init.hidden, init.inputs
+    dtype = sv.dtype
+    y_steps = steps if net.loss == RNN_ALL else 1
+    wh = np.empty((n, 3 * n), dtype=dtype)
+    wx = np.empty((d_in, 3 * n), dtype=dtype)
+    bx = np.empty(3 * n, dtype=dtype)
+    bh = np.empty(3 * n, dtype=dtype)
+    square = np.empty((n, n), dtype=dtype)
+    wide = np.empty((d_in, n), dtype=dtype)
+    x = np.empty((steps, batch, d_in), dtype=dtype)
+    y = np.empty((y_steps, batch, n), dtype=dtype)
+    x1 = np.empty((steps, 1, d_in), dtype=dtype)
+    work = cpu_gru.workspace(steps, 1, n, dtype)
+    q = np.empty(steps, dtype=dtype)
+    g, keep, dah = np.empty((n, n)), np.empty((n, n)), np.empty((n, 3 * n))
+    for t in range(lo, hi):
+        cpu_gru.draw_trial(wh, wx, bx, bh, x, y, square, wide, seed, trial0 + t, init)
+        first_sequence(x, x1)
+        cpu_gru.forward(wh, wx, bx, bh, x1, net, work, q)
+        w64 = wh.astype(np.float64)
+        for i in range(n):
+            for k in range(n):
+                g[i, k] = 1.0 if i == k else 0.0
+        for s in range(steps - 1, step - 1, -1):
+            cpu_gru.jacobian_step(w64, work, s, g, keep, dah)
+        store_singular_values(g, sv[t])
