@@ -44,7 +44,7 @@ def main() -> None:
         jax = None
     rows = []
     for width, depth in ((64, 32), (64, 128), (256, 32), (256, 128)):
-        trials = max(args.trials // (16 if width == 256 else 1), 4)
+        trials = max(args.trials // (4 if width == 256 else 1), 4)
         spec = fg.MLP(depth=depth, width=width, activation="tanh", init="scaled_normal", sigma_w2=1.0)
         W, b, x, _ = fg.mlp_trial_arrays(spec, 0, trials, 1)
         tw = [torch.from_numpy(w) for w in W]

@@ -159,3 +159,12 @@ def test_recurrent_isometries_and_zero_weight_cells():
     np.testing.assert_allclose(sv, (1 / (1 + np.exp(-2.0))) ** 14, rtol=1e-12)
     with pytest.raises(ValueError, match="step: must be 1..20"):
         spectrum(gru, trials=2, step=21)
+
+
+def test_overflowing_jacobians_are_recorded_as_nan():
+    # sigma_w = 1e120 with linear layers: J's entries reach ~1e360 at depth 3, inf in float64.
+    spec = fg.MLP(depth=3, width=4, activation="linear", init="normal", sigma_w=1e120)
+    s = spectrum(spec, trials=3)
+    assert np.isnan(s.singular_values).all() and s.trials == 3
+    ok = spectrum(fg.MLP(depth=3, width=4, activation="linear", init="normal", sigma_w=1e50), trials=3)
+    assert np.isfinite(ok.singular_values).all()

@@ -8,8 +8,8 @@ h_L with respect to h_0, acting on row vectors, is
 
 and J^T is the usual column-vector Jacobian dh_L/dh_0: both have the same
 singular values. J is formed in float64 whatever the run's dtype (L products of
-(n_0, n_l) by (n_l, n_{l+1})), then its singular values by LAPACK's SVD
-(``np.linalg.svd``), in decreasing order.
+(n_0, n_l) by (n_l, n_{l+1})), then its singular values by LAPACK's divide-and-conquer SVD
+(dgesdd, values only), in decreasing order; a Jacobian with inf or nan gets nan singular values.
 
 The draws are :mod:`cpu_mlp`'s: trial k's weights, biases and inputs are those
 of :func:`fastgrad.run` of the same spec, seed and batch (the whole batch is
@@ -20,8 +20,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from numba import types
+from numba.np.linalg import _LAPACK
+
 from fastgrad._numba import jit, kernel
 from fastgrad.codes import RNN_ALL
+
+_GESDD = _LAPACK().numba_ez_gesdd(types.float64)
+"""LAPACK's dgesdd through Numba's own binding (the one behind ``np.linalg.svd``), called with
+jobz = 'N': singular values only, without the vectors ``np.linalg.svd`` always forms (half
+the time of a depth-32, width-64 trial went into them)."""
+_JOBZ_N = ord("N")
+_KIND_D = ord("d")
 from fastgrad.kernels import cpu_gru, cpu_lstm, cpu_mlp, cpu_rnn, gates
 
 
@@ -82,15 +92,14 @@ def mlp_generated(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, 
     q = np.empty(depth, dtype=dtype)
     size = dims[0] * widest(dims)
     buf, scratch = np.empty(size), np.empty(size)
+    s = np.empty(sv.shape[1])
     for t in range(lo, hi):
         cpu_mlp.draw_trial(w, b, x, y, seed, trial0 + t, dims, init)
         for i in range(dims[0]):
             first[0, i] = x[0, i]
         cpu_mlp.forward(w, b, first, net, work, q)
         jac = jacobian(w, dims, work, 0, buf, scratch)
-        s = np.linalg.svd(jac, False)[1]
-        for k in range(s.size):
-            sv[t, k] = s[k]
+        singular_values(jac, s, sv[t])
 
 
 @kernel
@@ -122,12 +131,31 @@ def first_sequence(x: np.ndarray, out: np.ndarray) -> None:
             out[s, 0, i] = x[s, 0, i]
 
 
+@jit
+def singular_values(a: np.ndarray, s: np.ndarray, out: np.ndarray) -> None:
+    """The singular values of ``a`` (m, n), C-contiguous float64, decreasing, into ``out`` (min(m, n),).
+
+    ``a`` is overwritten; ``s`` (min(m, n),) float64 is scratch. A C-contiguous (m, n)
+    array is its transpose in LAPACK's column-major order, with the same singular values,
+    so it is passed as is. A Jacobian with inf or nan (overflow) has nan singular values:
+    recorded, not raised.
+    """
+    m, n = a.shape
+    for v in a.reshape(m * n):
+        if not np.isfinite(v):
+            for k in range(out.size):
+                out[k] = np.nan
+            return
+    dummy = np.empty(1)
+    info = _GESDD(_KIND_D, _JOBZ_N, n, m, a.ctypes, n, s.ctypes, dummy.ctypes, 1, dummy.ctypes, 1)
+    for k in range(out.size):
+        out[k] = s[k] if info == 0 else np.nan
+
+
 @jit(inline="always")
 def store_singular_values(m: np.ndarray, out: np.ndarray) -> None:
-    """The singular values of ``m`` (n, n), decreasing, into ``out`` (n,)."""
-    s = np.linalg.svd(m, False)[1]
-    for k in range(s.size):
-        out[k] = s[k]
+    """The singular values of ``m`` (n, n), float64 (overwritten), decreasing, into ``out`` (n,)."""
+    singular_values(m, np.empty(min(m.shape[0], m.shape[1])), out)
 
 
 @kernel
