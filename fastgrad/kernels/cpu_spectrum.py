@@ -19,12 +19,12 @@ drawn: its first row depends on the batch size), and J is taken at the first inp
 from __future__ import annotations
 
 import numpy as np
-
 from numba import types
 from numba.np.linalg import _LAPACK
 
 from fastgrad._numba import jit, kernel
 from fastgrad.codes import RNN_ALL
+from fastgrad.kernels import cpu_gru, cpu_lstm, cpu_mlp, cpu_rnn, gates
 
 _GESDD = _LAPACK().numba_ez_gesdd(types.float64)
 """LAPACK's dgesdd through Numba's own binding (the one behind ``np.linalg.svd``), called with
@@ -32,7 +32,6 @@ jobz = 'N': singular values only, without the vectors ``np.linalg.svd`` always f
 the time of a depth-32, width-64 trial went into them)."""
 _JOBZ_N = ord("N")
 _KIND_D = ord("d")
-from fastgrad.kernels import cpu_gru, cpu_lstm, cpu_mlp, cpu_rnn, gates
 
 
 @jit(inline="always")
