@@ -235,7 +235,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"gated_{args.dtype}.json").write_text(json.dumps(rows, indent=1))
-    lines = [f"# LSTM and GRU: fastgrad and PyTorch {torch.__version__}, {args.dtype}, {args.trials} trials, "
+    lines = [f"# LSTM, GRU, ResMLP: fastgrad, PyTorch {torch.__version__} and JAX, {args.dtype}, {args.trials} trials, "
              f"median of {args.repeats} interleaved repeats", "",
              "| workload | implementation | trials/s (min-max) | first call s | max rel. diff | fastgrad / this |",
              "|---|---|---|---|---|---|"]
