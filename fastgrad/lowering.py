@@ -11,6 +11,7 @@ choices (:class:`fastgrad._numba.Choice`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -106,6 +107,27 @@ def mlp_training(spec: MLP, classification: bool, dtype: str = "float64") -> tup
     (cpu_mlp.Net, cpu_mlp.Init)
     """
     net, init = mlp(spec, dtype, loss="mse")
+    return net._replace(loss=TRAIN_XENT if classification else TRAIN_MSE), init
+
+
+def resmlp_training(spec: ResMLP, classification: bool, dtype: str = "float64"
+                    ) -> tuple[cpu_resmlp.Net, cpu_mlp.Init]:
+    """A residual-MLP spec's arguments for the training kernel (``cpu_train.train_mlp``).
+
+    Parameters
+    ----------
+    spec : ResMLP
+        With the data's input and output widths.
+    classification : bool
+        Softmax cross-entropy (else mse).
+    dtype : {"float32", "float64"}
+
+    Returns
+    -------
+    (cpu_resmlp.Net, cpu_mlp.Init)
+        The draws are those of ``spec.plain()``, as :func:`resmlp`'s.
+    """
+    net, init = resmlp(dataclasses.replace(spec, loss="mse"), dtype)
     return net._replace(loss=TRAIN_XENT if classification else TRAIN_MSE), init
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fastgrad.data import Dataset
-from fastgrad.specs import MLP
+from fastgrad.specs import MLP, ResMLP
 from fastgrad.train import TrainResult, train
 
 BASELINE: dict[str, Any] = {"activation": "sigmoid", "init": "normal", "sigma_w": 1.0, "sigma_b": 1.0}
@@ -224,6 +224,76 @@ def cures_markdown(tables: list[pd.DataFrame], command: str, settings: str) -> s
         lines += [*markdown_table(table), ""]
     lines += [f"Command: `{command}`", ""]
     return "\n".join(lines)
+
+
+DEEP_NETS: dict[str, tuple[str, dict[str, Any]]] = {
+    # name: (model, its spec's settings beside depth, width and tanh); plain nets at the edge of chaos
+    "plain tanh, xavier": ("mlp", {"init": "xavier_normal"}),
+    "plain tanh, edge of chaos (sigma_b^2 0.05)": ("mlp", {"init": "scaled_normal", "sigma_b2": 0.05}),
+    "residual, a = 1/sqrt(L)": ("resmlp", {"init": "xavier_normal", "residual": "1/sqrt(L)"}),
+    "residual + LayerNorm, a = 1/sqrt(L)": ("resmlp", {"init": "xavier_normal", "residual": "1/sqrt(L)",
+                                                        "norm": "layer"}),
+}
+
+
+def run_depth_training(data: Dataset, depth: int = 50, width: int = 64, epochs: int = 30, trials: int = 16,
+                       optimizer: str = "adam", lr: float = 1e-3, batch: int = 32, threshold: float = 0.1,
+                       seed: int = 0, threads: int | None = None) -> tuple[pd.DataFrame, dict[str, TrainResult]]:
+    """Plain and residual tanh MLPs of one depth trained on one task: which ones learn.
+
+    The nets (:data:`DEEP_NETS`), all tanh with ``width`` hidden units and a linear read-out for
+    classification: the plain MLP with Xavier weights (sigma_w^2 = 1, zero biases: the edge of
+    chaos at sigma_b^2 = 0), the plain MLP at the edge of chaos with sigma_b^2 = 0.05 and
+    sigma_w^2 = ``theory.critical_sigma_w2("tanh", 0.05)`` (1.76, ``scaled_normal``), the residual
+    MLP with branch scale a = 1/sqrt(L), and the same with pre-LayerNorm. The residual nets start
+    from the Xavier plain net's draws (trial k of each is trial k of that MLP). Every net trains
+    with the same optimiser, learning rate, batch, seed and minibatch orders.
+
+    Parameters
+    ----------
+    data : Dataset
+        Inputs (N, features).
+    depth, width : int
+        Weight layers L (>= 3) and hidden width.
+    epochs, trials, batch, seed : int
+    optimizer : str
+        As for :func:`fastgrad.train` (PyTorch's defaults for the others: Adam's betas, momentum 0.9).
+    lr : float
+    threshold : float
+        The training-loss level a trial must reach (its mean minibatch loss of an epoch below it).
+    threads : int, optional
+
+    Returns
+    -------
+    (pandas.DataFrame, dict of str to TrainResult)
+        One row per net: ``reached`` (fraction of trials whose epoch loss falls below ``threshold``),
+        ``epochs_to_threshold`` (median over the trials that reach it), ``final_loss`` and
+        ``final_test_accuracy`` (medians over trials of the last epoch), ``grad_w_first_over_last``
+        (median over trials of the first epoch's ||dL/dW_1|| / ||dL/dW_L||), ``diverged`` and
+        ``seconds`` of training (compilation excluded: each net first trains one trial for one epoch).
+    """
+    from fastgrad import theory
+
+    edge = theory.critical_sigma_w2("tanh", 0.05)
+    results: dict[str, TrainResult] = {}
+    rows = []
+    for name, (model, settings) in DEEP_NETS.items():
+        kw = {**settings, "sigma_w2": edge} if settings.get("init") == "scaled_normal" else settings
+        spec = (ResMLP if model == "resmlp" else MLP)(depth=depth, width=width, activation="tanh", **kw)
+        options: dict[str, Any] = {"optimizer": optimizer, "lr": lr, "batch": batch, "seed": seed,
+                                   "threads": threads}
+        train(spec, data, epochs=1, trials=1, **options)  # compiles (or loads) the kernel: timed apart
+        res = train(spec, data, epochs=epochs, trials=trials, **options)
+        results[name] = res
+        reach = res.epochs_to(threshold)
+        with np.errstate(all="ignore"):
+            ratio = res.grad_w[:, 0, 0] / res.grad_w[:, 0, -1]
+        rows.append({"configuration": name, "reached": float(np.mean(np.isfinite(reach))),
+                     "epochs_to_threshold": _median(reach), "final_loss": _median(res.loss[:, -1]),
+                     "final_test_accuracy": _median(res.test_accuracy[:, -1]),
+                     "grad_w_first_over_last": _median(ratio), "diverged": res.fraction_diverged(),
+                     "seconds": res.seconds})
+    return pd.DataFrame(rows), results
 
 
 def _median(values: np.ndarray) -> float:

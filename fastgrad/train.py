@@ -15,7 +15,7 @@ from fastgrad.codes import ADAM, MOMENTUM, NESTEROV, RMSPROP, SGD
 from fastgrad.data import Dataset
 from fastgrad.engine import check_dtype, run_blocks, threads_context
 from fastgrad.kernels import cpu_train, cpu_train_seq
-from fastgrad.specs import GRU, LSTM, MLP, RNN, check_choice, check_float, check_int
+from fastgrad.specs import GRU, LSTM, MLP, RNN, ResMLP, check_choice, check_float, check_int
 from fastgrad.version import __version__
 
 OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adam": ADAM, "rmsprop": RMSPROP}
@@ -43,8 +43,10 @@ class TrainResult:
         for an RNN packed [W_hh, W_xh, b, W_o, b_o], an LSTM [W_h, W_x, b, W_o, b_o], a GRU
         [W_h, W_x, b_ih, b_hh, W_o, b_o] (each row-major, gated cells' weights in the layout of
         ``kernels/cpu_lstm.py``: x @ W, gate k in columns k n .. (k + 1) n).
-    grad_h : array (trials, epochs, steps) or None
-        Recurrent cells only: mean ||dL/dh_t|| per step (step 0 the earliest). For them
+    grad_h : array (trials, epochs, steps) or (trials, epochs, layers), or None
+        Recurrent cells: mean ||dL/dh_t|| per step (step 0 the earliest). Residual MLPs: mean
+        ||dL/dh_{l-1}|| per layer, the gradient reaching layer l's input (position 0: the
+        input's), what crosses the skips; None for MLPs. For recurrent cells
         ``grad_w`` holds (W_x, W_h, W_o) (the RNN's W_xh, W_hh) and ``grad_b`` (b, b_o), or the
         GRU's (b_ih, b_hh, b_o). ``accuracy`` counts every read-out step of every sequence.
     spec, config : the network and the optimiser settings; seed, seconds, version.
@@ -56,7 +58,7 @@ class TrainResult:
     grad_w: np.ndarray
     grad_b: np.ndarray
     diverged: np.ndarray
-    spec: MLP | RNN | LSTM | GRU
+    spec: MLP | ResMLP | RNN | LSTM | GRU
     config: dict[str, Any]
     seed: int
     seconds: float
@@ -95,7 +97,7 @@ class TrainResult:
 
 
 def train(
-    spec: MLP | RNN | LSTM | GRU,
+    spec: MLP | ResMLP | RNN | LSTM | GRU,
     data: Dataset,
     optimizer: Literal["sgd", "momentum", "nesterov", "adam", "rmsprop"] = "sgd",
     lr: float = 0.1,
@@ -118,7 +120,10 @@ def train(
     classification the last layer is linear (logits of a softmax
     cross-entropy) unless the spec sets ``last_activation``; for regression
     the loss is the mse. Trial k's initial weights are trial k of
-    ``fastgrad.run(spec, seed=seed)``; its minibatch order is its own.
+    ``fastgrad.run(spec, seed=seed)``; its minibatch order is its own. A residual MLP
+    (``ResMLP``, with or without pre-LayerNorm) trains as the MLP does, from the draws of
+    its plain MLP (trial k of both starts from the same weights), and also records
+    ``grad_h``.
 
     A recurrent cell (RNN, LSTM, GRU; its ``steps`` and ``inputs`` set from the data) is
     trained by backpropagation through time with a linear read-out ``o_t = h_t W_o + b_o``,
@@ -129,7 +134,7 @@ def train(
 
     Parameters
     ----------
-    spec : MLP, RNN, LSTM or GRU
+    spec : MLP, ResMLP, RNN, LSTM or GRU
     data : Dataset
     optimizer : {"sgd", "momentum", "nesterov", "adam", "rmsprop"}
         Each in PyTorch's form (``torch.optim``): ``sgd``, ``momentum`` and ``nesterov`` are
@@ -164,8 +169,8 @@ def train(
     -------
     TrainResult
     """
-    if not isinstance(spec, (MLP, RNN, LSTM, GRU)):
-        raise ValueError(f"spec: expected fastgrad.MLP, RNN, LSTM or GRU, got {type(spec).__name__}")
+    if not isinstance(spec, (MLP, ResMLP, RNN, LSTM, GRU)):
+        raise ValueError(f"spec: expected fastgrad.MLP, ResMLP, RNN, LSTM or GRU, got {type(spec).__name__}")
     if not isinstance(data, Dataset):
         raise ValueError(f"data: expected fastgrad.data.Dataset, got {type(data).__name__}")
     check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
@@ -192,16 +197,18 @@ def train(
     if isinstance(spec, (RNN, LSTM, GRU)):
         return _train_sequence(spec, data, opt, epochs, batch, trials, seed, dt, threads, config)
     if data.x_train.ndim != 2:
-        raise ValueError(f"data: an MLP needs inputs of shape (N, features), got {data.x_train.shape}")
+        raise ValueError(f"data: an MLP or ResMLP needs inputs of shape (N, features), got {data.x_train.shape}")
     classification = data.task == "classification"
     spec = dataclasses.replace(
         spec, input_width=data.features, output_width=data.outputs,
         last_activation=spec.last_activation or ("linear" if classification else None))
-    net, init = lowering.mlp_training(spec, classification, dt.name)
+    residual = isinstance(spec, ResMLP)
+    net, init = (lowering.resmlp_training(spec, classification, dt.name) if isinstance(spec, ResMLP)
+                 else lowering.mlp_training(spec, classification, dt.name))
     depth = spec.depth
     dims = spec.dims
     n_params = int(np.sum(dims[:-1] * dims[1:]) + np.sum(dims[1:]))
-    record = _record(trials, epochs, n_params, (depth, depth), 0, dt)
+    record = _record(trials, epochs, n_params, (depth, depth), depth if residual else 0, dt)
     arrays = cpu_train.Data(*(np.ascontiguousarray(a, dtype=dt)
                               for a in (data.x_train, data.y_train, data.x_test, data.y_test)))
     with threads_context(threads) as n_threads:
@@ -213,7 +220,8 @@ def train(
     if not classification:
         acc[:] = np.nan
     return TrainResult(record.loss, acc, record.test_accuracy, record.grad_w, record.grad_b, record.diverged, spec,
-                       config, seed, seconds, __version__, record.params0, record.params1)
+                       config, seed, seconds, __version__, record.params0, record.params1,
+                       record.grad_h if residual else None)
 
 
 def _check_betas(betas: Any) -> tuple[float, float]:

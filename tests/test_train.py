@@ -511,3 +511,139 @@ def test_copy_task_shapes_and_its_mean_predictor_baseline():
                           ({"samples": 1}, "samples"), ({"test_fraction": 1.0}, "test_fraction")):
         with pytest.raises(ValueError, match=match):
             fg.data.copy_task(**kwargs)
+
+
+# Residual MLPs (with and without pre-LayerNorm): the MLP's training loop through cpu_resmlp's passes.
+
+
+def torch_resmlp_training(torch, initial, dims, data, residual, norm, optimizer, lr, decay, clip, epochs, batch,
+                          seed, trial):
+    """The same weights, minibatches and optimiser in PyTorch (tanh blocks, F.layer_norm without affine).
+
+    Returns the final packed parameters and, per epoch, the mean over its steps of ||dL/dW_l||,
+    ||dL/db_l|| and ||dL/dh_{l-1}|| (before clipping), as fastgrad records them.
+    """
+    F = torch.nn.functional
+    W, b = unpack(initial, dims)
+    Wt = [torch.tensor(w, requires_grad=True) for w in W]
+    bt = [torch.tensor(v, requires_grad=True) for v in b]
+    groups = [{"params": Wt, "weight_decay": decay}, {"params": bt, "weight_decay": 0.0}]
+    opt = {"sgd": lambda: torch.optim.SGD(groups, lr=lr),
+           "momentum": lambda: torch.optim.SGD(groups, lr=lr, momentum=0.9),
+           "adam": lambda: torch.optim.Adam(groups, lr=lr)}[optimizer]()
+    x, y = torch.tensor(data.x_train), torch.tensor(data.y_train)
+    depth, n_rows, classification = len(Wt), len(x), data.task == "classification"
+    steps = n_rows // batch
+    norms = np.zeros((3, epochs, depth))
+    for epoch in range(epochs):
+        order = np.argsort(uniforms(seed, trial, ORDER_TENSOR + epoch, n_rows), kind="stable")
+        for s in range(steps):
+            rows = torch.tensor(order[s * batch : (s + 1) * batch])
+            h = x[rows].clone().requires_grad_(True)
+            inputs = []
+            for l in range(depth):
+                inputs.append(h)
+                h.retain_grad()
+                if 0 < l < depth - 1:
+                    u = F.layer_norm(h, (h.shape[1],), eps=1e-5) if norm == "layer" else h
+                    h = h + residual * torch.tanh(u @ Wt[l] + bt[l])
+                else:
+                    z = h @ Wt[l] + bt[l]
+                    h = z if (l == depth - 1 and classification) else torch.tanh(z)
+            if classification:
+                loss = F.cross_entropy(h, y[rows].argmax(dim=1))
+            else:
+                loss = ((h - y[rows]) ** 2).sum() / (2 * batch)
+            opt.zero_grad()
+            loss.backward()
+            for l in range(depth):
+                for i, t in enumerate((Wt[l].grad, bt[l].grad, inputs[l].grad)):
+                    norms[i, epoch, l] += float(torch.linalg.norm(t)) / steps
+            if clip is not None:  # fastgrad's clip / norm (clip_grad_norm_ divides by norm + 1e-6)
+                total = torch.sqrt(sum((p.grad**2).sum() for p in Wt + bt))
+                for p in Wt + bt:
+                    p.grad *= min(1.0, clip / float(total))
+            opt.step()
+    final = np.concatenate([p.detach().numpy().ravel() for p in Wt + bt])
+    return final, norms
+
+
+@pytest.mark.parametrize("norm", [None, "layer"])
+@pytest.mark.parametrize("task, optimizer, clip, decay, residual", [
+    ("classification", "sgd", None, 0.0, 0.7), ("regression", "sgd", 0.3, 0.02, "1/sqrt(L)"),
+    ("classification", "adam", 0.5, 0.01, "1/sqrt(L)"), ("regression", "adam", None, 0.0, 1.0),
+    ("classification", "momentum", None, 0.01, 1.0),
+])
+def test_resmlp_training_equals_pytorch(norm, task, optimizer, clip, decay, residual):
+    """Four steps (two epochs) of a depth-5 residual MLP against autograd and torch.optim, to 1e-10:
+    the final weights and the recorded per-layer norms of dL/dW_l, dL/db_l and dL/dh_{l-1}."""
+    torch = pytest.importorskip("torch")
+    data = teacher(task, samples=10, features=3, outputs=2, test_fraction=0.2, seed=1)  # 8 training rows
+    spec = fg.ResMLP(depth=5, width=6, activation="tanh", init="xavier_normal", sigma_b=0.1, residual=residual,
+                     norm=norm)
+    lr, batch, epochs = (0.3 if optimizer != "adam" else 0.02), 4, 2
+    res = fg.train(spec, data, optimizer=optimizer, lr=lr, weight_decay=decay, clip_norm=clip, epochs=epochs,
+                   batch=batch, trials=2, seed=3)
+    assert res.grad_w.shape == res.grad_b.shape == res.grad_h.shape == (2, epochs, 5)
+    for trial in range(2):
+        final, norms = torch_resmlp_training(torch, res.initial[trial], res.spec.dims, data,
+                                             res.spec.residual_scale, norm, optimizer, lr, decay, clip, epochs,
+                                             batch, 3, trial)
+        assert np.max(np.abs(final - res.initial[trial])) > 1e-3  # the steps moved the weights
+        np.testing.assert_allclose(res.final[trial], final, rtol=1e-10, atol=1e-12)
+        for i, name in enumerate(("grad_w", "grad_b", "grad_h")):
+            np.testing.assert_allclose(getattr(res, name)[trial], norms[i], rtol=1e-10, err_msg=name)
+
+
+def test_resmlp_training_starts_from_the_plain_mlps_draws_and_is_bitwise_across_threads():
+    data = teacher("classification", samples=200, features=8, outputs=3, seed=2)
+    spec = fg.ResMLP(depth=6, width=12, residual="1/sqrt(L)", norm="layer")
+    a = fg.train(spec, data, optimizer="adam", lr=0.01, weight_decay=1e-3, clip_norm=2.0, epochs=3, trials=5,
+                 seed=4, threads=2)
+    b = fg.train(spec, data, optimizer="adam", lr=0.01, weight_decay=1e-3, clip_norm=2.0, epochs=3, trials=5,
+                 seed=4, threads=1)
+    c = fg.train(spec, data, optimizer="adam", lr=0.01, weight_decay=1e-3, clip_norm=2.0, epochs=3, trials=2,
+                 seed=4, threads=1)
+    for field in ("initial", "final", "loss", "accuracy", "test_accuracy", "grad_w", "grad_b", "grad_h", "diverged"):
+        assert getattr(a, field).tobytes() == getattr(b, field).tobytes(), field
+        assert getattr(a, field)[:2].tobytes() == getattr(c, field).tobytes(), field
+    assert not np.array_equal(a.final[0], a.final[1]) and a.fraction_diverged() == 0.0
+    assert np.all(a.loss[:, -1] < a.loss[:, 0])
+    plain = fg.train(spec.plain(), data, optimizer="adam", lr=0.01, epochs=1, trials=5, seed=4)
+    assert plain.grad_h is None
+    np.testing.assert_array_equal(a.initial, plain.initial)  # trial k of the ResMLP is trial k of its MLP
+    W, _, _, _ = fg.mlp_trial_arrays(a.spec.plain(), seed=4, trials=2, batch=1)
+    np.testing.assert_array_equal(a.initial[1, : W[0][1].size], W[0][1].ravel())
+    single = fg.train(spec, data, optimizer="adam", lr=0.01, weight_decay=1e-3, clip_norm=2.0, epochs=3, trials=2,
+                      seed=4, dtype="float32")
+    assert single.final.dtype == np.float32
+    np.testing.assert_allclose(single.loss, c.loss, rtol=1e-4)
+
+
+def test_resmlp_training_refuses_bad_input_by_name():
+    data = teacher(samples=50, seed=0)
+    spec = fg.ResMLP(depth=4, width=6, norm="layer")
+    seq = fg.data.adding(samples=40, steps=5, seed=0)
+    with pytest.raises(ValueError, match="data: an MLP or ResMLP needs inputs of shape"):
+        fg.train(spec, seq)
+    for kwargs, match in (({"optimizer": "adagrad"}, "optimizer"), ({"lr": 0.0}, "lr"), ({"epochs": 0}, "epochs"),
+                          ({"batch": 1000}, "batch"), ({"clip_norm": -1.0}, "clip_norm"),
+                          ({"betas": (1.0, 0.9)}, "betas"), ({"dtype": "float16"}, "dtype"),
+                          ({"trials": 0}, "trials")):
+        with pytest.raises(ValueError, match=match):
+            fg.train(spec, data, **kwargs)
+    with pytest.raises(ValueError, match="data"):
+        fg.train(spec, Dataset)
+
+
+def test_depth_experiment_runs_at_tiny_size():
+    from fastgrad.remedies import DEEP_NETS, run_depth_training
+
+    data = teacher("classification", samples=80, features=5, outputs=3, seed=1)
+    table, results = run_depth_training(data, depth=4, width=6, epochs=2, trials=2, batch=16, threshold=10.0)
+    assert list(table.columns) == ["configuration", "reached", "epochs_to_threshold", "final_loss",
+                                   "final_test_accuracy", "grad_w_first_over_last", "diverged", "seconds"]
+    assert list(table.configuration) == list(DEEP_NETS) == list(results)
+    assert np.all(table.reached == 1.0) and np.all(table.epochs_to_threshold == 1.0)  # every loss < 10
+    assert isinstance(results["residual + LayerNorm, a = 1/sqrt(L)"].spec, fg.ResMLP)
+    assert results["plain tanh, xavier"].loss.shape == (2, 2)

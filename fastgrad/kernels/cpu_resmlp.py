@@ -199,9 +199,13 @@ def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, net: Net, work: Work, q
 
 
 @jit(inline="always")
-def backward(w: np.ndarray, net: Net, work: Work, grad_w: np.ndarray, grad_b: np.ndarray, delta: np.ndarray,
-             grad_h: np.ndarray) -> None:
-    """Back-propagate dLoss/dh_L, given in ``work.mlp.dh[:B n_L]`` (overwritten); write the (L,) rows of norms."""
+def backward(w: np.ndarray, net: Net, work: Work, gw: np.ndarray, gb: np.ndarray, grad_w: np.ndarray,
+             grad_b: np.ndarray, delta: np.ndarray, grad_h: np.ndarray) -> None:
+    """Back-propagate dLoss/dh_L, given in ``work.mlp.dh[:B n_L]`` (overwritten); write the (L,) rows of norms.
+
+    Writes dLoss/dW and dLoss/db, packed like w and b, into ``gw`` and ``gb`` (float64;
+    pass empty arrays to skip), as :func:`fastgrad.kernels.cpu_mlp.backward` does.
+    """
     dims = net.dims
     depth = dims.size - 1
     hoff, hs, ds = work.mlp.hoff, work.mlp.hs, work.mlp.ds
@@ -241,6 +245,9 @@ def backward(w: np.ndarray, net: Net, work: Work, grad_w: np.ndarray, grad_b: np
         dwf = work.mlp.dw[: n_in * n_out]
         np.dot(x_in.reshape(batch, n_in).T, d, dwf.reshape(n_in, n_out))
         grad_w[l] = np.sqrt(sum_squares(dwf))
+        if gw.size:  # training keeps the gradients; statistics need only their norms
+            copy(gw[woff : woff + n_in * n_out], dwf)
+            copy(gb[boff : boff + n_out], colsum)
         prev = prev_buf[: batch * n_in]
         np.dot(d, w[woff : woff + n_in * n_out].reshape(n_in, n_out).T, prev.reshape(batch, n_in))
         if block:
@@ -269,7 +276,8 @@ def trial(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net: Net, 
     else:
         for i in range(dh.size):
             dh[i] = yf[i] * inv_b
-    backward(w, net, work, stats.grad_w[t], stats.grad_b[t], stats.delta[t], stats.grad_h[t])
+    backward(w, net, work, np.empty(0), np.empty(0), stats.grad_w[t], stats.grad_b[t], stats.delta[t],
+             stats.grad_h[t])
 
 
 @kernel

@@ -5,9 +5,12 @@ This module holds what every training loop shares: the loss and its gradient
 clipping (:func:`clip_scale`, PyTorch's ``clip_grad_norm_`` before the step, without its
 1e-6 added to the norm) and the optimiser step (:func:`optimizer_step`: SGD, momentum,
 Nesterov momentum, Adam or RMSprop in PyTorch's form, L2 weight decay on the weights
-only). It also holds the MLP's training loop; the recurrent cells' loops are in
-:mod:`cpu_train_seq`. The forward and backward passes are the statistics kernels' own
-(``cpu_mlp.forward``/``backward``), with their memory layout.
+only). It also holds the training loop of the feed-forward nets, the MLP and the residual
+MLP (:func:`train_mlp`, compiled once for each model's ``Net``); the recurrent cells' loops
+are in :mod:`cpu_train_seq`. The forward and backward passes are the statistics kernels'
+own (``cpu_mlp.forward``/``backward``, ``cpu_resmlp.forward``/``backward``), with their
+memory layout, chosen at compile time by the type of ``Net`` (:func:`model_forward` and
+its siblings).
 
 Each trial starts from its own drawn weights (trial k of the same spec's
 ``run``), visits the training set in its own order (a permutation from the
@@ -17,13 +20,15 @@ trial's stream) and takes minibatch steps.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 from fastgrad._numba import copy, jit, kernel
 from fastgrad.codes import ADAM, NESTEROV, ORDER, RMSPROP, SGD, TRAIN_XENT
-from fastgrad.kernels import cpu_mlp
+from fastgrad.kernels import cpu_mlp, cpu_resmlp
 from fastgrad.kernels.norms import sum_squares
 from fastgrad.rng import stream_key, uniform
 
@@ -59,7 +64,8 @@ class Record(NamedTuple):
 
     ``params0``, ``params1`` (T, P): packed parameters before and after training;
     ``loss``, ``accuracy``, ``test_accuracy`` (T, E); ``grad_w``, ``grad_b`` (T, E, layers);
-    ``grad_h`` (T, E, steps) for RNNs, (T, 0, 0) for MLPs; ``diverged`` (T,).
+    ``grad_h`` (T, E, steps) for recurrent cells, (T, E, L) for residual MLPs (mean
+    ||dLoss/dh_{l-1}|| per layer), (T, 0, 0) for MLPs; ``diverged`` (T,).
     """
 
     params0: np.ndarray
@@ -211,14 +217,86 @@ def diverged_epoch(out: Record, k: int, epoch: int) -> None:
         out.grad_h[k, epoch] = np.nan
 
 
+def _is(net: Any, cls: type) -> bool:
+    """Whether the Numba type ``net`` is the named tuple ``cls`` (a kernel file's ``Net`` or ``Work``)."""
+    return isinstance(net, types.BaseNamedTuple) and getattr(net, "instance_class", None) is cls
+
+
+def model_workspace(net: Any, batch: int, dtype: Any) -> Any:
+    """The ``Work`` of ``net``'s model (MLP or residual MLP) for ``batch`` rows (compiled code only)."""
+    raise NotImplementedError("compiled code only")
+
+
+def model_forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, net: Any, work: Any, q: np.ndarray) -> None:
+    """``net``'s model's ``forward`` (compiled code only)."""
+    raise NotImplementedError("compiled code only")
+
+
+def model_backward(w: np.ndarray, net: Any, work: Any, gw: np.ndarray, gb: np.ndarray, grad_w: np.ndarray,
+                   grad_b: np.ndarray, delta: np.ndarray, grad_h: np.ndarray) -> None:
+    """``net``'s model's ``backward``; ``grad_h`` (L,) is written by the residual MLP only (compiled code only)."""
+    raise NotImplementedError("compiled code only")
+
+
+def mlp_work(work: Any) -> cpu_mlp.Work:
+    """The MLP buffers of a ``Work`` (h_l at ``hoff``, dLoss/dh_L in ``dh``): itself, or the residual MLP's ``mlp``."""
+    raise NotImplementedError("compiled code only")
+
+
+# The four dispatchers are called, not IR-inlined: inlining a lambda around an inline="always" pass
+# raised Numba's NumbaIRAssumptionWarning (variables out of scope); as calls, the MLP's training
+# kernel compiles as before (10 s, fresh cache) and its records are bitwise unchanged.
+
+
+@overload(model_workspace)
+def _model_workspace_impl(net, batch, dtype):  # type: ignore[no-untyped-def]
+    if _is(net, cpu_resmlp.Net):
+        return lambda net, batch, dtype: cpu_resmlp.workspace(net.dims, batch, dtype, net.layer_norm)
+    if _is(net, cpu_mlp.Net):
+        return lambda net, batch, dtype: cpu_mlp.workspace(net.dims, batch, dtype)
+    return None
+
+
+@overload(model_forward)
+def _model_forward_impl(w, b, x, net, work, q):  # type: ignore[no-untyped-def]
+    if _is(net, cpu_resmlp.Net):
+        return lambda w, b, x, net, work, q: cpu_resmlp.forward(w, b, x, net, work, q)
+    if _is(net, cpu_mlp.Net):
+        return lambda w, b, x, net, work, q: cpu_mlp.forward(w, b, x, net, work, q)
+    return None
+
+
+@overload(model_backward)
+def _model_backward_impl(w, net, work, gw, gb, grad_w, grad_b, delta, grad_h):  # type: ignore[no-untyped-def]
+    if _is(net, cpu_resmlp.Net):
+        return lambda w, net, work, gw, gb, grad_w, grad_b, delta, grad_h: cpu_resmlp.backward(
+            w, net, work, gw, gb, grad_w, grad_b, delta, grad_h)
+    if _is(net, cpu_mlp.Net):
+        return lambda w, net, work, gw, gb, grad_w, grad_b, delta, grad_h: cpu_mlp.backward(
+            w, net.dims, work, gw, gb, grad_w, grad_b, delta)
+    return None
+
+
+@overload(mlp_work)
+def _mlp_work_impl(work):  # type: ignore[no-untyped-def]
+    if _is(work, cpu_resmlp.Work):
+        return lambda work: work.mlp
+    if _is(work, cpu_mlp.Work):
+        return lambda work: work
+    return None
+
+
 @kernel
-def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data: Data, opt: Optimizer,
-              epochs: int, batch: int, out: Record, lo: int, hi: int) -> None:
+def train_mlp(net: cpu_mlp.Net | cpu_resmlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data: Data,
+              opt: Optimizer, epochs: int, batch: int, out: Record, lo: int, hi: int) -> None:
     """Train trials ``trial0 + lo .. trial0 + hi - 1`` into rows lo .. hi - 1 of ``out``.
 
-    ``net.loss`` is codes.TRAIN_MSE or TRAIN_XENT. Parameters are packed [W_1 .. W_L, b_1 .. b_L].
-    Per epoch: mean minibatch loss and accuracy, test accuracy, mean per-layer ||dL/dW_l||
-    and ||dL/db_l||; ``out.diverged`` the first non-finite epoch or -1.
+    ``net`` is an MLP's or a residual MLP's ``Net`` (the kernel compiles once for each);
+    ``net.loss`` is codes.TRAIN_MSE or TRAIN_XENT. Parameters are packed [W_1 .. W_L, b_1 .. b_L]
+    (both models: the residual MLP has the MLP's layers and draws). Per epoch: mean minibatch
+    loss and accuracy, test accuracy, mean per-layer ||dL/dW_l|| and ||dL/db_l|| (and, when
+    ``out.grad_h`` has epochs, the residual MLP's ||dL/dh_{l-1}||); ``out.diverged`` the first
+    non-finite epoch or -1.
     """
     dims = net.dims
     depth = dims.size - 1
@@ -235,7 +313,8 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
     sb = np.empty(second_size(opt.kind, n_b))
     gw = np.empty(n_w)
     gb = np.empty(n_b)
-    work = cpu_mlp.workspace(dims, batch, dtype)
+    work = model_workspace(net, batch, dtype)
+    base = mlp_work(work)
     xb = np.empty((batch, dims[0]), dtype=dtype)
     yb = np.empty((batch, n_out), dtype=dtype)
     dh = np.empty((batch, n_out), dtype=dtype)
@@ -243,9 +322,12 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
     nw = np.empty(depth)
     nb = np.empty(depth)
     nd = np.empty(depth)
+    nh = np.empty(depth)
+    keep_h = out.grad_h.shape[1] > 0
     keys = np.empty(n)
     m = x_test.shape[0]
-    test_work = cpu_mlp.workspace(dims, max(m, 1), dtype)
+    test_work = model_workspace(net, max(m, 1), dtype)
+    test_base = mlp_work(test_work)
     tdh = np.empty((max(m, 1), n_out), dtype=dtype)
     for k in range(lo, hi):
         trial = trial0 + k
@@ -269,6 +351,8 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
             correct = 0
             out.grad_w[k, epoch] = 0.0
             out.grad_b[k, epoch] = 0.0
+            if keep_h:
+                out.grad_h[k, epoch] = 0.0
             for s in range(steps):
                 for r in range(batch):
                     row = order[s * batch + r]
@@ -276,16 +360,19 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
                         xb[r, j] = x[row, j]
                     for j in range(n_out):
                         yb[r, j] = y[row, j]
-                cpu_mlp.forward(w, b, xb, net, work, q)
-                logits = work.hs[work.hoff[depth]:work.hoff[depth + 1]].reshape(batch, n_out)
+                model_forward(w, b, xb, net, work, q)
+                logits = base.hs[base.hoff[depth]:base.hoff[depth + 1]].reshape(batch, n_out)
                 value, hits = loss_gradient(logits, yb, net.loss, dh)
                 total += value
                 correct += hits
-                copy(work.dh[: batch * n_out], dh.reshape(batch * n_out))
-                cpu_mlp.backward(w, dims, work, gw, gb, nw, nb, nd)
+                copy(base.dh[: batch * n_out], dh.reshape(batch * n_out))
+                model_backward(w, net, work, gw, gb, nw, nb, nd, nh)
                 for l in range(depth):
                     out.grad_w[k, epoch, l] += nw[l] / steps
                     out.grad_b[k, epoch, l] += nb[l] / steps
+                if keep_h:
+                    for l in range(depth):
+                        out.grad_h[k, epoch, l] += nh[l] / steps
                 scale = clip_scale(sum_squares(gw) + sum_squares(gb), opt.clip)
                 updates += 1
                 for part in range(2):  # the weights (with L2), then the biases: one call site, compiled once
@@ -298,8 +385,8 @@ def train_mlp(net: cpu_mlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, data
                 out.diverged[k] = epoch
             out.test_accuracy[k, epoch] = np.nan
             if net.loss == TRAIN_XENT and m > 0:
-                cpu_mlp.forward(w, b, x_test, net, test_work, q)
-                logits = test_work.hs[test_work.hoff[depth]:test_work.hoff[depth + 1]].reshape(m, n_out)
+                model_forward(w, b, x_test, net, test_work, q)
+                logits = test_base.hs[test_base.hoff[depth]:test_base.hoff[depth + 1]].reshape(m, n_out)
                 _, hits = loss_gradient(logits, data.y_test, net.loss, tdh)
                 out.test_accuracy[k, epoch] = hits / m
         for i in range(n_w):
