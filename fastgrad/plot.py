@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
 from fastgrad.analysis import MAIN_METRIC  # noqa: E402
 from fastgrad.results import Result  # noqa: E402
@@ -599,4 +599,55 @@ def spectral_variance(table: pd.DataFrame, title: str | None = None) -> Figure:
     fig.legend(handles=handles, fontsize=8, frameon=False, loc="outside right center")
     if title:
         ax.set_title(title, fontsize=10)
+    return fig
+
+
+def isometry_scatter(frame: pd.DataFrame, correlations: pd.DataFrame | None = None, y: str = "loss_at_epoch",
+                     y_label: str = "training loss after epoch k", title: str | None = None) -> Figure:
+    """Initial spectral spread of J against learning speed, one point per trial, coloured by init.
+
+    Two panels: the whole net's J and its body's (``spread``, ``spread_body``: var(lambda) /
+    E[lambda]^2 at initialisation), log-log, against ``y``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        :func:`fastgrad.remedies.run_isometry_training`'s per-trial frame (``weights``, ``spread``,
+        ``spread_body`` and ``y``).
+    correlations : pandas.DataFrame, optional
+        Its correlation table: each panel's title then gives Spearman's rho against ``y``.
+    y : str
+        The speed column.
+    y_label : str
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.4), sharey=True, layout="constrained")
+    names = {"spread": "whole net: J = dh_L/dh_0", "spread_body": "body: J = dh_{L-1}/dh_0"}
+    for ax, (column, name) in zip(axes, names.items(), strict=True):
+        for i, (weights, group) in enumerate(frame.groupby("weights", sort=False)):
+            c, marker = _style(i)
+            ax.scatter(group[column], group[y], color=c, marker=marker, s=22, alpha=0.75,
+                       label=f"{weights} ({len(group)} trials)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # the minor labels of a short decade overlap
+        ax.set_xlabel("initial var(lambda) / E[lambda]^2,  lambda = s^2 of J")
+        ax.grid(True, alpha=0.3, which="both")
+        heading = name
+        if correlations is not None:
+            row = correlations[(correlations["spread"] == column) & (correlations["speed"] == y)]
+            if len(row):
+                r = row.iloc[0]
+                inits = ", ".join(f"{c.removeprefix('rho_')} {r[c]:.2f}" for c in row.columns
+                                  if c.startswith("rho_") and c != "rho_all")
+                heading += f"\nSpearman rho: all trials {r['rho_all']:.2f}; within {inits}"
+        ax.set_title(heading, fontsize=9)
+    axes[0].set_ylabel(y_label)
+    axes[0].legend(fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
     return fig

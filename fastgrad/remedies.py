@@ -8,6 +8,8 @@ and one combines several; all start from the same trials (same seed).
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from typing import Any
 
 import numpy as np
@@ -294,6 +296,143 @@ def run_depth_training(data: Dataset, depth: int = 50, width: int = 64, epochs: 
                      "grad_w_first_over_last": _median(ratio), "diverged": res.fraction_diverged(),
                      "seconds": res.seconds})
     return pd.DataFrame(rows), results
+
+
+ISOMETRY_WEIGHTS = ("gaussian", "orthogonal")
+"""The two initialisations of the training link of dynamical isometry, at one edge of chaos."""
+
+
+def isometry_specs(depth: int, width: int, sigma_b2: float, weights: str) -> MLP:
+    """The tanh MLP at the edge of chaos with Gaussian or orthogonal weights (Pennington et al. 2017).
+
+    sigma_w^2 = ``theory.critical_sigma_w2("tanh", sigma_b2)``; ``gaussian``: ``scaled_normal``
+    weights of variance sigma_w^2 / fan_in; ``orthogonal``: orthogonal weights of gain sigma_w.
+
+    Parameters
+    ----------
+    depth, width : int
+    sigma_b2 : float
+    weights : {"gaussian", "orthogonal"}
+
+    Returns
+    -------
+    MLP
+    """
+    from fastgrad import theory
+
+    w2 = theory.critical_sigma_w2("tanh", sigma_b2)
+    kw: dict[str, Any] = ({"init": "scaled_normal", "sigma_w2": w2} if weights == "gaussian"
+                          else {"init": "orthogonal", "gain": float(np.sqrt(w2))})
+    return MLP(depth=depth, width=width, activation="tanh", sigma_b2=sigma_b2, **kw)
+
+
+def run_isometry_training(data: Dataset, depth: int = 32, width: int = 64, sigma_b2: float = 1e-4,
+                          trials: int = 32, epochs: int = 20, lr: float = 0.05, batch: int = 32,
+                          at_epoch: int = 3, threshold: float = 0.5, spectrum_batch: int = 1, seed: int = 0,
+                          threads: int | None = None
+                          ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, TrainResult]]:
+    """Does a trial's initial Jacobian spectrum predict how fast it learns? Gaussian against orthogonal weights.
+
+    Both inits (:func:`isometry_specs`) are trained by plain SGD (``lr``) from the same seed;
+    for every trial the spectrum of its *initial* network comes from :func:`fastgrad.spectrum`
+    with the trained spec (the data's input and output widths and the linear read-out), whose
+    trial k draws exactly training's initial weights of trial k (tested): the whole net's
+    J = dh_L/dh_0 (n_0 x outputs) and its body's, J_body = dh_{L-1}/dh_0 (n_0 x width: the
+    first L - 1 layers, the same draws), both at the first N(0, 1) input of a batch of
+    ``spectrum_batch``. Spread: var(lambda) / E[lambda]^2 over a trial's lambda = s^2.
+
+    Learning speed: the training loss after epoch ``at_epoch`` (lower is faster), and the first
+    epoch whose loss is below ``threshold``. The rank correlations (Spearman) are over all
+    trials and within each init; a trial that never reaches ``threshold`` or diverges ranks as
+    the slowest (its epochs and loss taken as +inf).
+
+    Parameters
+    ----------
+    data : Dataset
+        Inputs (N, features).
+    depth, width : int
+    sigma_b2 : float
+        The bias variance; sigma_w^2 is its edge of chaos.
+    trials, epochs, batch, seed : int
+    lr : float
+        Plain SGD's learning rate, the same for both inits.
+    at_epoch : int
+        The epoch (1-based) whose training loss measures speed.
+    threshold : float
+    spectrum_batch : int
+        The batch :func:`fastgrad.spectrum` draws (J at its first input).
+    threads : int, optional
+
+    Returns
+    -------
+    trials_frame : pandas.DataFrame
+        One row per trial: ``weights``, ``trial``, ``spread``, ``spread_body`` (var/E^2 of J
+        and of J_body), ``mean_squared_body`` (E[lambda] of J_body), ``condition_body``,
+        ``loss_at_epoch``, ``epochs_to_threshold`` (nan if never), ``final_loss``,
+        ``final_test_accuracy``, ``diverged`` (bool).
+    summary : pandas.DataFrame
+        One row per init: the medians of ``spread``, ``spread_body``, ``mean_squared_body``,
+        ``loss_at_epoch``, ``epochs_to_threshold`` (over the trials that reach it),
+        ``final_loss``, ``final_test_accuracy``, the fraction ``reached``, ``seconds`` of training.
+    correlations : pandas.DataFrame
+        One row per (spread measure, speed measure): Spearman's rho and its two-sided p-value over
+        all trials (``rho_all``, ``p_all``) and within each init (``rho_gaussian``, ``p_gaussian``,
+        ``rho_orthogonal``, ``p_orthogonal``).
+    results : dict of str to TrainResult
+    """
+    from scipy.stats import spearmanr
+
+    from fastgrad import theory
+    from fastgrad.spectra import spectrum
+
+    if not 1 <= at_epoch <= epochs:
+        raise ValueError(f"at_epoch: must be 1..{epochs} (the epochs), got {at_epoch}")
+    results: dict[str, TrainResult] = {}
+    frames, rows = [], []
+    for weights in ISOMETRY_WEIGHTS:
+        spec = isometry_specs(depth, width, sigma_b2, weights)
+        train(spec, data, lr=lr, batch=batch, epochs=1, trials=1, seed=seed, threads=threads)  # compiles
+        res = train(spec, data, lr=lr, batch=batch, epochs=epochs, trials=trials, seed=seed, threads=threads)
+        results[weights] = res
+        trained = res.spec  # the spec with the data's widths and the linear read-out: training's draws
+        assert isinstance(trained, MLP)
+        full = spectrum(trained, trials, batch=spectrum_batch, seed=seed, threads=threads)
+        body = spectrum(dataclasses.replace(trained, depth=depth - 1, output_width=width, last_activation=None),
+                        trials, batch=spectrum_batch, seed=seed, threads=threads)
+        with np.errstate(all="ignore"):
+            frame = pd.DataFrame({
+                "weights": weights, "trial": np.arange(trials),
+                "spread": full.var_squared / full.mean_squared**2,
+                "spread_body": body.var_squared / body.mean_squared**2,
+                "mean_squared_body": body.mean_squared, "condition_body": body.condition,
+                "loss_at_epoch": res.loss[:, at_epoch - 1], "epochs_to_threshold": res.epochs_to(threshold),
+                "final_loss": res.loss[:, -1], "final_test_accuracy": res.test_accuracy[:, -1],
+                "diverged": res.diverged >= 0})
+        frames.append(frame)
+        reach = frame["epochs_to_threshold"].to_numpy()
+        rows.append({"weights": weights, "sigma_w2": theory.critical_sigma_w2("tanh", sigma_b2), "sigma_b2": sigma_b2,
+                     "spread": _median(frame["spread"].to_numpy()),
+                     "spread_body": _median(frame["spread_body"].to_numpy()),
+                     "mean_squared_body": _median(frame["mean_squared_body"].to_numpy()),
+                     "loss_at_epoch": _median(frame["loss_at_epoch"].to_numpy()),
+                     "reached": float(np.mean(np.isfinite(reach))), "epochs_to_threshold": _median(reach),
+                     "final_loss": _median(frame["final_loss"].to_numpy()),
+                     "final_test_accuracy": _median(frame["final_test_accuracy"].to_numpy()),
+                     "seconds": res.seconds})
+    per_trial = pd.concat(frames, ignore_index=True)
+    correlations = []
+    for spread in ("spread", "spread_body"):
+        for speed in ("loss_at_epoch", "epochs_to_threshold"):
+            row: dict[str, Any] = {"spread": spread, "speed": speed}
+            for group, part in (("all", per_trial), *((w, per_trial[per_trial.weights == w])
+                                                       for w in ISOMETRY_WEIGHTS)):
+                slow = np.nan_to_num(part[speed].to_numpy(dtype=float), nan=np.inf)  # never / diverged: slowest
+                with warnings.catch_warnings():  # a constant column (tiny runs) gives nan, as it should
+                    warnings.simplefilter("ignore")
+                    rho, p = spearmanr(part[spread].to_numpy(dtype=float), slow)
+                row[f"rho_{group}"], row[f"p_{group}"] = float(rho), float(p)
+            correlations.append(row)
+    return per_trial, pd.DataFrame(rows), pd.DataFrame(correlations), results
 
 
 def _median(values: np.ndarray) -> float:

@@ -647,3 +647,69 @@ def test_depth_experiment_runs_at_tiny_size():
     assert np.all(table.reached == 1.0) and np.all(table.epochs_to_threshold == 1.0)  # every loss < 10
     assert isinstance(results["residual + LayerNorm, a = 1/sqrt(L)"].spec, fg.ResMLP)
     assert results["plain tanh, xavier"].loss.shape == (2, 2)
+
+
+# The training link of dynamical isometry: training's trial k starts from fg.spectrum's trial k.
+
+
+@pytest.mark.parametrize("weights", ["gaussian", "orthogonal"])
+def test_training_starts_from_the_draws_whose_spectrum_is_measured(weights):
+    """fg.spectrum of the trained spec (the data's widths, linear read-out) is the spectrum of training's
+    initial weights, trial by trial; so is the body's (the first L - 1 layers); the spec's own widths are not."""
+    import dataclasses
+
+    from fastgrad.remedies import isometry_specs
+    from fastgrad.spectra import mlp_jacobian
+
+    data = teacher("classification", samples=60, features=5, outputs=3, seed=1)
+    spec = isometry_specs(depth=5, width=7, sigma_b2=0.05, weights=weights)
+    res = fg.train(spec, data, lr=0.05, epochs=1, trials=3, seed=4)
+    assert (res.spec.input_width, res.spec.output_width, res.spec.last_activation) == (5, 3, "linear")
+    W, b, x, _ = fg.mlp_trial_arrays(res.spec, seed=4, trials=3, batch=2)
+    packed = np.concatenate([w.reshape(3, -1) for w in W] + b, axis=1)
+    np.testing.assert_array_equal(res.initial, packed)  # run's trial k is training's trial k
+    initial = [unpack(res.initial[k], res.spec.dims) for k in range(3)]
+    W0 = [np.stack([initial[k][0][l] for k in range(3)]) for l in range(5)]
+    b0 = [np.stack([initial[k][1][l] for k in range(3)]) for l in range(5)]
+    for s, depth, last in ((fg.spectrum(res.spec, trials=3, batch=2, seed=4), 5, "linear"),
+                           (fg.spectrum(dataclasses.replace(res.spec, depth=4, output_width=7, last_activation=None),
+                                        trials=3, batch=2, seed=4), 4, None)):
+        jac = mlp_jacobian(W0[:depth], b0[:depth], x, activation="tanh", last_activation=last)
+        want = np.linalg.svd(jac, compute_uv=False)
+        np.testing.assert_allclose(s.singular_values, want, rtol=1e-10, atol=1e-13 * want.max())
+    # The spec's own widths (7 in, 7 out) draw other input and read-out layers (the hidden ones are shared).
+    own = fg.mlp_trial_arrays(spec, seed=4, trials=3, batch=2)[0]
+    assert own[0].shape != W[0].shape and own[-1].shape != W[-1].shape and np.array_equal(own[1], W[1])
+
+
+def test_isometry_experiment_runs_at_tiny_size():
+    from fastgrad.remedies import run_isometry_training
+
+    data = teacher("classification", samples=80, features=5, outputs=3, seed=1)
+    per_trial, summary, correlations, results = run_isometry_training(
+        data, depth=4, width=6, sigma_b2=0.05, trials=4, epochs=2, lr=0.05, batch=16, at_epoch=1, threshold=10.0)
+    assert list(per_trial.columns) == ["weights", "trial", "spread", "spread_body", "mean_squared_body",
+                                       "condition_body", "loss_at_epoch", "epochs_to_threshold", "final_loss",
+                                       "final_test_accuracy", "diverged"]
+    assert list(summary.columns) == ["weights", "sigma_w2", "sigma_b2", "spread", "spread_body",
+                                     "mean_squared_body", "loss_at_epoch", "reached", "epochs_to_threshold",
+                                     "final_loss", "final_test_accuracy", "seconds"]
+    assert list(correlations.columns) == ["spread", "speed", "rho_all", "p_all", "rho_gaussian", "p_gaussian",
+                                         "rho_orthogonal", "p_orthogonal"]
+    assert len(per_trial) == 8 and list(summary.weights) == ["gaussian", "orthogonal"] == list(results)
+    assert len(correlations) == 4 and list(correlations.speed) == ["loss_at_epoch", "epochs_to_threshold"] * 2
+    by_loss = correlations[correlations.speed == "loss_at_epoch"]
+    assert np.all(np.abs(by_loss.rho_all) <= 1) and np.all((by_loss.p_all >= 0) & (by_loss.p_all <= 1))
+    assert correlations[correlations.speed == "epochs_to_threshold"].rho_all.isna().all()  # every trial: epoch 1
+    assert np.all(per_trial.spread >= 0) and np.all(summary.reached == 1.0)
+    np.testing.assert_array_equal(per_trial.loss_at_epoch[:4], results["gaussian"].loss[:, 0])
+    with pytest.raises(ValueError, match="at_epoch"):
+        run_isometry_training(data, depth=4, width=6, epochs=2, at_epoch=3)
+    import matplotlib.pyplot as plt
+
+    from fastgrad import plot
+
+    fig = plot.isometry_scatter(per_trial, correlations, title="tiny")
+    assert len(fig.axes) == 2 and all(ax.get_xlabel().startswith("initial var(lambda)") for ax in fig.axes)
+    assert fig.axes[0].get_ylabel() and "Spearman rho: all trials" in fig.axes[0].get_title()
+    plt.close(fig)
