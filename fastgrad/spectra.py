@@ -21,7 +21,7 @@ import pandas as pd
 from fastgrad import lowering
 from fastgrad.engine import check_dtype, run_blocks, threads_context
 from fastgrad.kernels import cpu_spectrum
-from fastgrad.specs import GRU, LSTM, MLP, RNN, check_int
+from fastgrad.specs import GRU, LSTM, MLP, RNN, ResMLP, check_int
 from fastgrad.version import __version__
 
 SPECTRUM_CHUNK = 1024
@@ -37,7 +37,7 @@ class Spectrum:
     singular_values : numpy.ndarray (trials, k)
         Every singular value of J, in decreasing order, in the run's dtype (k = min(n_0, n_L)
         for MLPs, the hidden width for recurrent models).
-    spec : MLP, RNN, LSTM or GRU
+    spec : MLP, ResMLP, RNN, LSTM or GRU
     seed, trials : int
     dtype : str
     version : str
@@ -46,7 +46,7 @@ class Spectrum:
     """
 
     singular_values: np.ndarray
-    spec: MLP | RNN | LSTM | GRU
+    spec: MLP | ResMLP | RNN | LSTM | GRU
     seed: int
     trials: int
     dtype: str = "float64"
@@ -127,11 +127,11 @@ class Spectrum:
                              "var_squared": self.var_squared})
 
 
-def spectrum(spec: MLP | RNN | LSTM | GRU, trials: int, batch: int = 32, seed: int = 0, dtype: str = "float64",
+def spectrum(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int = 32, seed: int = 0, dtype: str = "float64",
              threads: int | None = None, chunk: int | None = None, step: int = 1) -> Spectrum:
     """The singular values of the Jacobian of ``trials`` random networks of ``spec``.
 
-    MLP: J = dh_L/dh_0. RNN, LSTM and GRU: J = dh_S/dh_step (the LSTM's with c_step held:
+    MLP and ResMLP: J = dh_L/dh_0. RNN, LSTM and GRU: J = dh_S/dh_step (the LSTM's with c_step held:
     the h-block of the state Jacobian), through the recurrence. Trial k is
     :func:`fastgrad.run`'s trial k of the same spec, seed and batch: the same weights,
     biases and inputs, J taken at the first input (sequence) of its batch. Parallel over
@@ -139,7 +139,7 @@ def spectrum(spec: MLP | RNN | LSTM | GRU, trials: int, batch: int = 32, seed: i
 
     Parameters
     ----------
-    spec : MLP, RNN, LSTM or GRU
+    spec : MLP, ResMLP, RNN, LSTM or GRU
     trials : int
     batch : int
         The batch :func:`fastgrad.run` would draw (its first input is used).
@@ -157,8 +157,9 @@ def spectrum(spec: MLP | RNN | LSTM | GRU, trials: int, batch: int = 32, seed: i
     -------
     Spectrum
     """
-    if not isinstance(spec, (MLP, RNN, LSTM, GRU)):
-        raise ValueError(f"spec: spectra are computed for fastgrad.MLP, RNN, LSTM and GRU, got {type(spec).__name__}")
+    if not isinstance(spec, (MLP, ResMLP, RNN, LSTM, GRU)):
+        raise ValueError(f"spec: spectra are computed for fastgrad.MLP, ResMLP, RNN, LSTM and GRU, "
+                         f"got {type(spec).__name__}")
     trials = check_int("trials", trials)
     batch = check_int("batch", batch)
     seed = check_int("seed", seed, minimum=0)
@@ -189,8 +190,13 @@ class _Block:
         self.call(lo, hi)
 
 
-def _block(spec: MLP | RNN | LSTM | GRU, trials: int, batch: int, seed: int, dtype: str, step: int) -> _Block:
+def _block(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int, seed: int, dtype: str, step: int) -> _Block:
     """The kernel call of ``spec``'s spectra (validating ``step`` for recurrent models)."""
+    if isinstance(spec, ResMLP):
+        res_net, res_init = lowering.resmlp(spec, dtype)
+        sv = np.empty((trials, int(min(spec.dims[0], spec.dims[-1]))), dtype=dtype)
+        return _Block(lambda lo, hi: cpu_spectrum.resmlp_generated(res_net, res_init, seed, 0, batch, sv, lo, hi),
+                      sv)
     if isinstance(spec, MLP):
         net, init = lowering.mlp(spec, dtype)
         sv = np.empty((trials, int(min(spec.dims[0], spec.dims[-1]))), dtype=dtype)

@@ -24,7 +24,7 @@ from numba.np.linalg import _LAPACK
 
 from fastgrad._numba import jit, kernel
 from fastgrad.codes import RNN_ALL
-from fastgrad.kernels import cpu_gru, cpu_lstm, cpu_mlp, cpu_rnn, gates
+from fastgrad.kernels import cpu_gru, cpu_lstm, cpu_mlp, cpu_resmlp, cpu_rnn, gates
 
 _GESDD = _LAPACK().numba_ez_gesdd(types.float64)
 """LAPACK's dgesdd through Numba's own binding (the one behind ``np.linalg.svd``), called with
@@ -257,3 +257,82 @@ def gru_generated(net: cpu_gru.Net, init: gates.Init, seed: int, trial0: int, st
         for s in range(steps - 1, step - 1, -1):
             cpu_gru.jacobian_step(w64, work, s, g, keep, dah)
         store_singular_values(g, sv[t])
+
+
+@kernel
+def resmlp_generated(net: cpu_resmlp.Net, init: cpu_mlp.Init, seed: int, trial0: int, batch: int,
+                     sv: np.ndarray, lo: int, hi: int) -> None:
+    """Rows ``lo .. hi - 1`` of ``sv``: the singular values of a residual MLP's J = dh_L/dh_0.
+
+    Row-vector form, from J = W_1 D_1 (the plain input layer): a block multiplies by
+    ``I + a J_LN W_l D_l`` (J_LN = I without LayerNorm; with it the LayerNorm's Jacobian,
+    symmetric, ``v -> (v - mean(v) - u mean(v u)) / s`` for the first input's u and s),
+    so ``J <- J + a (J J_LN) W_l D_l``; the read-out multiplies by W_L D_L.
+    """
+    dims = net.dims
+    depth = dims.size - 1
+    dtype = sv.dtype
+    n_w, n_b = cpu_mlp.sizes(dims)
+    w = np.empty(n_w, dtype=dtype)
+    b = np.empty(n_b, dtype=dtype)
+    x = np.empty((batch, dims[0]), dtype=dtype)
+    y = np.empty((batch, dims[depth]), dtype=dtype)
+    first = np.empty((1, dims[0]), dtype=dtype)
+    work = cpu_resmlp.workspace(dims, 1, dtype, net.layer_norm)
+    q = np.empty(depth, dtype=dtype)
+    n0, n = dims[0], dims[1]
+    size = n0 * widest(dims)
+    jac, normed, branch = np.empty(size), np.empty(n0 * n), np.empty(n0 * n)
+    s = np.empty(sv.shape[1])
+    hoff, ds = work.mlp.hoff, work.mlp.ds
+    h0 = hoff[1]
+    for t in range(lo, hi):
+        cpu_mlp.draw_trial(w, b, x, y, seed, trial0 + t, dims, init)
+        for i in range(n0):
+            first[0, i] = x[0, i]
+        cpu_resmlp.forward(w, b, first, net, work, q)
+        woff = 0
+        cur = jac[: n0 * n].reshape(n0, n)
+        for l in range(depth):
+            n_in, n_out = dims[l], dims[l + 1]
+            wl = w[woff : woff + n_in * n_out].reshape(n_in, n_out).astype(np.float64)
+            d = ds[hoff[l + 1] - h0 : hoff[l + 2] - h0]
+            if l == 0:
+                for i in range(n0):
+                    for j in range(n_out):
+                        cur[i, j] = wl[i, j] * d[j]
+            elif l < depth - 1:  # a block: J += a (J J_LN) W_l D_l
+                src = normed.reshape(n0, n_in)
+                if net.layer_norm:
+                    u = work.us[hoff[l] - h0 : hoff[l] - h0 + n_in]
+                    inv = work.inv_std[l]
+                    for r in range(n0):
+                        m1, m2 = 0.0, 0.0
+                        for j in range(n_in):
+                            m1 += cur[r, j]
+                            m2 += cur[r, j] * np.float64(u[j])
+                        m1 /= n_in
+                        m2 /= n_in
+                        for j in range(n_in):
+                            src[r, j] = (cur[r, j] - m1 - np.float64(u[j]) * m2) * inv
+                else:
+                    for r in range(n0):
+                        for j in range(n_in):
+                            src[r, j] = cur[r, j]
+                out = branch.reshape(n0, n_out)
+                np.dot(src, wl, out)
+                for i in range(n0):
+                    for j in range(n_out):
+                        cur[i, j] += net.residual * out[i, j] * d[j]
+            else:  # the read-out
+                last = jac[: n0 * n_out].reshape(n0, n_out)  # J is copied out first: it may share the buffer
+                tmp = branch[: n0 * n_in].reshape(n0, n_in)
+                for i in range(n0):
+                    for j in range(n_in):
+                        tmp[i, j] = cur[i, j]
+                np.dot(tmp, wl, last)
+                for i in range(n0):
+                    for j in range(n_out):
+                        last[i, j] *= d[j]
+                singular_values(last, s, sv[t])
+            woff += n_in * n_out
