@@ -120,7 +120,7 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
     report = sweep(args.model, grid, trials=args.trials, batch=args.batch, seed=args.seed, store=args.store,
                    dtype=args.dtype, backend=args.backend,
                    executor="dask" if (args.workers or args.scheduler) else "local", address=args.scheduler,
-                   workers=args.workers, threads=args.threads, progress=not args.quiet)
+                   workers=args.workers, threads=args.threads, progress=not args.quiet, spectrum=args.spectrum)
     return 1 if report.failed else 0
 
 
@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="run on a Dask LocalCluster of this many worker processes")
     p.add_argument("--scheduler", help="run on the Dask cluster at this scheduler address")
     p.add_argument("--threads", type=int, help="threads per cell")
+    p.add_argument("--spectrum", action="store_true",
+                   help="also store each trial's Jacobian-spectrum summaries (sv_max, sv_condition, lambda_mean, "
+                        "lambda_var)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=sweep_command, takes_extra=True)
     p = sub.add_parser("plot", help="draw the standard figures of a sweep's store")

@@ -145,13 +145,30 @@ class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C during a sweep: the message says how many cells are saved where, and how to resume."""
 
 
+SPECTRUM_COLUMNS = ("sv_max", "sv_condition", "lambda_mean", "lambda_var")
+"""Per-trial Jacobian-spectrum summaries a sweep with ``spectrum=True`` stores: the largest singular
+value, s_max / s_min, and the mean and variance of lambda = s^2 (:class:`fastgrad.spectra.Spectrum`)."""
+
+
 def compute_cell(model: str, params: dict[str, Any], trials: int, batch: int, seed: int, dtype: str,
-                 backend: str, threads: int | None) -> dict[str, np.ndarray]:
-    """Run one cell and return its statistics (what a Dask worker computes)."""
-    res = run(MODELS[model](**params), trials=trials, batch=batch, seed=seed, dtype=dtype,
+                 backend: str, threads: int | None, spectrum: bool = False) -> dict[str, np.ndarray]:
+    """Run one cell and return its statistics (what a Dask worker computes).
+
+    With ``spectrum``, also the per-trial summaries of the same trials' Jacobian spectra
+    (:data:`SPECTRUM_COLUMNS`; recurrent models: dh_S/dh_1).
+    """
+    spec = MODELS[model](**params)
+    res = run(spec, trials=trials, batch=batch, seed=seed, dtype=dtype,
               backend=backend,  # type: ignore[arg-type]
               threads=threads)
-    return dict(res.arrays)
+    arrays = dict(res.arrays)
+    if spectrum:
+        from fastgrad.spectra import spectrum as jacobian_spectrum
+
+        s = jacobian_spectrum(spec, trials=trials, batch=batch, seed=seed, dtype=dtype, threads=threads)
+        arrays.update(zip(SPECTRUM_COLUMNS, (s.max_singular_value, s.condition, s.mean_squared, s.var_squared),
+                          strict=True))
+    return arrays
 
 
 def sweep(
@@ -169,6 +186,7 @@ def sweep(
     threads: int | None = None,
     progress: bool = True,
     max_in_flight: int | None = None,
+    spectrum: bool = False,
     _compute: Callable[..., dict[str, np.ndarray]] | None = None,
 ) -> SweepReport:
     """Run every cell of a grid into a resumable store.
@@ -198,6 +216,10 @@ def sweep(
         Show a progress bar (trials, with throughput and ETA) and print the summary.
     max_in_flight : int, optional
         Cells submitted to Dask at once (default 2 per worker): bounds memory.
+    spectrum : bool
+        Also store, per trial, the summaries of its Jacobian's singular values
+        (:data:`SPECTRUM_COLUMNS`, from :func:`fastgrad.spectrum` of the same trials;
+        MLP, ResMLP, RNN, LSTM and GRU, on the CPU).
 
     Returns
     -------
@@ -211,11 +233,17 @@ def sweep(
     check_backend(backend)
     if executor not in ("local", "dask"):
         raise ValueError(f"executor: unknown {executor!r}; choose local or dask")
+    if not isinstance(spectrum, (bool, np.bool_)):
+        raise ValueError(f"spectrum: expected True or False, got {spectrum!r}")
+    if spectrum and (model == "chain" or backend != "cpu"):
+        raise ValueError("spectrum: Jacobian spectra are computed for mlp, resmlp, rnn, lstm and gru, on the CPU")
     # Order-free identity of the grid: each axis's distinct values, sorted.
     canonical_grid = {k: sorted({json.dumps(c[k]): c[k] for c in cells}.values(), key=_order)
                       for k in sorted(cells[0])}
     manifest = {"model": model, "grid": canonical_grid, "seed": seed, "trials": trials, "batch": batch,
                 "dtype": dt, "version": __version__}
+    if spectrum:  # only when asked: stores written before the option keep their identity
+        manifest["spectrum"] = True
     root = store_module.open_store(store, manifest)
     report = SweepReport(store=root, cells=len(cells))
     todo = []
@@ -244,12 +272,13 @@ def sweep(
         if executor == "local":
             for params in todo:
                 try:
-                    finished(params, compute(model, params, trials, batch, seed, dt, backend, threads))
+                    finished(params, compute(model, params, trials, batch, seed, dt, backend, threads,
+                                             bool(spectrum)))
                 except Exception as err:  # a failed cell is reported, the sweep goes on
                     report.failed[store_module.cell_id(params)] = f"{params}: {err!r}"
         else:
             _run_dask(todo, compute, finished, report, model, trials, batch, seed, dt, backend, threads, address,
-                      workers, max_in_flight)
+                      workers, max_in_flight, bool(spectrum))
     except KeyboardInterrupt as err:
         bar.close()
         raise SweepInterrupted(f"interrupted: {report.done + report.skipped} of {len(cells)} cells are saved in "
@@ -265,7 +294,7 @@ def sweep(
 def _run_dask(todo: list[dict[str, Any]], compute: Callable[..., dict[str, np.ndarray]],
               finished: Callable[[dict[str, Any], dict[str, np.ndarray]], None], report: SweepReport, model: str,
               trials: int, batch: int, seed: int, dtype: str, backend: str, threads: int | None,
-              address: str | None, workers: int | None, max_in_flight: int | None) -> None:
+              address: str | None, workers: int | None, max_in_flight: int | None, spectrum: bool = False) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as err:
@@ -285,7 +314,7 @@ def _run_dask(todo: list[dict[str, Any]], compute: Callable[..., dict[str, np.nd
         by_key: dict[str, dict[str, Any]] = {}
 
         def submit(params: dict[str, Any]) -> Any:
-            fut = client.submit(compute, model, params, trials, batch, seed, dtype, backend, threads,
+            fut = client.submit(compute, model, params, trials, batch, seed, dtype, backend, threads, spectrum,
                                 key=f"fastgrad-cell-{store_module.cell_id(params)}", pure=False, retries=3)
             by_key[str(fut.key)] = params
             return fut

@@ -192,3 +192,20 @@ def test_residual_spectrum_matches_torch(norm):
 
         want = torch.linalg.svdvals(torch.func.jacrev(f)(torch.tensor(x[t, 0]))).numpy()
         np.testing.assert_allclose(sv[t], want, rtol=1e-10, atol=1e-13)
+
+
+def test_sweeps_store_the_spectrum_summaries_of_their_own_trials(tmp_path):
+    from fastgrad.cli import main
+
+    store = tmp_path / "iso"
+    assert main(["sweep", "--model", "mlp", "--store", str(store), "--trials", "5", "--batch", "3", "--spectrum",
+                 "--quiet", "--depth", "4", "--width", "6", "--init", "orthogonal,scaled_normal",
+                 "--activation", "tanh"]) == 0
+    frame = fg.load(store)
+    for init in ("orthogonal", "scaled_normal"):
+        cell = frame[(frame.init == init) & (frame.layer == 1)].sort_values("trial")
+        s = spectrum(fg.MLP(depth=4, width=6, init=init, activation="tanh"), trials=5, batch=3)
+        np.testing.assert_array_equal(cell["sv_max"].to_numpy(), s.max_singular_value)
+        np.testing.assert_array_equal(cell["lambda_var"].to_numpy(), s.var_squared)
+    with pytest.raises(ValueError, match="spectrum: Jacobian spectra"):
+        fg.sweep("chain", {"depth": 3}, trials=2, store=tmp_path / "c", spectrum=True, progress=False)
