@@ -341,6 +341,8 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
         if set(plane) <= set(numeric):
             numeric = plane
             break
+    if "lambda_var" in frame.columns:  # a sweep with spectrum=True
+        paths += save(spectrum_summary(frame, params, info["grid"]), out / "spectrum_summary")
     if len(numeric) == 1:
         paths += _rate_figure(store, info, frame, numeric[0], metric, out)
     if len(numeric) >= 2:
@@ -376,6 +378,56 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
                                     ylabel=AXIS_LABELS.get(ya, ya)),
                       out / "phase_diagram")
     return paths
+
+
+def spectrum_summary(frame: pd.DataFrame, params: Sequence[str], grid: dict[str, list[Any]]) -> Figure:
+    """Per configuration of a sweep stored with ``spectrum=True``: the spread of each trial's spectrum.
+
+    The spread is var(lambda) / E[lambda]^2 of the trial's squared singular values
+    (``lambda_var / lambda_mean^2``; 0 for an isometry): median over trials, with the
+    5-95% range, beside the median condition number s_max / s_min.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        :func:`fastgrad.load` of the store.
+    params : sequence of str
+        The grid's parameters.
+    grid : dict
+        The store's grid (which parameters vary).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    trials = frame[frame["layer"] == 1]
+    labels, spread, cond = [], [], []
+    for key, group in trials.groupby(list(params), sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        labels.append(", ".join(f"{p}={_short(v)}" for p, v in zip(params, key, strict=True) if len(grid[p]) > 1)
+                      or "all")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spread.append((group["lambda_var"] / group["lambda_mean"] ** 2).to_numpy(dtype=float))
+        cond.append(float(np.nanmedian(group["sv_condition"].to_numpy(dtype=float))))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2 + 0.12 * len(labels)), layout="constrained")
+    pos = np.arange(len(labels))
+    med = np.array([np.nanmedian(v) for v in spread])
+    lo = np.array([np.nanquantile(v, 0.05) for v in spread])
+    hi = np.array([np.nanquantile(v, 0.95) for v in spread])
+    axes[0].errorbar(med, pos, xerr=[med - lo, hi - med], fmt="o", color="C0", capsize=2,
+                     label="median over trials, band: 5-95% of trials")
+    axes[0].set_xscale("symlog", linthresh=1e-3)
+    axes[0].set_xlabel("var(lambda) / E[lambda]^2 of each trial's J J^T (0: an isometry)")
+    axes[1].plot(cond, pos, "s", color="C1", label="median over trials")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("condition number s_max / s_min")
+    for ax in axes:
+        ax.set_yticks(pos, labels, fontsize=7)
+        ax.set_ylabel("configuration")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, frameon=False, loc="lower right")
+    fig.suptitle("Jacobian spectra of the sweep's trials", fontsize=11)
+    return fig
 
 
 def _rate_figure(store: str | Path, info: dict[str, Any], frame: pd.DataFrame, x: str, metric: str,

@@ -207,5 +207,9 @@ def test_sweeps_store_the_spectrum_summaries_of_their_own_trials(tmp_path):
         s = spectrum(fg.MLP(depth=4, width=6, init=init, activation="tanh"), trials=5, batch=3)
         np.testing.assert_array_equal(cell["sv_max"].to_numpy(), s.max_singular_value)
         np.testing.assert_array_equal(cell["lambda_var"].to_numpy(), s.var_squared)
+    from fastgrad.plot import plot_store
+
+    paths = plot_store(store)
+    assert store / "figures" / "spectrum_summary.png" in paths
     with pytest.raises(ValueError, match="spectrum: Jacobian spectra"):
         fg.sweep("chain", {"depth": 3}, trials=2, store=tmp_path / "c", spectrum=True, progress=False)
