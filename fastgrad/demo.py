@@ -238,13 +238,14 @@ def _cures(out: Path, size: DemoSize) -> list[dict[str, Any]]:
 
 def _isometry(out: Path, size: DemoSize) -> pd.DataFrame:
     """Dynamical isometry: the spectra of J for Gaussian and orthogonal weights (spectra.csv, two figures)."""
-    from fastgrad.spectra import isometry_study
+    from fastgrad.spectra import isometry_study, isometry_theory
 
     spectra, table = isometry_study(width=size.width, depths=size.spectrum_depths,
                                     trials=max(size.trials // 10, 8))
     table.to_csv(out / "spectra.csv", index=False)
     plot.save(plot.spectral_density(spectra, title=f"Spectra of J J^T at the edge of chaos, width {size.width}, "
-                                                   f"{max(size.trials // 10, 8)} trials each"),
+                                                   f"{max(size.trials // 10, 8)} trials each",
+                                      theory=isometry_theory(size.spectrum_depths)),
               out / "spectral_density")
     plot.save(plot.spectral_variance(table, title=f"width {size.width}"), out / "spectral_variance")
     return table

@@ -567,19 +567,23 @@ def learning_speed(results: dict[str, Any], names: Sequence[str]) -> Figure:
     return fig
 
 
-def spectral_density(spectra: dict[str, dict[tuple[int, str], Any]], title: str | None = None) -> Figure:
+def spectral_density(spectra: dict[str, dict[tuple[int, str], Any]], title: str | None = None,
+                     theory: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] | None = None) -> Figure:
     """The density of log10(lambda), lambda = s^2 the eigenvalues of J J^T, pooled over trials; one panel per net.
 
     Colour: depth; solid: Gaussian weights, dashed: orthogonal (a vertical line where every
     lambda is the same value, as for linear orthogonal nets). Singular values below the
     SVD's resolution (:attr:`fastgrad.spectra.Spectrum.resolved`: zero to working precision)
-    are left out of the density and counted in the legend.
+    are left out of the picture and counted in the legend: the density is over all of a
+    configuration's lambda, so a curve's area is its resolved share.
 
     Parameters
     ----------
     spectra : dict of panel title to {(depth, weights): Spectrum}
         As :func:`fastgrad.spectra.isometry_study` returns them.
     title : str, optional
+    theory : dict of panel title to {depth: (log10 lambda, density)}, optional
+        Infinite-width densities (e.g. :func:`fastgrad.theory.fuss_catalan_density`), dotted.
 
     Returns
     -------
@@ -596,6 +600,7 @@ def spectral_density(spectra: dict[str, dict[tuple[int, str], Any]], title: str 
         lo, hi = (np.quantile(finite, [0.001, 0.999]) if finite.size else (-1.0, 1.0))
         lo, hi = min(lo, -0.5), max(hi, 0.5)
         bins = np.linspace(lo, hi, 61)
+        floor = np.inf  # the lowest density a histogram shows: theory curves are cut there
         for (depth, weights), v in sorted(logs.items()):
             ls = "-" if weights == "gaussian" else "--"
             label = f"depth {depth}, {weights}"
@@ -604,8 +609,15 @@ def spectral_density(spectra: dict[str, dict[tuple[int, str], Any]], title: str 
             if v.size and np.ptp(v) < 1e-9:  # one value (an isometry): a vertical line
                 ax.axvline(float(v[0]), color=colours[depth], ls=ls, lw=1.6, label=label + ", all equal")
                 continue
-            dens, edges = np.histogram(v, bins=bins, density=True)
+            counts, edges = np.histogram(v, bins=bins)
+            # A density over all the trials' lambda (the unresolved ones are mass off the left of the axis).
+            dens = counts / (runs[depth, weights].squared.size * np.diff(edges))
             ax.plot(0.5 * (edges[1:] + edges[:-1]), dens, color=colours[depth], ls=ls, lw=1.5, label=label)
+            floor = min(floor, float(dens[dens > 0].min())) if (dens > 0).any() else floor
+        for depth, (lx, dens) in sorted((theory or {}).get(name, {}).items()):
+            keep = (lx >= bins[0]) & (lx <= bins[-1]) & (dens >= floor / 2)
+            ax.plot(lx[keep], dens[keep], color=colours.get(depth, "0.3"), ls=":", lw=1.8,
+                    label=f"depth {depth}, Fuss-Catalan (infinite width)")
         ax.set_yscale("log")
         ax.set_xlabel("log10 lambda (lambda = s^2, eigenvalues of J J^T)")
         ax.set_ylabel("density over trials")

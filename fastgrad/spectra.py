@@ -253,6 +253,23 @@ ISOMETRY_NETS: dict[str, tuple[str, float]] = {
 """The dynamical-isometry comparison: activation and sigma_b^2; sigma_w^2 is each one's edge of chaos."""
 
 
+def isometry_theory(depths: Sequence[int]) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """The infinite-width densities :func:`isometry_study`'s figure can draw: the linear Gaussian nets' Fuss-Catalan.
+
+    Parameters
+    ----------
+    depths : sequence of int
+
+    Returns
+    -------
+    dict
+        ``{"linear": {depth: (log10 lambda, density per unit log10 lambda)}}``.
+    """
+    from fastgrad import theory
+
+    return {"linear": {d: theory.fuss_catalan_density(d) for d in depths}}
+
+
 def isometry_study(width: int = 128, depths: Sequence[int] = (8, 32, 128), trials: int = 100, seed: int = 0,
                    batch: int = 1) -> tuple[dict[str, dict[tuple[int, str], Spectrum]], pd.DataFrame]:
     """Spectra of J for Gaussian and orthogonal weights x linear / tanh / relu at the edge of chaos.

@@ -454,3 +454,46 @@ def linear_gaussian_moments(depth: int, width: int) -> dict[str, float]:
         trace_sq, tr_a2 = trace_sq + 2.0 * tr_a2 / n, (trace_sq + (n + 1.0) * tr_a2) / n
     m2 = tr_a2 / n
     return {"m1": 1.0, "m2": m2, "var": m2 - 1.0}
+
+
+def fuss_catalan_density(depth: int, points: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """The density of lambda for a product of ``depth`` Gaussian layers at infinite width (Fuss-Catalan).
+
+    The eigenvalues of J J^T, J a product of L square N(0, 1/n) matrices, follow the
+    Fuss-Catalan law with moments (1/(L k + 1)) binom((L + 1) k, k) (m1 = 1, m2 = L + 1).
+    Its density in the parametrisation of Haagerup & Moller (2012): for
+    0 < phi < pi / (L + 1),
+    ``x = sin((L+1) phi)^(L+1) / (sin(phi) sin(L phi)^L)`` and
+    ``rho(x) = sin(phi)^2 sin(L phi)^(L-1) / (pi sin((L+1) phi)^L)``.
+
+    Parameters
+    ----------
+    depth : int
+        L >= 1.
+    points : int
+        Points of the curve, geometrically dense where x is small.
+
+    Returns
+    -------
+    log10_lambda : numpy.ndarray
+        Increasing.
+    density : numpy.ndarray
+        The density per unit of log10(lambda): rho(x) x ln(10), to compare with histograms of log10(lambda).
+    """
+    s = check_int("depth", depth)
+    end = math.pi / (s + 1)
+    # phi = end - d from near 0 (x at its largest) to near end, where x -> 0 like ((L+1) d)^(L+1): linear
+    # steps on the first half, geometric ones on the second, down to x ~ 1e-300 (the mass below is
+    # ~ x^(1/(L+1))). Logarithms throughout: sin(L phi)^L underflows for large L.
+    edge = math.log(math.sin(end)) + s * math.log(math.sin(s * end))
+    d_min = math.exp((-300 * math.log(10.0) + edge) / (s + 1)) / (s + 1)
+    d = np.concatenate([np.linspace(end * (1 - 1e-9), end / 2, points // 2, endpoint=False),
+                        np.geomspace(end / 2, min(d_min, end / 4), points - points // 2)])
+    phi = end - d
+    # sin((L+1) phi) = sin((L+1) d): from whichever of phi and d is small, so that neither is a difference.
+    log_top = np.log(np.where(d < end / 2, np.sin((s + 1) * d), np.sin((s + 1) * phi)))
+    log_x = (s + 1) * log_top - np.log(np.sin(phi)) - s * np.log(np.sin(s * phi))
+    log_rho = 2 * np.log(np.sin(phi)) + (s - 1) * np.log(np.sin(s * phi)) - math.log(math.pi) - s * log_top
+    order = np.argsort(log_x)
+    return log_x[order] / math.log(10.0), np.exp(log_rho + log_x)[order] * math.log(10.0)
+

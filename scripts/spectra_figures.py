@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from fastgrad import plot  # noqa: E402
-from fastgrad.spectra import isometry_study  # noqa: E402
+from fastgrad.spectra import isometry_study, isometry_theory  # noqa: E402
 from fastgrad.stats import markdown_table  # noqa: E402
 
 
@@ -34,7 +34,8 @@ def main() -> None:
     spectra, table = isometry_study(width=args.width, depths=(2, 4, 8, 16, 32, 64, 128), trials=args.trials)
     seconds = time.perf_counter() - t0
     shown = {name: {k: v for k, v in runs.items() if k[0] in (8, 32, 128)} for name, runs in spectra.items()}
-    plot.save(plot.spectral_density(shown, title=f"Spectra of J J^T, width {args.width}, {args.trials} trials each"),
+    plot.save(plot.spectral_density(shown, title=f"Spectra of J J^T, width {args.width}, {args.trials} trials each",
+                                    theory=isometry_theory((8, 32, 128))),
               out / "spectral_density")
     plot.save(plot.spectral_variance(table, title=f"width {args.width}"), out / "spectral_variance")
     table.to_csv(out / "spectra.csv", index=False)

@@ -213,3 +213,15 @@ def test_sweeps_store_the_spectrum_summaries_of_their_own_trials(tmp_path):
     assert store / "figures" / "spectrum_summary.png" in paths
     with pytest.raises(ValueError, match="spectrum: Jacobian spectra"):
         fg.sweep("chain", {"depth": 3}, trials=2, store=tmp_path / "c", spectrum=True, progress=False)
+
+
+def test_fuss_catalan_density_has_the_fuss_catalan_moments():
+    # Integrated over log10(lambda): mass 1, E[lambda] = 1, E[lambda^2] = L + 1 (the moments the data tests above use).
+    for depth in (1, 4, 32):
+        lx, dens = theory.fuss_catalan_density(depth, points=20000)
+        lam = 10.0**lx
+        assert abs(np.trapezoid(dens, lx) - 1) < 1e-3  # (the mass below lambda = 1e-300 is left out)
+        assert abs(np.trapezoid(dens * lam, lx) - 1) < 5e-4
+        assert abs(np.trapezoid(dens * lam**2, lx) - (depth + 1)) < 5e-4 * (depth + 1)
+    lx, _ = theory.fuss_catalan_density(1)
+    np.testing.assert_allclose(10.0 ** lx.max(), 4.0, rtol=1e-9)  # Marchenko-Pastur's edge for one square layer
