@@ -384,3 +384,104 @@ def _run_cuda(spec: MLP | Chain | RNN, trials: int, batch: int, seed: int, dt: n
     run_seconds = time.perf_counter() - t0
     return Result(arrays, spec=spec, seed=seed, trials=trials, batch=batch, dtype=dt.name, backend="cuda",
                   version=__version__, threads=1, compile_seconds=compile_seconds, run_seconds=run_seconds)
+
+
+SCALE_FIELDS = ("sigma_w", "sigma_w2", "sigma_b", "sigma_b2")
+"""The MLP fields that set only the scales of the draws: cells differing in nothing else share them."""
+
+
+def shares_draws(specs: list[Any]) -> bool:
+    """Whether ``specs`` can run together over one draw per trial (:func:`run_cells`).
+
+    They must be MLPs equal in every field but :data:`SCALE_FIELDS`, whose weights and
+    biases are all drawn as NORMAL (``normal``, ``scaled_normal``, the Xavier, He and
+    LeCun normals) or CONSTANT (zero biases) tensors.
+
+    Parameters
+    ----------
+    specs : list of specs
+
+    Returns
+    -------
+    bool
+    """
+    import dataclasses
+
+    from fastgrad.codes import CONSTANT, NORMAL
+
+    if len(specs) < 2 or not all(type(s) is MLP for s in specs):
+        return False
+    rest = [{k: v for k, v in dataclasses.asdict(s).items() if k not in SCALE_FIELDS} for s in specs]
+    if any(r != rest[0] for r in rest[1:]):
+        return False
+    for s in specs:
+        w_kind, _, b_kind, _ = s.layer_inits()
+        if not (np.isin(w_kind, (NORMAL, CONSTANT)).all() and np.isin(b_kind, (NORMAL, CONSTANT)).all()):
+            return False
+    return True
+
+
+def run_cells(specs: list[MLP], trials: int, batch: int = 32, seed: int = 0, dtype: str = "float64",
+              threads: int | None = None, chunk: int | None = None) -> list[Result]:
+    """Run MLPs that differ only in their scales together, over one draw per trial.
+
+    Trial k's standard normals, inputs and targets are drawn once and scaled for every
+    spec (a sweep over sigma_w^2 x sigma_b^2 draws the same numbers in every cell:
+    common random numbers). Each result is bitwise the result of :func:`run` of its spec
+    alone; only the time differs. Working memory is one trial's draws and activations
+    per thread; the results are K (trials, L) arrays of each statistic.
+
+    Parameters
+    ----------
+    specs : list of MLP
+        At least two, equal in every field but ``sigma_w``, ``sigma_w2``, ``sigma_b``,
+        ``sigma_b2``, drawn with normal or constant tensors (:func:`shares_draws`).
+    trials, batch, seed, dtype, threads, chunk
+        As for :func:`run`.
+
+    Returns
+    -------
+    list of Result
+        One per spec, in order.
+    """
+    from fastgrad.kernels.draw import draw_function
+
+    if not shares_draws(specs):
+        raise ValueError("specs: run_cells takes two or more fastgrad.MLP specs that differ only in sigma_w, "
+                         "sigma_w2, sigma_b, sigma_b2, with normal (or Xavier, He, LeCun normal) weights and normal "
+                         "or zero biases; run the others one by one with fastgrad.run")
+    trials = check_int("trials", trials)
+    batch = check_int("batch", batch)
+    seed = check_int("seed", seed, minimum=0)
+    dt = check_dtype(dtype)
+    if threads is not None:
+        check_threads(threads)
+    chunk = DEFAULT_CHUNK if chunk is None else check_int("chunk", chunk)
+    net, init = lowering.mlp(specs[0], dt.name)
+    inits = [s.layer_inits() for s in specs]
+    w_kind, w_scale, b_kind, b_scale = (np.ascontiguousarray(np.stack([i[k] for i in inits])) for k in range(4))
+    depth = specs[0].depth
+    out = [np.empty((len(specs), trials, depth), dtype=dt) for _ in range(4)]
+    draw64 = draw_function("plain", "float64")
+
+    def block(lo: int, hi: int) -> None:
+        cpu_mlp.generated_cells(net, init, draw64, w_kind, w_scale, b_kind, b_scale, seed, 0, batch, *out, lo, hi)
+
+    key = (cpu_mlp.generated_cells, dt.name, net.hidden, net.last, init.draw)
+    compile_seconds = 0.0
+    with threads_context(threads) as n_threads:
+        t0 = time.perf_counter()
+        for lo in range(0, trials, chunk):
+            hi = min(lo + chunk, trials)
+            if lo == 0 and key not in _ready:
+                compile_seconds = run_compiled(block, lo, hi, n_threads)
+                _ready.add(key)
+            else:
+                run_blocks(block, lo, hi, n_threads)
+        run_seconds = time.perf_counter() - t0 - compile_seconds
+    names = ("grad_w", "grad_b", "delta", "q")
+    return [Result({name: np.ascontiguousarray(arr[c]) for name, arr in zip(names, out, strict=True)}, spec=spec,
+                   seed=seed, trials=trials, batch=batch, dtype=dt.name, backend="cpu", version=__version__,
+                   threads=n_threads, compile_seconds=compile_seconds / len(specs),
+                   run_seconds=run_seconds / len(specs))
+            for c, spec in enumerate(specs)]

@@ -176,3 +176,22 @@ def test_orthogonal_init_is_the_q_of_numpy_qr_of_the_stream():
             q, r = np.linalg.qr(fg.rng.normals(5, trial, 2 * l + 2, big * small).reshape(big, small))
             q = 1.5 * q * np.sign(np.diag(r))
             np.testing.assert_allclose(W[l][trial], q if n_in >= n_out else q.T, rtol=0, atol=1e-13)
+
+
+def test_cells_that_differ_only_in_scales_run_over_one_draw_and_equal_their_own_runs():
+    from fastgrad.engine import run_cells, shares_draws
+
+    specs = [fg.MLP(depth=5, width=7, activation="tanh", init="scaled_normal", sigma_w2=w2, sigma_b2=b2,
+                    loss="probe") for w2 in (0.5, 1.7) for b2 in (0.0, 0.05)]
+    specs.append(fg.MLP(depth=5, width=7, activation="tanh", init="scaled_normal", sigma_w=1.1, loss="probe"))
+    for dtype in ("float64", "float32"):
+        got = run_cells(specs, trials=23, batch=3, seed=4, dtype=dtype, chunk=7)
+        for spec, res in zip(specs, got, strict=True):
+            ref = fg.run(spec, trials=23, batch=3, seed=4, dtype=dtype)
+            for k in ref.arrays:
+                assert np.array_equal(ref.arrays[k], res.arrays[k]), (dtype, k)  # bit for bit
+    assert not shares_draws([specs[0], fg.MLP(depth=5, width=7, activation="relu", init="scaled_normal")])
+    assert not shares_draws([fg.MLP(depth=3, width=4, init="orthogonal"), fg.MLP(depth=3, width=4, init="orthogonal",
+                                                                                  sigma_w=2.0)])
+    with pytest.raises(ValueError, match="specs: run_cells takes"):
+        run_cells([specs[0], fg.MLP(depth=6, width=7)], trials=2)

@@ -295,3 +295,75 @@ def draw_arrays(init: Init, dims: np.ndarray, seed: int, trials: np.ndarray, w: 
     """The packed arrays of the given trials, exactly as :func:`generated` draws them: w (T, P), b (T, Pb), x, y."""
     for i in range(trials.size):
         draw_trial(w[i], b[i], x[i], y[i], seed, trials[i], dims, init)
+
+
+@jit(inline="always")
+def scale_cell(zw: np.ndarray, zb: np.ndarray, dims: np.ndarray, w_kind: np.ndarray, w_scale: np.ndarray,
+               b_kind: np.ndarray, b_scale: np.ndarray, w: np.ndarray, b: np.ndarray) -> None:
+    """One cell's weights and biases from the trial's standard normals: ``scale * z`` rounded to the dtype.
+
+    Exactly what :func:`draw_weights` draws for NORMAL tensors (``fill_normal`` writes
+    ``scale * z`` with z in float64) and CONSTANT ones (the value); no other kind comes here.
+    """
+    woff = 0
+    boff = 0
+    for l in range(dims.size - 1):
+        n_w, n_b = dims[l] * dims[l + 1], dims[l + 1]
+        if w_kind[l] == NORMAL:
+            s = w_scale[l]
+            for i in range(woff, woff + n_w):
+                w[i] = s * zw[i]
+        else:
+            for i in range(woff, woff + n_w):
+                w[i] = w_scale[l]
+        if b_kind[l] == NORMAL:
+            s = b_scale[l]
+            for i in range(boff, boff + n_b):
+                b[i] = s * zb[i]
+        else:
+            for i in range(boff, boff + n_b):
+                b[i] = b_scale[l]
+        woff += n_w
+        boff += n_b
+
+
+@kernel
+def generated_cells(net: Net, init: Init, draw64: Any, w_kind: np.ndarray, w_scale: np.ndarray, b_kind: np.ndarray,
+                    b_scale: np.ndarray, seed: int, trial0: int, batch: int, grad_w: np.ndarray, grad_b: np.ndarray,
+                    delta: np.ndarray, q: np.ndarray, lo: int, hi: int) -> None:
+    """Rows ``lo .. hi - 1`` of K cells that differ only in their scales, from one draw per trial.
+
+    Trial k's standard normals (every layer's weights and biases, float64, by ``draw64``,
+    the float64 plain draw function) and its inputs and targets are drawn once; each cell
+    c then scales them by its ``w_scale[c]``, ``b_scale[c]`` (kinds NORMAL or CONSTANT
+    per layer, (K, L) arrays) and runs the trial into ``grad_w[c]`` ... ``q[c]`` (K, T, L).
+    Bitwise equal to :func:`generated` of each cell alone.
+    """
+    dims = net.dims
+    depth = dims.size - 1
+    dtype = grad_w.dtype
+    n_w, n_b = sizes(dims)
+    zw = np.empty(n_w)
+    zb = np.empty(n_b)
+    w = np.empty(n_w, dtype=dtype)
+    b = np.empty(n_b, dtype=dtype)
+    x = np.empty((batch, dims[0]), dtype=dtype)
+    y = np.empty((batch, dims[depth]), dtype=dtype)
+    work = workspace(dims, batch, dtype)
+    cells = w_scale.shape[0]
+    for t in range(lo, hi):
+        trial_id = trial0 + t
+        woff = 0
+        boff = 0
+        for l in range(depth):
+            n_in, n_out = dims[l], dims[l + 1]
+            draw_matrix(draw64, zw[woff : woff + n_in * n_out].reshape(n_in, n_out), NORMAL, 1.0, seed, trial_id,
+                        MLP_W0 + 2 * l)
+            draw_vector(draw64, zb[boff : boff + n_out], NORMAL, 1.0, seed, trial_id, MLP_B0 + 2 * l)
+            woff += n_in * n_out
+            boff += n_out
+        draw_vector(init.draw, x.reshape(x.size), NORMAL, 1.0, seed, trial_id, MLP_X)
+        draw_vector(init.draw, y.reshape(y.size), NORMAL, 1.0, seed, trial_id, MLP_Y)
+        for c in range(cells):
+            scale_cell(zw, zb, dims, w_kind[c], w_scale[c], b_kind[c], b_scale[c], w, b)
+            trial(w, b, x, y, net, work, Stats(grad_w[c], grad_b[c], delta[c], q[c]), t)
