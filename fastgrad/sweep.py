@@ -97,10 +97,11 @@ def expand_grid(model: str, grid: dict[str, Any]) -> list[dict[str, Any]]:
 
     Parameters
     ----------
-    model : {"mlp", "rnn", "chain"}
+    model : {"mlp", "resmlp", "rnn", "lstm", "gru", "chain"}
     grid : dict
-        Parameter name -> a value or a list of values. Names are the fields of
-        :class:`fastgrad.MLP`, :class:`fastgrad.RNN` or :class:`fastgrad.Chain`.
+        Parameter name -> a value or a list of values. Names are the fields of the
+        model's spec (:class:`fastgrad.MLP`, :class:`fastgrad.ResMLP`, :class:`fastgrad.RNN`,
+        :class:`fastgrad.LSTM`, :class:`fastgrad.GRU` or :class:`fastgrad.Chain`).
 
     Returns
     -------
@@ -172,7 +173,7 @@ def compute_cell(model: str, params: dict[str, Any], trials: int, batch: int, se
 
 
 def sweep(
-    model: Literal["mlp", "rnn", "chain"] = "mlp",
+    model: Literal["mlp", "resmlp", "rnn", "lstm", "gru", "chain"] = "mlp",
     grid: dict[str, Any] | None = None,
     trials: int = 100,
     batch: int = 32,
@@ -193,7 +194,7 @@ def sweep(
 
     Parameters
     ----------
-    model : {"mlp", "rnn", "chain"}
+    model : {"mlp", "resmlp", "rnn", "lstm", "gru", "chain"}
     grid : dict
         Parameter -> value or list of values (see :func:`expand_grid`).
     trials, batch, seed : int
