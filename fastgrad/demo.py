@@ -231,7 +231,7 @@ def _cures(out: Path, size: DemoSize) -> list[dict[str, Any]]:
     fig = plot.decay_curves(stats.summary(residual, "grad_h", normalize=True), predicted,
                             ylabel="||dL/dh_(l-1)|| / ||dL/dh_(L-1)|| (same trial)",
                             title=f"What reaches each block's input through the skips, depth {size.cure_depth}",
-                            theory_label="mean-field theory (root mean square)")
+                            theory_label="mean-field theory, root mean square\n(for a = 1/sqrt(L): under the data)")
     plot.save(fig, out / "cures_resmlp")
     return rows
 
@@ -247,7 +247,9 @@ def _isometry(out: Path, size: DemoSize) -> pd.DataFrame:
                                                    f"{max(size.trials // 10, 8)} trials each",
                                       theory=isometry_theory(size.spectrum_depths)),
               out / "spectral_density")
-    plot.save(plot.spectral_variance(table, title=f"width {size.width}"), out / "spectral_variance")
+    plot.save(plot.spectral_variance(table, title=f"Spread of the spectrum against depth, width {size.width}, "
+                                                  f"{max(size.trials // 10, 8)} trials each"),
+              out / "spectral_variance")
     return table
 
 

@@ -243,7 +243,7 @@ MAX_CURVES = 48  # six panels of eight curves
 
 
 def rate_curve(table: pd.DataFrame, x: str, theory: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-               title: str | None = None, xlabel: str | None = None) -> Figure:
+               title: str | None = None, xlabel: str | None = None, unit: str = "layer") -> Figure:
     """The fitted decay rate against one grid parameter, with its bootstrap interval and theory's curves.
 
     Parameters
@@ -255,6 +255,8 @@ def rate_curve(table: pd.DataFrame, x: str, theory: dict[str, tuple[np.ndarray, 
     theory : dict of label to (x values, slope values), optional
         Curves drawn as lines.
     title, xlabel : str, optional
+    unit : {"layer", "step"}
+        What the slope is per (recurrent models: per step, towards the first step).
 
     Returns
     -------
@@ -269,7 +271,8 @@ def rate_curve(table: pd.DataFrame, x: str, theory: dict[str, tuple[np.ndarray, 
     for (label, (tx, ty)), style in zip((theory or {}).items(), ("--", ":", "-."), strict=False):
         ax.plot(tx, ty, color="k", lw=1.3, ls=style, label=label)
     ax.set_xlabel(xlabel or AXIS_LABELS.get(x, x))
-    ax.set_ylabel("fitted slope of log-norm per layer\n(> 0: vanishing towards the input)")
+    towards = "the input" if unit == "layer" else "the first step"
+    ax.set_ylabel(f"fitted slope of log-norm per {unit}\n(> 0: vanishing towards {towards})")
     ax.legend(frameon=False, fontsize=8)
     if title:
         ax.set_title(title)
@@ -416,7 +419,10 @@ def spectrum_summary(frame: pd.DataFrame, params: Sequence[str], grid: dict[str,
     hi = np.array([np.nanquantile(v, 0.95) for v in spread])
     axes[0].errorbar(med, pos, xerr=[med - lo, hi - med], fmt="o", color="C0", capsize=2,
                      label="median over trials, band: 5-95% of trials")
-    axes[0].set_xscale("symlog", linthresh=1e-3)
+    if np.nanmin(lo) > 0:  # log axis unless an isometry (spread 0) is among them
+        axes[0].set_xscale("log")
+    else:
+        axes[0].set_xscale("symlog", linthresh=1e-3)
     axes[0].set_xlabel("var(lambda) / E[lambda]^2 of each trial's J J^T (0: an isometry)")
     axes[1].plot(cond, pos, "s", color="C1", label="median over trials")
     axes[1].set_xscale("log")
@@ -425,8 +431,9 @@ def spectrum_summary(frame: pd.DataFrame, params: Sequence[str], grid: dict[str,
         ax.set_yticks(pos, labels, fontsize=7)
         ax.set_ylabel("configuration")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, frameon=False, loc="lower right")
-    fig.suptitle("Jacobian spectra of the sweep's trials", fontsize=11)
+        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    fig.suptitle("Jacobian spectra of the sweep's trials (MLPs: dh_L/dh_0; recurrent models: dh_S/dh_1)",
+                 fontsize=11)
     return fig
 
 
@@ -451,7 +458,8 @@ def _rate_figure(store: str | Path, info: dict[str, Any], frame: pd.DataFrame, x
                                                                            for v in w2]))
         curves["theory, infinite depth: -ln(chi_1) / 2"] = (xs, np.array([-0.5 * np.log(theory.chi1(act, v, b2))
                                                                           for v in w2]))
-    fig = rate_curve(table, x, curves, title=f"{info['model']} sweep: decay rate of {metric}")
+    fig = rate_curve(table, x, curves, title=f"{info['model']} sweep: decay rate of {metric}",
+                     unit="step" if info["model"] in ("rnn", "lstm", "gru") else "layer")
     return save(fig, out / "decay_rate")
 
 
@@ -606,8 +614,13 @@ def spectral_density(spectra: dict[str, dict[tuple[int, str], Any]], title: str 
             label = f"depth {depth}, {weights}"
             if unresolved[depth, weights] > 0:
                 label += f" ({100 * unresolved[depth, weights]:.2g}% zero)"
-            if v.size and np.ptp(v) < 1e-9:  # one value (an isometry): a vertical line
-                ax.axvline(float(v[0]), color=colours[depth], ls=ls, lw=1.6, label=label + ", all equal")
+            if v.size and np.ptp(v) < 1e-9:  # one value (an isometry): one vertical line for every such depth
+                same = [d for (d, wt), u in logs.items() if wt == weights and u.size and np.ptp(u) < 1e-9
+                        and abs(float(u[0]) - float(v[0])) < 1e-9]
+                if depth == min(same):
+                    ax.axvline(float(v[0]), color="0.2", ls=ls, lw=1.6,
+                               label=f"{weights}, depths {', '.join(map(str, sorted(same)))}: every lambda = "
+                                     f"{10 ** float(v[0]):.3g}")
                 continue
             counts, edges = np.histogram(v, bins=bins)
             # A density over all the trials' lambda (the unresolved ones are mass off the left of the axis).
@@ -653,9 +666,10 @@ def spectral_variance(table: pd.DataFrame, title: str | None = None) -> Figure:
             ax.plot(g["depth"], theory_values, color=c, ls="--", lw=1.1)
     ax.set_xscale("log", base=2)
     ax.set_yscale("symlog", linthresh=1e-2)  # linear near 0: an isometry's variance is exactly 0
-    ax.set_ylim(bottom=0.0)
+
     ax.set_xlabel("depth L")
     ax.set_ylabel("var(lambda) / E[lambda]^2 over the pooled spectrum")
+    ax.set_ylim(bottom=-1e-3)  # an isometry's 0 stays visible above the axis
     ax.grid(True, alpha=0.3)
     handles, _ = ax.get_legend_handles_labels()
     handles.append(Line2D([], [], color="0.3", ls="--",

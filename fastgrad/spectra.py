@@ -116,7 +116,8 @@ class Spectrum:
         out: dict[str, float] = {"trials": float(self.trials)}
         for name, per in (("m1", self._lam.mean(axis=1)), ("m2", (self._lam**2).mean(axis=1))):
             mean, se = float(per.mean()), float(per.std(ddof=1) / np.sqrt(per.size)) if per.size > 1 else np.nan
-            out.update({name: mean, f"{name}_low": mean - zq * se, f"{name}_high": mean + zq * se})
+            # lambda >= 0: a normal interval's lower end is cut at 0 (heavy tails make it reach below)
+            out.update({name: mean, f"{name}_low": max(mean - zq * se, 0.0), f"{name}_high": mean + zq * se})
         out["var"] = out["m2"] - out["m1"] ** 2
         return out
 
@@ -192,6 +193,9 @@ class _Block:
 
 def _block(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int, seed: int, dtype: str, step: int) -> _Block:
     """The kernel call of ``spec``'s spectra (validating ``step`` for recurrent models)."""
+    if isinstance(spec, (MLP, ResMLP)) and step != 1:
+        raise ValueError(f"step: applies to recurrent models (RNN, LSTM, GRU); a {type(spec).__name__}'s J is "
+                         "dh_L/dh_0")
     if isinstance(spec, ResMLP):
         res_net, res_init = lowering.resmlp(spec, dtype)
         sv = np.empty((trials, int(min(spec.dims[0], spec.dims[-1]))), dtype=dtype)

@@ -231,13 +231,18 @@ def sweep(
     batch = check_int("batch", batch)
     seed = check_int("seed", seed, minimum=0)
     dt = check_dtype(dtype).name
+    from fastgrad.engine import CPU_ONLY
+
+    if backend == "cuda" and MODELS[model] in CPU_ONLY:
+        raise ValueError(f"backend: {model} runs on the CPU only ({CPU_ONLY[MODELS[model]]}); use backend='cpu'")
     check_backend(backend)
     if executor not in ("local", "dask"):
         raise ValueError(f"executor: unknown {executor!r}; choose local or dask")
     if not isinstance(spectrum, (bool, np.bool_)):
         raise ValueError(f"spectrum: expected True or False, got {spectrum!r}")
     if spectrum and (model == "chain" or backend != "cpu"):
-        raise ValueError("spectrum: Jacobian spectra are computed for mlp, resmlp, rnn, lstm and gru, on the CPU")
+        raise ValueError(f"spectrum: Jacobian spectra are computed for mlp, resmlp, rnn, lstm and gru, on the CPU; "
+                         f"got model {model!r}, backend {backend!r}")
     # Order-free identity of the grid: each axis's distinct values, sorted.
     canonical_grid = {k: sorted({json.dumps(c[k]): c[k] for c in cells}.values(), key=_order)
                       for k in sorted(cells[0])}

@@ -37,7 +37,8 @@ def main() -> None:
     plot.save(plot.spectral_density(shown, title=f"Spectra of J J^T, width {args.width}, {args.trials} trials each",
                                     theory=isometry_theory((8, 32, 128))),
               out / "spectral_density")
-    plot.save(plot.spectral_variance(table, title=f"width {args.width}"), out / "spectral_variance")
+    plot.save(plot.spectral_variance(table, title=f"Spread of the spectrum against depth, width {args.width}, "
+                                                  f"{args.trials} trials each"), out / "spectral_variance")
     table.to_csv(out / "spectra.csv", index=False)
     cols = ["net", "weights", "depth", "m1", "theory_m1", "m2", "m2_low", "m2_high", "theory_m2", "var_over_m1sq",
             "theory_var_over_m1sq", "median_condition"]

@@ -208,6 +208,9 @@ def test_gated_bad_input_is_refused_by_name():
         fg.GRU(steps=3, hidden=2, inputs=1, input_init="he")
     with pytest.raises(ValueError, match="backend: LSTM runs on the CPU only"):
         fg.run(fg.LSTM(steps=3, hidden=2, inputs=1), trials=2, backend="cuda")
+    with pytest.raises(ValueError, match="backend: gru runs on the CPU only"):  # a sweep says so before anything runs
+        fg.sweep("gru", {"steps": 3, "hidden": 2, "inputs": 1}, trials=2, store="never-written", backend="cuda",
+                 progress=False)
     arrays = fg.gated_trial_arrays(fg.LSTM(steps=3, hidden=2, inputs=1), seed=0, trials=2, batch=1)
     with pytest.raises(ValueError, match="W_h: expected"):
         fg.lstm_backprop(arrays[0][:, :, :6], *arrays[1:])

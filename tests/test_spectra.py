@@ -100,6 +100,8 @@ def test_spectrum_is_reproducible_and_refuses_bad_input():
     np.testing.assert_allclose(c.singular_values, a.singular_values[:3], rtol=1e-4)
     frame = a.to_frame()
     assert list(frame.columns) == ["trial", "max_singular_value", "condition", "mean_squared", "var_squared"]
+    with pytest.raises(ValueError, match="step: applies to recurrent models"):
+        spectrum(spec, trials=2, step=2)
     for other in (fg.Chain(depth=3),):
         with pytest.raises(ValueError, match="spec: spectra are computed for"):
             spectrum(other, trials=2)
