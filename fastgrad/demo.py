@@ -146,12 +146,17 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
               out / "phase_diagram")
     pd.DataFrame(slopes, index=pd.Index(sb2, name="sigma_b2"), columns=pd.Index(sw2, name="sigma_w2")).to_csv(
         out / "phase_diagram.csv")
+    # The last steps are long ones: the bar names each while it runs.
+    bar.set_description("the cures: gated cells, residual nets")
     rows += _cures(out, size)
     bar.update(2)
+    bar.set_description("Jacobian spectra")
     _isometry(out, size)
     bar.update()
+    bar.set_description("training the remedies")
     train_table = _training(out, size)
     bar.update()
+    bar.set_description("fastgrad demo")
     bar.close()
 
     table = pd.DataFrame(rows)
