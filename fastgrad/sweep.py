@@ -4,7 +4,10 @@ A *cell* is one configuration of the grid (one model spec); all cells share
 the seed, so trial k of every cell uses the same underlying random draws
 (common random numbers). Cells run locally one after another (each using all
 threads), or as tasks on a Dask cluster whose workers compute while this
-process writes the store. Rerunning the same sweep resumes it.
+process writes the store. Locally, MLP cells that differ only in their scales
+(sigma_w, sigma_b and their variances) run together over one draw per trial
+(:func:`fastgrad.engine.run_cells`), with the same results bit for bit.
+Rerunning the same sweep resumes it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fastgrad import store as store_module
-from fastgrad.engine import check_backend, check_dtype, run
+from fastgrad.engine import SCALE_FIELDS, check_backend, check_dtype, run, run_cells, shares_draws
 from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP, check_int
 from fastgrad.version import __version__
 
@@ -276,12 +279,24 @@ def sweep(
 
     try:
         if executor == "local":
-            for params in todo:
-                try:
-                    finished(params, compute(model, params, trials, batch, seed, dt, backend, threads,
-                                             bool(spectrum)))
-                except Exception as err:  # a failed cell is reported, the sweep goes on
-                    report.failed[store_module.cell_id(params)] = f"{params}: {err!r}"
+            shared = _compute is None and model == "mlp" and backend == "cpu" and not spectrum
+            for group in (_share_draws(todo, trials) if shared else [[p] for p in todo]):
+                if len(group) > 1:  # cells that differ only in scales: one draw per trial for all of them
+                    try:
+                        results = run_cells([MLP(**p) for p in group], trials=trials, batch=batch, seed=seed,
+                                            dtype=dt, threads=threads)
+                    except ValueError:  # not shareable after all: cell by cell below
+                        pass
+                    else:
+                        for params, res in zip(group, results, strict=True):
+                            finished(params, dict(res.arrays))
+                        continue
+                for params in group:
+                    try:
+                        finished(params, compute(model, params, trials, batch, seed, dt, backend, threads,
+                                                 bool(spectrum)))
+                    except Exception as err:  # a failed cell is reported, the sweep goes on
+                        report.failed[store_module.cell_id(params)] = f"{params}: {err!r}"
         else:
             _run_dask(todo, compute, finished, report, model, trials, batch, seed, dt, backend, threads, address,
                       workers, max_in_flight, bool(spectrum))
@@ -295,6 +310,31 @@ def sweep(
     if progress:
         print(report)
     return report
+
+
+SHARED_BYTES = 256 * 2**20
+"""The most result memory one group of cells run over shared draws may hold before it is written."""
+
+
+def _share_draws(todo: list[dict[str, Any]], trials: int) -> list[list[dict[str, Any]]]:
+    """The MLP cells to run, grouped: cells that differ only in scales together (engine.run_cells).
+
+    Groups keep the grid's order of first appearance; each holds at most
+    :data:`SHARED_BYTES` of results (4 statistics x trials x depth x 8 bytes per cell).
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for params in todo:
+        key = json.dumps({k: v for k, v in params.items() if k not in SCALE_FIELDS}, sort_keys=True)
+        groups.setdefault(key, []).append(params)
+    out = []
+    for group in groups.values():
+        if not shares_draws([MLP(**p) for p in group]):
+            out += [[p] for p in group]
+            continue
+        per_cell = 4 * trials * MLP(**group[0]).depth * 8
+        size = max(1, SHARED_BYTES // per_cell)
+        out += [group[i:i + size] for i in range(0, len(group), size)]
+    return out
 
 
 def _run_dask(todo: list[dict[str, Any]], compute: Callable[..., dict[str, np.ndarray]],

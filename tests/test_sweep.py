@@ -179,3 +179,16 @@ def test_rnn_jacobian_sweep_keeps_parameter_and_result_apart(tmp_path):
     np.testing.assert_array_equal(got["jacobian_norm"], ref["jacobian_norm"])  # the result
     with pytest.raises(ValueError, match="'q'"):
         store_module.cell_table({"q": 1.0}, {"q": np.ones((2, 3))})
+
+
+def test_cells_differing_only_in_scales_share_draws_and_store_the_same_bits(tmp_path):
+    from fastgrad.sweep import compute_cell
+
+    grid = {"depth": 4, "width": 6, "init": "scaled_normal", "activation": ["tanh", "relu"],
+            "sigma_w2": [0.8, 1.6, 2.4], "sigma_b2": [0.0, 0.05]}
+    fg.sweep("mlp", grid, trials=9, batch=3, seed=1, store=tmp_path / "shared", progress=False)
+    fg.sweep("mlp", grid, trials=9, batch=3, seed=1, store=tmp_path / "alone", progress=False,
+             _compute=compute_cell)  # a compute function given: cell by cell
+    a = fg.load(tmp_path / "shared").sort_values(["activation", "sigma_w2", "sigma_b2", "trial", "layer"])
+    b = fg.load(tmp_path / "alone").sort_values(["activation", "sigma_w2", "sigma_b2", "trial", "layer"])
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
