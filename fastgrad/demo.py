@@ -226,7 +226,8 @@ def _cures(out: Path, size: DemoSize) -> list[dict[str, Any]]:
     fig = plot.decay_curves(stats.summary(nets, "grad_w", normalize=True),
                             ylabel="||dL/dW_l|| / ||dL/dW_L|| (same trial)",
                             title=f"Residual connections and LayerNorm: tanh MLPs, depth {size.cure_depth}, width 64, "
-                                  "sigma_w^2 = 1, sigma_b^2 = 0.05")
+                                  "sigma_w^2 = 1, sigma_b^2 = 0.05\n(residual nets: layers 1 and L are the plain "
+                                  "input and read-out layers, the blocks between)")
     plot.save(fig, out / "cures_mlp")
     residual = {name: res for name, res in nets.items() if name != "plain"}
     predicted = {name: np.sqrt(theory.residual_delta_curve(
@@ -285,7 +286,7 @@ def _training(out: Path, size: DemoSize) -> pd.DataFrame:
 def training_markdown(table: pd.DataFrame) -> str:
     """The training table as a Markdown section."""
     shown = table.drop(columns=["seconds"])
-    lines = ["## The remedies during training", "",
+    lines = ["", "## The remedies during training", "",
              "Trials of a 5-layer, width-30 MLP trained from the same draws; medians over trials.",
              "`speed_first_over_last_hidden`: ||dC/db_1|| / ||dC/db_4|| in the first epoch.", "",
              *stats.markdown_table(shown)]

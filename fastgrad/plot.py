@@ -230,7 +230,8 @@ def phase_diagram(
         (line,) = ax.plot(w2, b2, color="k", lw=1.5, ls=style, label=label)
         handles.append(line)
     if handles:
-        ax.legend(handles=handles, frameon=True, framealpha=0.85, fontsize=8, loc="upper left")
+        ax.legend(handles=handles, frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                  ncol=2)  # under the axes: not over the map's cells
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

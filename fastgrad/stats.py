@@ -253,7 +253,7 @@ def paired_comparison(
 
 
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> list[str]:
-    """The lines of a Markdown table of ``table``: floats to ``digits`` significant digits, the rest as text.
+    """The lines of a Markdown table of ``table``: floats to ``digits`` significant digits ("-" for nan), else text.
 
     Parameters
     ----------
@@ -266,5 +266,6 @@ def markdown_table(table: pd.DataFrame, digits: int = 3) -> list[str]:
     """
     lines = ["| " + " | ".join(str(c) for c in table.columns) + " |", "|" + "---|" * len(table.columns)]
     for _, r in table.iterrows():
-        lines.append("| " + " | ".join(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in r) + " |")
+        lines.append("| " + " | ".join(("-" if v != v else f"{v:.{digits}g}") if isinstance(v, float) else str(v)
+                                       for v in r) + " |")  # nan (never reached, not defined) reads "-"
     return lines
