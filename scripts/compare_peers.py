@@ -44,7 +44,8 @@ MLPS = {f"W-mlp {name}": spec for name, spec in W_MLP_VARIANTS.items()}
 RNNS = {f"W-rnn g={g}": spec for g, spec in W_RNN.items()}
 CHAIN = ("chain", fg.Chain(depth=30, activation="sigmoid"))
 IMPLS = {
-    "mlp": ["fastgrad", "fastgrad generated", "numpy batched", "torch loop", "torch batched", "jax vmap"],
+    "mlp": ["fastgrad", "fastgrad generated", "numpy batched", "torch loop", "torch batched", "torch compile",
+            "jax vmap"],
     "rnn": ["fastgrad", "fastgrad generated", "numpy batched", "torch batched", "jax vmap"],
     "chain": ["fastgrad", "fastgrad generated", "numpy batched", "torch batched", "jax vmap"],
 }
@@ -106,6 +107,11 @@ def _implementation(impl: str, workload: str, dtype: str):  # type: ignore[no-un
         torch.set_num_threads(os.cpu_count() or 1)
         fn = {"mlp": peers.torch_mlp_batched, "rnn": peers.torch_rnn_batched, "chain": peers.torch_chain}[kind]
         return lambda a: fn(a, act)
+    if impl == "torch compile":  # the first call compiles: the worker times it apart
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        return peers.torch_compiled_mlp(act)
     if impl == "jax vmap":
         import jax
 
@@ -148,7 +154,7 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def _available(impl: str) -> bool:
-    mod = {"torch loop": "torch", "torch batched": "torch", "jax vmap": "jax"}.get(impl)
+    mod = {"torch loop": "torch", "torch batched": "torch", "torch compile": "torch", "jax vmap": "jax"}.get(impl)
     if mod is None:
         return True
     import importlib.util
