@@ -333,3 +333,32 @@ def torch_compiled_mlp(activation: str) -> Callable[[Arrays], dict[str, np.ndarr
         return {k: v.detach().numpy() for k, v in out.items()}
 
     return run
+
+
+def torch_compiled_rnn(activation: str) -> Callable[[Arrays], dict[str, np.ndarray]]:
+    """torch.compile of the unrolled RNN over all trials (bmm); dLoss/dh_t through zero perturbations of h_t."""
+    import torch
+
+    act = _torch_act(torch, activation)
+
+    def loss(whh: Any, eps: Any, wxh: Any, bias: Any, x: Any, y: Any) -> Any:
+        T, S, B, _ = x.shape
+        h = torch.zeros((T, B, whh.shape[1]), dtype=x.dtype)
+        for t in range(S):
+            h = act(torch.bmm(h, whh) + torch.bmm(x[:, t], wxh) + bias[:, None, :]) + eps[:, t]
+        return 0.5 * ((h - y) ** 2).sum() / B
+
+    grad = torch.func.grad(loss, argnums=(0, 1))
+
+    def stats(whh: Any, wxh: Any, bias: Any, x: Any, y: Any) -> dict[str, Any]:
+        eps = torch.zeros((x.shape[0], x.shape[1], x.shape[2], whh.shape[1]), dtype=x.dtype)
+        gw, ge = grad(whh, eps, wxh, bias, x, y)
+        return {"grad_h": ge.square().sum((2, 3)).sqrt(), "grad_whh": gw.square().sum((1, 2)).sqrt()}
+
+    compiled = torch.compile(stats)
+
+    def run(a: Arrays) -> dict[str, np.ndarray]:
+        out = compiled(*(torch.from_numpy(a[k]) for k in ("W_hh", "W_xh", "b", "x", "y")))
+        return {k: v.detach().numpy() for k, v in out.items()}
+
+    return run

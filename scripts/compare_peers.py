@@ -46,7 +46,7 @@ CHAIN = ("chain", fg.Chain(depth=30, activation="sigmoid"))
 IMPLS = {
     "mlp": ["fastgrad", "fastgrad generated", "numpy batched", "torch loop", "torch batched", "torch compile",
             "jax vmap"],
-    "rnn": ["fastgrad", "fastgrad generated", "numpy batched", "torch batched", "jax vmap"],
+    "rnn": ["fastgrad", "fastgrad generated", "numpy batched", "torch batched", "torch compile", "jax vmap"],
     "chain": ["fastgrad", "fastgrad generated", "numpy batched", "torch batched", "jax vmap"],
 }
 
@@ -111,7 +111,7 @@ def _implementation(impl: str, workload: str, dtype: str):  # type: ignore[no-un
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
-        return peers.torch_compiled_mlp(act)
+        return peers.torch_compiled_mlp(act) if kind == "mlp" else peers.torch_compiled_rnn(act)
     if impl == "jax vmap":
         import jax
 
