@@ -286,6 +286,39 @@ def run_compiled(block: Block, lo: int, hi: int, threads: int) -> float:
     return elapsed
 
 
+def run_chunks(block: Block, key: Any, trials: int, chunk: int, threads: int | None) -> tuple[int, float, float]:
+    """Run ``block`` over trials 0 .. trials - 1, chunk by chunk, one block of trials per thread.
+
+    The first chunk of a kernel this process has not run yet (``key`` not in :data:`_ready`)
+    goes through :func:`run_compiled`, so that compiling or loading it is timed apart.
+
+    Parameters
+    ----------
+    block : callable ``(lo, hi) -> None``
+    key : hashable
+        The kernel with its dtype and compiled functions.
+    trials, chunk : int
+    threads : int or None
+
+    Returns
+    -------
+    (int, float, float)
+        The threads used, the seconds spent compiling (or loading), the seconds running.
+    """
+    compile_seconds = 0.0
+    with threads_context(threads) as n_threads:
+        t0 = time.perf_counter()
+        for lo in range(0, trials, chunk):
+            hi = min(lo + chunk, trials)
+            if lo == 0 and key not in _ready:  # may need compiling or loading: time it apart
+                compile_seconds = run_compiled(block, lo, hi, n_threads)
+                _ready.add(key)
+            else:
+                run_blocks(block, lo, hi, n_threads)
+        run_seconds = time.perf_counter() - t0 - compile_seconds
+    return n_threads, compile_seconds, run_seconds
+
+
 def run(
     spec: MLP | ResMLP | Chain | RNN | LSTM | GRU,
     trials: int,
@@ -348,17 +381,7 @@ def run(
     chunk = default if chunk is None else check_int("chunk", chunk)
     arrays, block, kernel_key = plan(spec, trials, batch, seed, dt)  # type: ignore[operator]
 
-    compile_seconds = 0.0
-    with threads_context(threads) as n_threads:
-        t0 = time.perf_counter()
-        for lo in range(0, trials, chunk):
-            hi = min(lo + chunk, trials)
-            if lo == 0 and kernel_key not in _ready:  # may need compiling or loading: time it apart
-                compile_seconds = run_compiled(block, lo, hi, n_threads)
-                _ready.add(kernel_key)
-            else:
-                run_blocks(block, lo, hi, n_threads)
-        run_seconds = time.perf_counter() - t0 - compile_seconds
+    n_threads, compile_seconds, run_seconds = run_chunks(block, kernel_key, trials, chunk, threads)
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
     return Result(arrays, spec=spec, seed=seed, trials=trials, batch=batch, dtype=dt.name, backend=backend,
@@ -468,17 +491,7 @@ def run_cells(specs: list[MLP], trials: int, batch: int = 32, seed: int = 0, dty
         cpu_mlp.generated_cells(net, init, draw64, w_kind, w_scale, b_kind, b_scale, seed, 0, batch, *out, lo, hi)
 
     key = (cpu_mlp.generated_cells, dt.name, net.hidden, net.last, init.draw)
-    compile_seconds = 0.0
-    with threads_context(threads) as n_threads:
-        t0 = time.perf_counter()
-        for lo in range(0, trials, chunk):
-            hi = min(lo + chunk, trials)
-            if lo == 0 and key not in _ready:
-                compile_seconds = run_compiled(block, lo, hi, n_threads)
-                _ready.add(key)
-            else:
-                run_blocks(block, lo, hi, n_threads)
-        run_seconds = time.perf_counter() - t0 - compile_seconds
+    n_threads, compile_seconds, run_seconds = run_chunks(block, key, trials, chunk, threads)
     names = ("grad_w", "grad_b", "delta", "q")
     return [Result({name: np.ascontiguousarray(arr[c]) for name, arr in zip(names, out, strict=True)}, spec=spec,
                    seed=seed, trials=trials, batch=batch, dtype=dt.name, backend="cpu", version=__version__,

@@ -10,7 +10,6 @@ Pennington, Schoenholz and Ganguli 2017 predicts: :func:`fastgrad.theory.spectru
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fastgrad import lowering
-from fastgrad.engine import check_dtype, run_blocks, threads_context
+from fastgrad.engine import check_dtype, check_threads, run_blocks, run_chunks, threads_context
 from fastgrad.kernels import cpu_spectrum
 from fastgrad.specs import GRU, LSTM, MLP, RNN, ResMLP, check_int
 from fastgrad.version import __version__
@@ -166,26 +165,19 @@ def spectrum(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int = 32
     seed = check_int("seed", seed, minimum=0)
     dt = check_dtype(dtype)
     chunk = SPECTRUM_CHUNK if chunk is None else check_int("chunk", chunk)
+    if threads is not None:
+        check_threads(threads)
     block = _block(spec, trials, batch, seed, dt.name, step)
-    sv = block.sv  # type: ignore[attr-defined]
-
-    with threads_context(threads) as n_threads:
-        t0 = time.perf_counter()
-        block(0, 1)  # compiles (or loads) the kernel: timed apart
-        compile_seconds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for lo in range(1, trials, chunk):
-            run_blocks(block, lo, min(lo + chunk, trials), n_threads)
-        run_seconds = time.perf_counter() - t0
-    return Spectrum(sv, spec=spec, seed=seed, trials=trials, dtype=dt.name, threads=n_threads,
+    n_threads, compile_seconds, run_seconds = run_chunks(block, block.key, trials, chunk, threads)
+    return Spectrum(block.sv, spec=spec, seed=seed, trials=trials, dtype=dt.name, threads=n_threads,
                     compile_seconds=compile_seconds, run_seconds=run_seconds)
 
 
 class _Block:
-    """One spectrum kernel call over trials lo .. hi - 1, with its output rows ``sv``."""
+    """One spectrum kernel call over trials lo .. hi - 1, its output rows ``sv`` and its kernel's ``key``."""
 
-    def __init__(self, call: Any, sv: np.ndarray) -> None:
-        self.call, self.sv = call, sv
+    def __init__(self, call: Any, sv: np.ndarray, key: tuple[Any, ...]) -> None:
+        self.call, self.sv, self.key = call, sv, key
 
     def __call__(self, lo: int, hi: int) -> None:
         self.call(lo, hi)
@@ -200,11 +192,12 @@ def _block(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int, seed:
         res_net, res_init = lowering.resmlp(spec, dtype)
         sv = np.empty((trials, int(min(spec.dims[0], spec.dims[-1]))), dtype=dtype)
         return _Block(lambda lo, hi: cpu_spectrum.resmlp_generated(res_net, res_init, seed, 0, batch, sv, lo, hi),
-                      sv)
+                      sv, (cpu_spectrum.resmlp_generated, dtype, res_net.hidden, res_net.last, res_init.draw))
     if isinstance(spec, MLP):
         net, init = lowering.mlp(spec, dtype)
         sv = np.empty((trials, int(min(spec.dims[0], spec.dims[-1]))), dtype=dtype)
-        return _Block(lambda lo, hi: cpu_spectrum.mlp_generated(net, init, seed, 0, batch, sv, lo, hi), sv)
+        return _Block(lambda lo, hi: cpu_spectrum.mlp_generated(net, init, seed, 0, batch, sv, lo, hi), sv,
+                      (cpu_spectrum.mlp_generated, dtype, net.hidden, net.last, init.draw))
     step = check_int("step", step)
     if step > spec.steps:
         raise ValueError(f"step: must be 1..{spec.steps} (the spec's steps), got {step}")
@@ -212,10 +205,12 @@ def _block(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int, seed:
     if isinstance(spec, RNN):
         rnet, rinit = lowering.rnn(spec, dtype)
         return _Block(lambda lo, hi: cpu_spectrum.rnn_generated(rnet, rinit, seed, 0, spec.steps, batch, step, sv,
-                                                                lo, hi), sv)
+                                                                lo, hi),
+                      sv, (cpu_spectrum.rnn_generated, dtype, rnet.act, rinit.draw))
     gnet, ginit = lowering.gated(spec, dtype)
     kernel = cpu_spectrum.lstm_generated if isinstance(spec, LSTM) else cpu_spectrum.gru_generated
-    return _Block(lambda lo, hi: kernel(gnet, ginit, seed, 0, spec.steps, batch, step, sv, lo, hi), sv)
+    return _Block(lambda lo, hi: kernel(gnet, ginit, seed, 0, spec.steps, batch, step, sv, lo, hi), sv,
+                  (kernel, dtype, ginit.draw))
 
 
 def mlp_jacobian(W: np.ndarray | Sequence[np.ndarray], b: np.ndarray | Sequence[np.ndarray], x: np.ndarray,
