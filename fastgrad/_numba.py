@@ -32,10 +32,11 @@ from typing import Any
 
 import numba as nb
 import numba.experimental.function_type  # noqa: F401  # registers the typing of first-class functions
+import numpy as np
 from numba import types
 from numba.core.imputils import lower_constant
 from numba.core.types import WrapperAddressProtocol
-from numba.extending import NativeValue, intrinsic, models, register_model, typeof_impl, unbox
+from numba.extending import NativeValue, intrinsic, models, overload, register_model, typeof_impl, unbox
 
 from fastgrad._cache import attach
 
@@ -254,3 +255,19 @@ def _bitcast(source: Any, target: Any) -> Any:
 int64_as_float64: Any = _bitcast(types.int64, types.float64)
 float64_as_int64: Any = _bitcast(types.float64, types.int64)
 int32_as_float32: Any = _bitcast(types.int32, types.float32)
+float32_as_int32: Any = _bitcast(types.float32, types.int32)
+
+
+def is_float32(array: Any) -> bool:
+    """Whether ``array`` holds float32: a constant where compiled, so the other branch is dropped."""
+    return bool(array.dtype == np.float32)
+
+
+@overload(is_float32, inline="always", target="generic")  # generic: CPU and CUDA
+def _is_float32(array: Any) -> Any:
+    answer = array.dtype == types.float32
+
+    def impl(array: Any) -> bool:  # the signature must be is_float32's, annotations included
+        return answer
+
+    return impl

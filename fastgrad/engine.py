@@ -467,8 +467,6 @@ def run_cells(specs: list[MLP], trials: int, batch: int = 32, seed: int = 0, dty
     list of Result
         One per spec, in order.
     """
-    from fastgrad.kernels.draw import draw_function
-
     if not shares_draws(specs):
         raise ValueError("specs: run_cells takes two or more fastgrad.MLP specs that differ only in sigma_w, "
                          "sigma_w2, sigma_b, sigma_b2, with normal (or Xavier, He, LeCun normal) weights and normal "
@@ -485,10 +483,9 @@ def run_cells(specs: list[MLP], trials: int, batch: int = 32, seed: int = 0, dty
     w_kind, w_scale, b_kind, b_scale = (np.ascontiguousarray(np.stack([i[k] for i in inits])) for k in range(4))
     depth = specs[0].depth
     out = [np.empty((len(specs), trials, depth), dtype=dt) for _ in range(4)]
-    draw64 = draw_function("plain", "float64")
 
     def block(lo: int, hi: int) -> None:
-        cpu_mlp.generated_cells(net, init, draw64, w_kind, w_scale, b_kind, b_scale, seed, 0, batch, *out, lo, hi)
+        cpu_mlp.generated_cells(net, init, w_kind, w_scale, b_kind, b_scale, seed, 0, batch, *out, lo, hi)
 
     key = (cpu_mlp.generated_cells, dt.name, net.hidden, net.last, init.draw)
     n_threads, compile_seconds, run_seconds = run_chunks(block, key, trials, chunk, threads)

@@ -32,7 +32,10 @@ MANIFEST = "manifest.json"
 CELLS = "cells"
 _META_KEY = b"fastgrad.cell"
 # Fields of the manifest that must match for a store to be resumed.
-IDENTITY = ("model", "grid", "seed", "trials", "batch", "dtype")
+IDENTITY = ("model", "grid", "seed", "trials", "batch", "dtype", "spectrum", "generator")
+# What a store written before a field existed holds for it: every store before the
+# "generator" field drew with float64 arithmetic, in float32 runs too.
+LEGACY = {"generator": "splitmix64-boxmuller-float64"}
 
 
 def cell_id(params: dict[str, Any]) -> str:
@@ -59,16 +62,18 @@ def open_store(path: str | Path, manifest: dict[str, Any]) -> Path:
     ------
     ValueError
         If the folder holds a store of another sweep (different grid, seed,
-        trials, batch, dtype or model), or files that are not a store.
+        trials, batch, dtype, model, spectrum option or generator), or files
+        that are not a store.
     """
     root = Path(path)
     file = root / MANIFEST
     if file.exists():
         old = json.loads(file.read_text())
         new = json.loads(json.dumps(manifest))  # compare as stored: JSON types
-        diff = [k for k in IDENTITY if old.get(k) != new.get(k)]
+        diff = [k for k in IDENTITY if old.get(k, LEGACY.get(k)) != new.get(k, LEGACY.get(k))]
         if diff:
-            details = "; ".join(f"{k}: store has {old.get(k)!r}, this sweep {new.get(k)!r}" for k in diff)
+            details = "; ".join(f"{k}: store has {old.get(k, LEGACY.get(k))!r}, this sweep {new.get(k)!r}"
+                                for k in diff)
             raise ValueError(f"store: {root} holds a different sweep ({details}); "
                              "use another store or the same settings to resume")
         _remove_orphans(root / CELLS)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
+from fastgrad import rng
 from fastgrad import store as store_module
 from fastgrad.engine import SCALE_FIELDS, check_backend, check_dtype, run, run_cells, shares_draws
 from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP, check_int
@@ -250,7 +251,7 @@ def sweep(
     canonical_grid = {k: sorted({json.dumps(c[k]): c[k] for c in cells}.values(), key=_order)
                       for k in sorted(cells[0])}
     manifest = {"model": model, "grid": canonical_grid, "seed": seed, "trials": trials, "batch": batch,
-                "dtype": dt, "version": __version__}
+                "dtype": dt, "generator": rng.generator("float64" if model == "chain" else dt), "version": __version__}
     if spectrum:  # only when asked: stores written before the option keep their identity
         manifest["spectrum"] = True
     root = store_module.open_store(store, manifest)

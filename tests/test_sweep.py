@@ -51,6 +51,25 @@ def test_different_sweep_is_refused(tmp_path):
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 
 
+def _as_legacy_store(root):
+    # A store written before the manifest had the "generator" field.
+    manifest = json.loads((root / "manifest.json").read_text())
+    del manifest["generator"]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_stores_of_another_generator_or_spectrum_option_are_refused(tmp_path):
+    fg.sweep("mlp", GRID, trials=5, batch=2, store=tmp_path / "s64", progress=False)
+    _as_legacy_store(tmp_path / "s64")  # float64 draws did not change: it resumes
+    assert fg.sweep("mlp", GRID, trials=5, batch=2, store=tmp_path / "s64", progress=False).done == 0
+    fg.sweep("mlp", GRID, trials=5, batch=2, dtype="float32", store=tmp_path / "s32", progress=False)
+    _as_legacy_store(tmp_path / "s32")  # float32 draws did: new trials would be other networks
+    with pytest.raises(ValueError, match="generator: store has 'splitmix64-boxmuller-float64'"):
+        fg.sweep("mlp", GRID, trials=5, batch=2, dtype="float32", store=tmp_path / "s32", progress=False)
+    with pytest.raises(ValueError, match="spectrum"):
+        fg.sweep("mlp", GRID, trials=5, batch=2, store=tmp_path / "s64", progress=False, spectrum=True)
+
+
 @pytest.mark.parametrize(
     "grid, match",
     [({"depth": [4], "widht": 8}, "widht"), ({"depth": [], "width": 8}, "no values"),

@@ -20,7 +20,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastgrad._numba import call, copy, jit, kernel
+from fastgrad._math import F32
+from fastgrad._numba import call, copy, is_float32, jit, kernel
 from fastgrad.codes import MLP_B0, MLP_MSE, MLP_W0, MLP_X, MLP_Y, NORMAL
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import sum_squares
@@ -298,43 +299,49 @@ def draw_arrays(init: Init, dims: np.ndarray, seed: int, trials: np.ndarray, w: 
 
 
 @jit(inline="always")
+def _scale_into(dst: np.ndarray, src: np.ndarray, scale: float) -> None:
+    """dst = scale * src, as ``fill_normal`` scales: in float32 arithmetic (scale rounded) for float32."""
+    if is_float32(dst):
+        s32 = F32(scale)
+        for i in range(dst.size):
+            dst[i] = s32 * src[i]
+    else:
+        for i in range(dst.size):
+            dst[i] = scale * src[i]
+
+
+@jit(inline="always")
 def scale_cell(zw: np.ndarray, zb: np.ndarray, dims: np.ndarray, w_kind: np.ndarray, w_scale: np.ndarray,
                b_kind: np.ndarray, b_scale: np.ndarray, w: np.ndarray, b: np.ndarray) -> None:
-    """One cell's weights and biases from the trial's standard normals: ``scale * z`` rounded to the dtype.
+    """One cell's weights and biases from the trial's standard normals ``zw``, ``zb`` (the run's dtype).
 
     Exactly what :func:`draw_weights` draws for NORMAL tensors (``fill_normal`` writes
-    ``scale * z`` with z in float64) and CONSTANT ones (the value); no other kind comes here.
+    ``scale * z``, in the run's dtype) and CONSTANT ones (the value); no other kind comes here.
     """
     woff = 0
     boff = 0
     for l in range(dims.size - 1):
         n_w, n_b = dims[l] * dims[l + 1], dims[l + 1]
         if w_kind[l] == NORMAL:
-            s = w_scale[l]
-            for i in range(woff, woff + n_w):
-                w[i] = s * zw[i]
+            _scale_into(w[woff : woff + n_w], zw[woff : woff + n_w], w_scale[l])
         else:
-            for i in range(woff, woff + n_w):
-                w[i] = w_scale[l]
+            w[woff : woff + n_w] = w_scale[l]
         if b_kind[l] == NORMAL:
-            s = b_scale[l]
-            for i in range(boff, boff + n_b):
-                b[i] = s * zb[i]
+            _scale_into(b[boff : boff + n_b], zb[boff : boff + n_b], b_scale[l])
         else:
-            for i in range(boff, boff + n_b):
-                b[i] = b_scale[l]
+            b[boff : boff + n_b] = b_scale[l]
         woff += n_w
         boff += n_b
 
 
 @kernel
-def generated_cells(net: Net, init: Init, draw64: Any, w_kind: np.ndarray, w_scale: np.ndarray, b_kind: np.ndarray,
+def generated_cells(net: Net, init: Init, w_kind: np.ndarray, w_scale: np.ndarray, b_kind: np.ndarray,
                     b_scale: np.ndarray, seed: int, trial0: int, batch: int, grad_w: np.ndarray, grad_b: np.ndarray,
                     delta: np.ndarray, q: np.ndarray, lo: int, hi: int) -> None:
     """Rows ``lo .. hi - 1`` of K cells that differ only in their scales, from one draw per trial.
 
-    Trial k's standard normals (every layer's weights and biases, float64, by ``draw64``,
-    the float64 plain draw function) and its inputs and targets are drawn once; each cell
+    Trial k's standard normals (every layer's weights and biases, in the run's dtype, by
+    ``init.draw``, the plain draw function) and its inputs and targets are drawn once; each cell
     c then scales them by its ``w_scale[c]``, ``b_scale[c]`` (kinds NORMAL or CONSTANT
     per layer, (K, L) arrays) and runs the trial into ``grad_w[c]`` ... ``q[c]`` (K, T, L).
     Bitwise equal to :func:`generated` of each cell alone.
@@ -343,8 +350,8 @@ def generated_cells(net: Net, init: Init, draw64: Any, w_kind: np.ndarray, w_sca
     depth = dims.size - 1
     dtype = grad_w.dtype
     n_w, n_b = sizes(dims)
-    zw = np.empty(n_w)
-    zb = np.empty(n_b)
+    zw = np.empty(n_w, dtype=dtype)
+    zb = np.empty(n_b, dtype=dtype)
     w = np.empty(n_w, dtype=dtype)
     b = np.empty(n_b, dtype=dtype)
     x = np.empty((batch, dims[0]), dtype=dtype)
@@ -357,9 +364,9 @@ def generated_cells(net: Net, init: Init, draw64: Any, w_kind: np.ndarray, w_sca
         boff = 0
         for l in range(depth):
             n_in, n_out = dims[l], dims[l + 1]
-            draw_matrix(draw64, zw[woff : woff + n_in * n_out].reshape(n_in, n_out), NORMAL, 1.0, seed, trial_id,
+            draw_matrix(init.draw, zw[woff : woff + n_in * n_out].reshape(n_in, n_out), NORMAL, 1.0, seed, trial_id,
                         MLP_W0 + 2 * l)
-            draw_vector(draw64, zb[boff : boff + n_out], NORMAL, 1.0, seed, trial_id, MLP_B0 + 2 * l)
+            draw_vector(init.draw, zb[boff : boff + n_out], NORMAL, 1.0, seed, trial_id, MLP_B0 + 2 * l)
             woff += n_in * n_out
             boff += n_out
         draw_vector(init.draw, x.reshape(x.size), NORMAL, 1.0, seed, trial_id, MLP_X)

@@ -6,7 +6,8 @@ vectorisable float64 routines of :mod:`fastgrad._math`; here the same Python
 functions are recompiled with ``cuda.jit(device=True)`` after rebinding those
 few elementary names to CUDA's libdevice (``math.exp``, ``math.log``, ...).
 So trial k draws the same numbers on both devices, up to the last bits of
-log/sin/cos (~1e-13 relative), and the activations agree to rounding.
+log/sin/cos (~1e-13 relative in float64, a few float32 ulp in float32), and
+the activations agree to rounding.
 
 Importing this module needs numba-cuda (or ``NUMBA_ENABLE_CUDASIM=1``).
 """
@@ -17,9 +18,11 @@ import math
 import types
 from typing import Any
 
+import numpy as np
 from numba import cuda
 
 from fastgrad import activations, rng
+from fastgrad._numba import is_float32
 from fastgrad.codes import IDENTITY, NORMAL, UNIFORM
 
 TWO_PI = 2.0 * math.pi
@@ -46,12 +49,21 @@ def _sincos_turn(v: float) -> tuple[float, float]:
     return math.cos(a), math.sin(a)
 
 
+def _log_unit32(u: np.float32) -> np.float32:
+    return np.float32(math.log(u))
+
+
+def _sincos_turn32(v: np.float32) -> tuple[np.float32, np.float32]:
+    a = np.float32(TWO_PI) * v
+    return np.float32(math.cos(a)), np.float32(math.sin(a))
+
+
 def _device(func: Any) -> Any:
     return cuda.jit(device=True)(func)
 
 
 ELEMENTARY = {"exp": _exp, "expm1": _expm1, "log1p_unit": _log1p_unit, "log_unit": _log_unit,
-              "sincos_turn": _sincos_turn}
+              "sincos_turn": _sincos_turn, "log_unit32": _log_unit32, "sincos_turn32": _sincos_turn32}
 
 
 def _retarget(module: Any, names: list[str]) -> dict[str, Any]:
@@ -70,10 +82,11 @@ def _retarget(module: Any, names: list[str]) -> dict[str, Any]:
 # Every activation pair of the registry, plus the helper they share.
 _ACT_NAMES = ["_nan_or"] + [f.__name__ for pair in activations.FUNCTIONS.values() for f in pair]
 _act = _retarget(activations, _ACT_NAMES)
-_rng = _retarget(rng, ["mix64", "stream_key", "word", "normal_pair", "uniform"])
+_rng = _retarget(rng, ["mix64", "stream_key", "word", "normal_pair", "normal_pair32", "uniform"])
 
 stream_key = _rng["stream_key"]
 normal_pair = _rng["normal_pair"]
+normal_pair32 = _rng["normal_pair32"]
 uniform = _rng["uniform"]
 
 _CODES = activations.CODES
@@ -135,8 +148,16 @@ def block_sum(value: float, buf: Any) -> float:
 
 @cuda.jit(device=True)
 def fill_normal(out: Any, start: int, n: int, key: Any, scale: float) -> None:
-    """out[start:start+n] = scale * the tensor's normals, the CPU's pairing, threads strided."""
+    """out[start:start+n] = scale * the tensor's normals, the CPU's pairing and arithmetic, threads strided."""
     m = (n + 1) // 2
+    if is_float32(out):  # float32 arithmetic, as the CPU's rng.fill_normal
+        s32 = np.float32(scale)
+        for p in range(cuda.threadIdx.x, m, cuda.blockDim.x):
+            a32, b32 = normal_pair32(key, p)
+            out[start + p] = s32 * a32
+            if p + m < n:
+                out[start + p + m] = s32 * b32
+        return
     for p in range(cuda.threadIdx.x, m, cuda.blockDim.x):
         a, b = normal_pair(key, p)
         out[start + p] = scale * a
