@@ -8,6 +8,7 @@ imported inside the functions: they are optional (``fastgrad[peers]``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -362,3 +363,44 @@ def torch_compiled_rnn(activation: str) -> Callable[[Arrays], dict[str, np.ndarr
         return {k: v.detach().numpy() for k, v in out.items()}
 
     return run
+
+
+def torch_mlp_cells(cells: list[tuple[float, float]], depth: int, width: int, trials: int, batch: int,
+                    activation: str, dtype: str, compiled: bool, draw_once: bool = False,
+                    seed: int = 0) -> list[float]:
+    """A sweep as a PyTorch user runs it: for each (sigma_w^2, sigma_b^2) cell, draw the trials and run them.
+
+    Each cell draws its trials with ``torch.randn`` (W_l ~ N(0, sigma_w^2 / width),
+    b_l ~ N(0, sigma_b^2), x and y ~ N(0, 1)) and runs one batched graph over them
+    (``torch_mlp_batched``'s code, or ``torch_compiled_mlp``'s compiled one, mse loss).
+    With ``draw_once``, the standard normals are drawn once, before the first cell's
+    clock starts, and each cell scales them (common random numbers, as fastgrad's cells).
+    Returns the seconds of each cell; with ``compiled``, the first includes compilation.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    dt = getattr(torch, dtype)
+    act = _torch_act(torch, activation)
+    run_compiled = torch_compiled_mlp(activation) if compiled else None
+
+    def normals() -> tuple[list[Any], list[Any], Any, Any]:
+        return ([torch.randn(trials, width, width, generator=gen, dtype=dt) for _ in range(depth)],
+                [torch.randn(trials, width, generator=gen, dtype=dt) for _ in range(depth)],
+                torch.randn(trials, batch, width, generator=gen, dtype=dt),
+                torch.randn(trials, batch, width, generator=gen, dtype=dt))
+
+    shared = normals() if draw_once else None
+    seconds = []
+    for sigma_w2, sigma_b2 in cells:
+        t0 = time.perf_counter()
+        zw, zb, x, y = normals() if shared is None else shared
+        W = [z * (sigma_w2 / width) ** 0.5 for z in zw]
+        b = [z * sigma_b2**0.5 for z in zb]
+        if run_compiled is not None:
+            run_compiled({"W": [w.numpy() for w in W], "b": [v.numpy() for v in b], "x": x.numpy(), "y": y.numpy()})
+        else:
+            _torch_mlp_stats(torch, [w.requires_grad_() for w in W], [v.requires_grad_() for v in b], x, y, act,
+                             batched=True)
+        seconds.append(time.perf_counter() - t0)
+    return seconds
