@@ -38,6 +38,15 @@ WORKLOADS = {
     "W-mlp float32": ("mlp", 512, 32, "float32"),
     "W-rnn float64": ("rnn", 256, 16, "float64"),
     "W-rnn float32": ("rnn", 256, 16, "float32"),
+    "W-mlp batch 8 float64": ("mlp", 1024, 8, "float64"),
+    "W-mlp batch 8 float32": ("mlp", 1024, 8, "float32"),
+    "W-mlp batch 16 float64": ("mlp", 1024, 16, "float64"),
+    "W-mlp batch 16 float32": ("mlp", 1024, 16, "float32"),
+    "W-mlp batch 4 float64": ("mlp", 2048, 4, "float64"),
+    "W-mlp batch 4 float32": ("mlp", 2048, 4, "float32"),
+    "W-mlp batch 1 float32": ("mlp", 2048, 1, "float32"),
+    "width-256 MLP batch 16 float64": ("wide", 128, 16, "float64"),
+    "width-256 MLP batch 16 float32": ("wide", 128, 16, "float32"),
     "chain float64": ("chain", 400_000, 1, "float64"),
     "chain float32": ("chain", 400_000, 1, "float32"),
 }
@@ -47,6 +56,8 @@ def spec(fg: Any, model: str) -> Any:
     """The benchmark workloads' specs (benchmarks/workloads.py), built by either version."""
     if model == "mlp":
         return fg.MLP(depth=50, width=64, activation="tanh", init="scaled_normal", sigma_b=0.1)
+    if model == "wide":  # a wide MLP at a small batch (depth 20, width 256)
+        return fg.MLP(depth=20, width=256, activation="tanh", init="scaled_normal", sigma_b=0.1)
     if model == "rnn":
         return fg.RNN(steps=100, hidden=64, inputs=16, gain=1.0)
     return fg.Chain(depth=30)

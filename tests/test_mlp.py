@@ -210,3 +210,60 @@ def test_cells_that_differ_only_in_scales_run_over_one_draw_and_equal_their_own_
                                                                                   sigma_w=2.0)])
     with pytest.raises(ValueError, match="specs: run_cells takes"):
         run_cells([specs[0], fg.MLP(depth=6, width=7)], trials=2)
+
+
+def _product_norm(a, b):
+    from fastgrad.kernels.norms import product_norm
+
+    batch, m = a.shape
+    n = b.shape[1]
+    return product_norm(a, b, np.empty(batch * m, a.dtype), np.empty(batch * n + 2 * batch * batch, a.dtype))
+
+
+@pytest.mark.parametrize("batch, m, n", [(1, 7, 5), (4, 16, 16), (8, 64, 40)])
+def test_gram_form_is_the_norm_of_the_product(batch, m, n):
+    rng = np.random.default_rng(batch)
+    a, b = rng.normal(size=(batch, m)), rng.normal(size=(batch, n))
+    np.testing.assert_allclose(_product_norm(a, b), np.linalg.norm(a.T @ b), rtol=1e-13)
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    exact = np.linalg.norm(a32.astype(np.float64).T @ b32.astype(np.float64))
+    np.testing.assert_allclose(_product_norm(a32, b32), exact, rtol=1e-6)
+
+
+def test_gram_form_keeps_float32_tails_and_giants():
+    # delta delta^T of float32 entries of 1e-25 would underflow to 0, h h^T of 1e20 overflow:
+    # each factor is scaled by its largest entry first.
+    rng = np.random.default_rng(0)
+    for sa, sb in ((1.0, 1e-25), (1e20, 1.0), (1e-30, 1e-30)):
+        a = (sa * rng.normal(size=(3, 16))).astype(np.float32)
+        b = (sb * rng.normal(size=(3, 16))).astype(np.float32)
+        exact = np.linalg.norm(a.astype(np.float64).T @ b.astype(np.float64))
+        np.testing.assert_allclose(_product_norm(a, b), exact, rtol=1e-6)
+
+
+def test_gram_form_hands_non_finite_factors_back_and_zero_is_zero():
+    a, b = np.ones((2, 8)), np.ones((2, 8))
+    assert _product_norm(np.zeros((2, 8)), b) == 0.0
+    for bad in (np.inf, np.nan):
+        a[1, 3] = bad
+        assert _product_norm(a, b) == -1.0  # the kernel then forms h^T delta itself
+
+
+def test_small_batch_runs_match_the_reference_through_the_gram_form():
+    from fastgrad.kernels.norms import gram_pays
+
+    spec = fg.MLP(depth=5, width=24, activation="relu", init="he_normal", sigma_b=0.1)
+    assert gram_pays(3, 24, 24) and not gram_pays(7, 24, 24)
+    W, b, x, y = fg.mlp_trial_arrays(spec, 0, 6, 3)
+    ref, _ = naive.mlp(W, b, x, y, "relu", "mse")
+    np.testing.assert_allclose(fg.run(spec, trials=6, batch=3).grad_w, ref["grad_w"], rtol=1e-12)
+    # Exploding: inf and nan reach the norms as through the direct product (NumPy's, on the same arrays).
+    boom = fg.MLP(depth=60, width=16, activation="relu", init="constant", value=100.0)
+    assert gram_pays(2, 16, 16)
+    W, b, x, y = fg.mlp_trial_arrays(boom, 0, 4, 2)
+    with np.errstate(all="ignore"):
+        ref, _ = naive.mlp(W, b, x, y, "relu", "mse")
+    got = fg.run(boom, trials=4, batch=2).grad_w
+    assert not np.isfinite(got).all()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref["grad_w"]))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(ref["grad_w"]))

@@ -24,7 +24,7 @@ from fastgrad._math import F32
 from fastgrad._numba import call, copy, is_float32, jit, kernel
 from fastgrad.codes import MLP_B0, MLP_MSE, MLP_W0, MLP_X, MLP_Y, NORMAL
 from fastgrad.kernels.draw import draw_matrix, draw_vector
-from fastgrad.kernels.norms import sum_squares
+from fastgrad.kernels.norms import gram_pays, product_norm, sum_squares
 
 
 class Net(NamedTuple):
@@ -189,9 +189,16 @@ def backward(w: np.ndarray, dims: np.ndarray, work: Work, gw: np.ndarray, gb: np
             for j in range(n_out):
                 colsum[j] += d[i, j]
         grad_b[l] = np.sqrt(sum_squares(colsum))
+        h_in = hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in)
         dwf = work.dw[: n_in * n_out]
-        np.dot(hs[hoff[l] : hoff[l + 1]].reshape(batch, n_in).T, d, dwf.reshape(n_in, n_out))
-        grad_w[l] = np.sqrt(sum_squares(dwf))
+        norm = -1.0  # statistics need only ||dLoss/dW||; at small batches the Gram form is cheaper
+        if gw.size == 0 and gram_pays(batch, n_in, n_out):
+            norm = product_norm(h_in, d, work.z, work.dw)  # z and dw are free in the backward pass
+        if norm >= 0.0:
+            grad_w[l] = norm
+        else:
+            np.dot(h_in.T, d, dwf.reshape(n_in, n_out))
+            grad_w[l] = np.sqrt(sum_squares(dwf))
         if gw.size:  # training keeps the gradients; statistics need only their norms
             copy(gw[woff : woff + n_in * n_out], dwf)
             copy(gb[boff : boff + n_out], colsum)
