@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from fastgrad._math import F32, log_unit, log_unit32, sincos_turn, sincos_turn32
-from fastgrad._numba import is_float32, jit
+from fastgrad._numba import jit
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -124,10 +124,7 @@ def uniform(key: np.uint64, index: int) -> float:
 
 @jit(inline="always")
 def fill_normal(out: np.ndarray, key: np.uint64, scale: float) -> None:
-    """Fill a 1-D array with ``scale`` times the tensor's standard normals (float32 arithmetic for float32)."""
-    if is_float32(out):
-        _fill_normal32(out, key, scale)
-        return
+    """Fill a 1-D array with ``scale`` times the tensor's standard normals, in float64 arithmetic."""
     n = out.size
     m = (n + 1) // 2
     # Two views instead of out[p] and out[p + m]: with the latter form LLVM kept
@@ -144,7 +141,12 @@ def fill_normal(out: np.ndarray, key: np.uint64, scale: float) -> None:
 
 
 @jit(inline="always")
-def _fill_normal32(out: np.ndarray, key: np.uint64, scale: float) -> None:
+def fill_normal32(out: np.ndarray, key: np.uint64, scale: float) -> None:
+    """:func:`fill_normal` in float32 arithmetic (:func:`normal_pair32`), for float32 runs.
+
+    Callers pick one of the two per dtype (``kernels.draw``): a branch on the dtype
+    inside one function would type and compile both loops (2.4 s more per kernel).
+    """
     n = out.size
     m = (n + 1) // 2
     first = out[:m]
@@ -184,8 +186,10 @@ def normals(seed: int, trial: int, tensor: int, n: int, dtype: str = "float64") 
     numpy.ndarray
         Shape ``(n,)``, of ``dtype``.
     """
+    if str(dtype) not in ("float64", "float32"):
+        raise ValueError(f"dtype: expected 'float64' or 'float32', got {dtype!r}")
     out = np.empty(n, dtype=np.dtype(dtype))
-    _fill_stream(out, seed, trial, tensor)
+    (_fill_stream32 if out.dtype == np.float32 else _fill_stream)(out, seed, trial, tensor)
     return out
 
 
@@ -193,6 +197,11 @@ def normals(seed: int, trial: int, tensor: int, n: int, dtype: str = "float64") 
 def _fill_stream(out: np.ndarray, seed: int, trial: int, tensor: int) -> None:
     # The key stays inside compiled code: as a Python int it may not fit int64.
     fill_normal(out, stream_key(seed, trial, tensor), 1.0)
+
+
+@jit
+def _fill_stream32(out: np.ndarray, seed: int, trial: int, tensor: int) -> None:
+    fill_normal32(out, stream_key(seed, trial, tensor), 1.0)
 
 
 def uniforms(seed: int, trial: int, tensor: int, n: int) -> np.ndarray:

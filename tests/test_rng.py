@@ -98,3 +98,8 @@ def test_float32_normals_are_the_float64_normals_to_float32_accuracy():
     assert np.median(rel) < 1e-6
     assert np.quantile(rel, 0.99) < 3e-5  # 1.2e-5 measured: the 1% with small r or a near-zero angle term
     assert np.max(np.abs(a - b)) < 2e-4
+
+
+def test_normals_refuse_other_dtypes():
+    with pytest.raises(ValueError, match="dtype"):
+        normals(0, 0, 0, 4, "float16")

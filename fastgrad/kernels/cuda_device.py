@@ -150,7 +150,7 @@ def block_sum(value: float, buf: Any) -> float:
 def fill_normal(out: Any, start: int, n: int, key: Any, scale: float) -> None:
     """out[start:start+n] = scale * the tensor's normals, the CPU's pairing and arithmetic, threads strided."""
     m = (n + 1) // 2
-    if is_float32(out):  # float32 arithmetic, as the CPU's rng.fill_normal
+    if is_float32(out):  # float32 arithmetic, as the CPU's rng.fill_normal32
         s32 = np.float32(scale)
         for p in range(cuda.threadIdx.x, m, cuda.blockDim.x):
             a32, b32 = normal_pair32(key, p)

@@ -40,6 +40,12 @@ def _scaled_copy(a: np.ndarray, inv: float, out: np.ndarray) -> None:
         out[i] = np.float64(a[i]) * inv
 
 
+@jit
+def _gram(x: np.ndarray, out: np.ndarray) -> None:
+    """out = x x^T (one compiled product for both factors: each np.dot call site compiles anew)."""
+    np.dot(x, x.T, out)
+
+
 @jit(fastmath=REDUCE_FASTMATH)
 def _frobenius_inner(a: np.ndarray, b: np.ndarray) -> float:
     acc = 0.0
@@ -99,7 +105,7 @@ def product_norm(a: np.ndarray, b: np.ndarray, scratch_a: np.ndarray, scratch_b:
         scale *= top
     ga = scratch_b[batch * n : batch * n + batch * batch].reshape(batch, batch)
     gb = scratch_b[batch * n + batch * batch : batch * n + 2 * batch * batch].reshape(batch, batch)
-    np.dot(a, a.T, ga)
-    np.dot(b, b.T, gb)
+    _gram(a, ga)
+    _gram(b, gb)
     inner = _frobenius_inner(ga.reshape(ga.size), gb.reshape(gb.size))
     return scale * np.sqrt(max(inner, 0.0))
