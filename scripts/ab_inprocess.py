@@ -47,6 +47,8 @@ WORKLOADS = {
     "W-mlp batch 1 float32": ("mlp", 2048, 1, "float32"),
     "width-256 MLP batch 16 float64": ("wide", 128, 16, "float64"),
     "width-256 MLP batch 16 float32": ("wide", 128, 16, "float32"),
+    "ResMLP batch 8 float64": ("resmlp", 1024, 8, "float64"),
+    "ResMLP batch 8 float32": ("resmlp", 1024, 8, "float32"),
     "chain float64": ("chain", 400_000, 1, "float64"),
     "chain float32": ("chain", 400_000, 1, "float32"),
 }
@@ -56,6 +58,9 @@ def spec(fg: Any, model: str) -> Any:
     """The benchmark workloads' specs (benchmarks/workloads.py), built by either version."""
     if model == "mlp":
         return fg.MLP(depth=50, width=64, activation="tanh", init="scaled_normal", sigma_b=0.1)
+    if model == "resmlp":  # W-mlp's shape with skips a = 1/sqrt(L) and pre-LayerNorm
+        return fg.ResMLP(depth=50, width=64, activation="tanh", init="scaled_normal", residual="1/sqrt(L)",
+                         norm="layer")
     if model == "wide":  # a wide MLP at a small batch (depth 20, width 256)
         return fg.MLP(depth=20, width=256, activation="tanh", init="scaled_normal", sigma_b=0.1)
     if model == "rnn":

@@ -40,6 +40,16 @@ def test_float64_matches_numpy_reference(activation, norm, loss):
     assert_matches(got, naive.resmlp(W, b, x, y, activation, loss, residual=0.7, norm=norm))
 
 
+@pytest.mark.parametrize("norm", [None, "layer"])
+def test_small_batches_take_the_gram_form_and_match_the_reference(norm):
+    from fastgrad.kernels.norms import gram_pays
+
+    W, b, x, y = random_net(np.random.default_rng(2), 16, 16, 16, 5, 3, 2)
+    assert gram_pays(2, 16, 16)  # ||dLoss/dW_l|| as sqrt(<x x^T, delta delta^T>)
+    got = fg.resmlp_backprop(W, b, x, y, activation="tanh", loss="mse", residual=0.7, norm=norm)
+    assert_matches(got, naive.resmlp(W, b, x, y, "tanh", "mse", residual=0.7, norm=norm))
+
+
 @given(
     n0=st.integers(1, 7), width=st.integers(2, 9), nl=st.integers(1, 7), depth=st.integers(3, 7),
     trials=st.integers(1, 3), batch=st.integers(1, 4), activation=st.sampled_from(NAMES),

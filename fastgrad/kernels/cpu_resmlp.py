@@ -35,7 +35,7 @@ from fastgrad._numba import REDUCE_FASTMATH, call, copy, jit, kernel
 from fastgrad.codes import MLP_MSE
 from fastgrad.kernels import cpu_mlp
 from fastgrad.kernels.cpu_mlp import Init, draw_arrays, draw_trial, sizes
-from fastgrad.kernels.norms import sum_squares
+from fastgrad.kernels.norms import gram_pays, product_norm, sum_squares
 
 __all__ = ["Init", "Net", "Stats", "Work", "backward", "draw_arrays", "draw_trial", "explicit", "forward",
            "generated", "trial", "workspace"]
@@ -243,8 +243,14 @@ def backward(w: np.ndarray, net: Net, work: Work, gw: np.ndarray, gb: np.ndarray
         if block and net.layer_norm:
             x_in = work.us[hoff[l] - h0 : hoff[l + 1] - h0]
         dwf = work.mlp.dw[: n_in * n_out]
-        np.dot(x_in.reshape(batch, n_in).T, d, dwf.reshape(n_in, n_out))
-        grad_w[l] = np.sqrt(sum_squares(dwf))
+        norm = -1.0  # as cpu_mlp.backward: the Gram form at small batches, for statistics
+        if gw.size == 0 and gram_pays(batch, n_in, n_out):
+            norm = product_norm(x_in.reshape(batch, n_in), d, work.mlp.z, work.mlp.dw)
+        if norm >= 0.0:
+            grad_w[l] = norm
+        else:
+            np.dot(x_in.reshape(batch, n_in).T, d, dwf.reshape(n_in, n_out))
+            grad_w[l] = np.sqrt(sum_squares(dwf))
         if gw.size:  # training keeps the gradients; statistics need only their norms
             copy(gw[woff : woff + n_in * n_out], dwf)
             copy(gb[boff : boff + n_out], colsum)
