@@ -52,7 +52,7 @@ def _grad_w(h: np.ndarray, d: np.ndarray, dw: np.ndarray) -> float:
 def _gram(h: np.ndarray, d: np.ndarray, scratch_a: np.ndarray, scratch_b: np.ndarray) -> float:
     acc = 0.0
     for _ in range(REPS):
-        acc += product_norm(h, d, scratch_a.reshape(scratch_a.size), scratch_b)
+        acc += product_norm(h, d, sum_squares(d.reshape(d.size)), scratch_a.reshape(scratch_a.size), scratch_b)
     return acc
 
 

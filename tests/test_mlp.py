@@ -217,7 +217,8 @@ def _product_norm(a, b):
 
     batch, m = a.shape
     n = b.shape[1]
-    return product_norm(a, b, np.empty(batch * m, a.dtype), np.empty(batch * n + 2 * batch * batch, a.dtype))
+    ss_b = float(np.sum(b.astype(np.float64) ** 2))
+    return product_norm(a, b, ss_b, np.empty(batch * m, a.dtype), np.empty(batch * n + 2 * batch * batch, a.dtype))
 
 
 @pytest.mark.parametrize("batch, m, n", [(1, 7, 5), (4, 16, 16), (8, 64, 40)])

@@ -181,7 +181,8 @@ def backward(w: np.ndarray, dims: np.ndarray, work: Work, gw: np.ndarray, gb: np
         for i in range(dh.size):
             dh[i] *= dl[i]
         d = dh.reshape(batch, n_out)  # delta_l = dLoss/dz_l
-        delta[l] = np.sqrt(sum_squares(dh))
+        ss_delta = sum_squares(dh)
+        delta[l] = np.sqrt(ss_delta)
         # Column sums row by row, so the inner loop is contiguous and vectorises.
         colsum = work.colsum[:n_out]
         colsum[:] = 0.0
@@ -193,7 +194,7 @@ def backward(w: np.ndarray, dims: np.ndarray, work: Work, gw: np.ndarray, gb: np
         dwf = work.dw[: n_in * n_out]
         norm = -1.0  # statistics need only ||dLoss/dW||; at small batches the Gram form is cheaper
         if gw.size == 0 and gram_pays(batch, n_in, n_out):
-            norm = product_norm(h_in, d, work.z, work.dw)  # z and dw are free in the backward pass
+            norm = product_norm(h_in, d, ss_delta, work.z, work.dw)  # z and dw are free in the backward pass
         if norm >= 0.0:
             grad_w[l] = norm
         else:

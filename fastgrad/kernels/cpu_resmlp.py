@@ -232,7 +232,8 @@ def backward(w: np.ndarray, net: Net, work: Work, gw: np.ndarray, gb: np.ndarray
                 g[i] *= dl[i]
             df = g
         d = df.reshape(batch, n_out)  # delta_l = dLoss/dz_l
-        delta[l] = np.sqrt(sum_squares(df))
+        ss_delta = sum_squares(df)
+        delta[l] = np.sqrt(ss_delta)
         colsum = work.mlp.colsum[:n_out]
         colsum[:] = 0.0
         for i in range(batch):
@@ -245,7 +246,7 @@ def backward(w: np.ndarray, net: Net, work: Work, gw: np.ndarray, gb: np.ndarray
         dwf = work.mlp.dw[: n_in * n_out]
         norm = -1.0  # as cpu_mlp.backward: the Gram form at small batches, for statistics
         if gw.size == 0 and gram_pays(batch, n_in, n_out):
-            norm = product_norm(x_in.reshape(batch, n_in), d, work.mlp.z, work.mlp.dw)
+            norm = product_norm(x_in.reshape(batch, n_in), d, ss_delta, work.mlp.z, work.mlp.dw)
         if norm >= 0.0:
             grad_w[l] = norm
         else:

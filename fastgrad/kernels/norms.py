@@ -69,8 +69,10 @@ def gram_pays(batch: int, n_in: int, n_out: int) -> bool:
 
 
 @jit
-def product_norm(a: np.ndarray, b: np.ndarray, scratch_a: np.ndarray, scratch_b: np.ndarray) -> float:
+def product_norm(a: np.ndarray, b: np.ndarray, ss_b: float, scratch_a: np.ndarray, scratch_b: np.ndarray) -> float:
     """||a^T b||_F for a (B, m) and b (B, n), C-contiguous, in the Gram form: sqrt(<a a^T, b b^T>_F).
+
+    ``ss_b`` is ``sum_squares(b)``, which the kernels have already formed for ||delta||.
 
     Every entry of a Gram matrix is at most the factor's sum of squares S in magnitude;
     when S lies outside [2**-60, 2**100] (float32) or [2**-900, 2**900] (float64), the
@@ -86,7 +88,6 @@ def product_norm(a: np.ndarray, b: np.ndarray, scratch_a: np.ndarray, scratch_b:
     batch, m = a.shape
     n = b.shape[1]
     ss_a = sum_squares(a.reshape(a.size))
-    ss_b = sum_squares(b.reshape(b.size))
     if not (np.isfinite(ss_a) and np.isfinite(ss_b)):
         return -1.0
     if ss_a == 0.0 or ss_b == 0.0:
