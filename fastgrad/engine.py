@@ -135,23 +135,23 @@ def check_backend(backend: str) -> str:
 
 
 def _mlp_plan(spec: MLP, trials: int, batch: int, seed: int,
-              dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
+              dt: np.dtype, first: int = 0) -> tuple[dict[str, np.ndarray], Block, Any]:
     net, init = lowering.mlp(spec, dt.name)
     stats = lowering.mlp_stats(trials, spec.depth, dt)
 
     def block(lo: int, hi: int) -> None:
-        cpu_mlp.generated(net, init, seed, 0, batch, stats, lo, hi)
+        cpu_mlp.generated(net, init, seed, first, batch, stats, lo, hi)
 
     return dict(stats._asdict()), block, (cpu_mlp.generated, dt.name, net.hidden, net.last, init.draw)
 
 
 def _chain_plan(spec: Chain, trials: int, batch: int, seed: int,
-                dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
+                dt: np.dtype, first: int = 0) -> tuple[dict[str, np.ndarray], Block, Any]:
     net, init = lowering.chain(spec, dt.name)
     stats = lowering.chain_stats(trials, spec.depth, dt)
 
     def block(lo: int, hi: int) -> None:
-        cpu_chain.generated(net, init, seed, 0, stats, lo, hi)
+        cpu_chain.generated(net, init, seed, first, stats, lo, hi)
 
     arrays = dict(stats._asdict())
     arrays["delta"] = arrays["grad_b"]  # width 1, batch 1: |dC/dz_l| = |dC/db_l|; one array, two names
@@ -159,12 +159,12 @@ def _chain_plan(spec: Chain, trials: int, batch: int, seed: int,
 
 
 def _rnn_plan(spec: RNN, trials: int, batch: int, seed: int,
-              dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
+              dt: np.dtype, first: int = 0) -> tuple[dict[str, np.ndarray], Block, Any]:
     net, init = lowering.rnn(spec, dt.name)
     stats = lowering.rnn_stats(trials, spec.steps, spec.jacobian, dt)
 
     def block(lo: int, hi: int) -> None:
-        cpu_rnn.generated(net, init, seed, 0, batch, stats, lo, hi)
+        cpu_rnn.generated(net, init, seed, first, batch, stats, lo, hi)
 
     return rnn_arrays(stats, spec.jacobian), block, (cpu_rnn.generated, dt.name, net.act, init.draw, spec.jacobian)
 
@@ -183,12 +183,12 @@ _PLANS = {MLP: _mlp_plan, Chain: _chain_plan, RNN: _rnn_plan}
 
 
 def _resmlp_plan(spec: ResMLP, trials: int, batch: int, seed: int,
-                 dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
+                 dt: np.dtype, first: int = 0) -> tuple[dict[str, np.ndarray], Block, Any]:
     net, init = lowering.resmlp(spec, dt.name)
     stats = lowering.resmlp_stats(trials, spec.depth, dt)
 
     def block(lo: int, hi: int) -> None:
-        cpu_resmlp.generated(net, init, seed, 0, batch, stats, lo, hi)
+        cpu_resmlp.generated(net, init, seed, first, batch, stats, lo, hi)
 
     return dict(stats._asdict()), block, (cpu_resmlp.generated, dt.name, net.hidden, net.last, init.draw)
 
@@ -225,23 +225,23 @@ def gated_arrays(stats: cpu_lstm.Stats | cpu_gru.Stats, gates: tuple[str, ...]) 
 
 
 def _lstm_plan(spec: LSTM, trials: int, batch: int, seed: int,
-               dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
+               dt: np.dtype, first: int = 0) -> tuple[dict[str, np.ndarray], Block, Any]:
     net, init = lowering.gated(spec, dt.name)
     stats = lowering.lstm_stats(trials, spec.steps, spec.jacobian, dt)
 
     def block(lo: int, hi: int) -> None:
-        cpu_lstm.generated(net, init, seed, 0, batch, stats, lo, hi)
+        cpu_lstm.generated(net, init, seed, first, batch, stats, lo, hi)
 
     return gated_arrays(stats, LSTM_GATES), block, (cpu_lstm.generated, dt.name, init.draw, spec.jacobian)
 
 
 def _gru_plan(spec: GRU, trials: int, batch: int, seed: int,
-              dt: np.dtype) -> tuple[dict[str, np.ndarray], Block, Any]:
+              dt: np.dtype, first: int = 0) -> tuple[dict[str, np.ndarray], Block, Any]:
     net, init = lowering.gated(spec, dt.name)
     stats = lowering.gru_stats(trials, spec.steps, spec.jacobian, dt)
 
     def block(lo: int, hi: int) -> None:
-        cpu_gru.generated(net, init, seed, 0, batch, stats, lo, hi)
+        cpu_gru.generated(net, init, seed, first, batch, stats, lo, hi)
 
     return gated_arrays(stats, GRU_GATES), block, (cpu_gru.generated, dt.name, init.draw, spec.jacobian)
 
@@ -254,6 +254,66 @@ CPU_ONLY: dict[type, str] = {
     GRU: "the gated cells have CPU kernels only so far",
 }
 """Models without a CUDA kernel, and why: refused by name before anything runs."""
+
+
+_STATISTICS: dict[type, int] = {MLP: 4, ResMLP: 5, Chain: 4, RNN: 4, LSTM: 10, GRU: 8}
+"""Output arrays of one layer (step) of a trial, per model, counting the opt-in Jacobian norms."""
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable; else the free physical pages)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # not on this platform: no limit known
+        return 2**62
+
+
+def memory_need(spec: Any, trials: int, batch: int, dtype: np.dtype, threads: int | None,
+                cells: int = 1) -> tuple[int, int]:
+    """Estimated bytes a run needs: ``(results, working)``.
+
+    ``results`` are the per-trial statistics of ``cells`` cells (the output arrays);
+    ``working`` is one trial's weights, inputs and activations per thread. Estimates,
+    within a small factor: enough to refuse a run that cannot fit before it allocates.
+    """
+    item = dtype.itemsize
+    depth = spec.depth
+    results = cells * trials * _STATISTICS.get(type(spec), 4) * depth * item
+    if isinstance(spec, Chain):
+        per_trial = 8 * depth
+    elif isinstance(spec, (MLP, ResMLP)):
+        dims = [int(d) for d in spec.dims]
+        per_trial = sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=True)) + 4 * batch * sum(dims)
+    else:  # recurrent cells: G gate blocks of (n + d) x n weights, every step's activations kept for BPTT
+        gates = {LSTM: 4, GRU: 3}.get(type(spec), 1)
+        n, d = spec.hidden, spec.inputs
+        per_trial = gates * (n * n + d * n + 2 * n) + spec.steps * batch * (d + (2 * gates + 2) * n)
+    n_threads = max_threads() if threads is None else threads
+    return results, per_trial * item * n_threads * cells
+
+
+def check_memory(spec: Any, trials: int, batch: int, dtype: np.dtype, threads: int | None, cells: int = 1) -> None:
+    """Refuse a run whose estimated memory (:func:`memory_need`) exceeds what is available, naming what to change."""
+    results, working = memory_need(spec, trials, batch, dtype, threads, cells)
+    free = available_memory()
+    gib = 2.0**30
+    if working > free:
+        raise ValueError(f"width: one trial of this {type(spec).__name__} needs about {working / gib:.3g} GiB of "
+                         f"working memory over {max_threads() if threads is None else threads} thread(s), and "
+                         f"{free / gib:.3g} GiB are available; reduce the width, depth (steps), batch or threads")
+    if results + working > free:
+        per = results / (trials * cells)
+        raise ValueError(f"trials: {trials * cells:,} trials need about {results / gib:.3g} GiB for their statistics "
+                         f"({per:,.0f} bytes each) and {free / gib:.3g} GiB are available; run at most "
+                         f"{max(int((free - working) // per), 0):,} trials per call, or use fastgrad.sweep, which "
+                         "saves its cells in pieces")
 
 
 _ready: set[tuple[Any, ...]] = set()
@@ -328,11 +388,13 @@ def run(
     backend: Literal["cpu", "cuda"] = "cpu",
     threads: int | None = None,
     chunk: int | None = None,
+    first_trial: int = 0,
 ) -> Result:
     """Draw ``trials`` random networks from ``spec`` and back-propagate through each.
 
     Trial k of seed s is determined by (s, k) alone: the same whatever the
-    number of threads, the chunk size or the total number of trials.
+    number of threads, the chunk size, the total number of trials or the run
+    it belongs to (``first_trial``).
 
     Parameters
     ----------
@@ -353,6 +415,10 @@ def run(
     chunk : int, optional
         Trials per kernel call. Working memory is per thread, not per trial, so
         this bounds only the time between progress points. Does not change results.
+    first_trial : int
+        The index of the first trial: row i of every statistic is trial ``first_trial + i``.
+        ``run(spec, 100, first_trial=400)`` is rows 400 .. 499 of ``run(spec, 500)``, bit for bit,
+        which is how a sweep saves and resumes a cell in pieces.
 
     Returns
     -------
@@ -368,6 +434,7 @@ def run(
     trials = check_int("trials", trials)
     batch = 1 if isinstance(spec, Chain) else check_int("batch", batch)
     seed = check_int("seed", seed, minimum=0)
+    first_trial = check_int("first_trial", first_trial, minimum=0)
     dt = check_dtype(dtype)
     if backend == "cuda" and type(spec) in CPU_ONLY:
         raise ValueError(f"backend: {type(spec).__name__} runs on the CPU only ({CPU_ONLY[type(spec)]}); "
@@ -376,10 +443,12 @@ def run(
     if threads is not None:
         check_threads(threads)
     if backend == "cuda" and not isinstance(spec, (ResMLP, LSTM, GRU)):  # (refused above: narrows the type)
-        return _run_cuda(spec, trials, batch, seed, dt, None if chunk is None else check_int("chunk", chunk))
+        return _run_cuda(spec, trials, batch, seed, dt, None if chunk is None else check_int("chunk", chunk),
+                         first_trial)
     default = CHAIN_CHUNK if isinstance(spec, Chain) else DEFAULT_CHUNK
     chunk = default if chunk is None else check_int("chunk", chunk)
-    arrays, block, kernel_key = plan(spec, trials, batch, seed, dt)  # type: ignore[operator]
+    check_memory(spec, trials, batch, dt, threads)
+    arrays, block, kernel_key = plan(spec, trials, batch, seed, dt, first_trial)  # type: ignore[operator]
 
     n_threads, compile_seconds, run_seconds = run_chunks(block, kernel_key, trials, chunk, threads)
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
@@ -392,18 +461,18 @@ _cuda_warm: set[tuple[str, str]] = set()
 
 
 def _run_cuda(spec: MLP | Chain | RNN, trials: int, batch: int, seed: int, dt: np.dtype,
-              chunk: int | None) -> Result:
+              chunk: int | None, first_trial: int = 0) -> Result:
     from fastgrad import gpu
 
     compile_seconds = 0.0
     key = (type(spec).__name__ + "-cuda", dt.name)
     if key not in _cuda_warm:
         t0 = time.perf_counter()
-        gpu.run_cuda(spec, 1, batch, seed, dt, 1)
+        gpu.run_cuda(spec, 1, batch, seed, dt, 1, first_trial)
         compile_seconds = time.perf_counter() - t0
         _cuda_warm.add(key)
     t0 = time.perf_counter()
-    arrays = gpu.run_cuda(spec, trials, batch, seed, dt, chunk)
+    arrays = gpu.run_cuda(spec, trials, batch, seed, dt, chunk, first_trial)
     run_seconds = time.perf_counter() - t0
     return Result(arrays, spec=spec, seed=seed, trials=trials, batch=batch, dtype=dt.name, backend="cuda",
                   version=__version__, threads=1, compile_seconds=compile_seconds, run_seconds=run_seconds)
@@ -445,7 +514,7 @@ def shares_draws(specs: list[Any]) -> bool:
 
 
 def run_cells(specs: list[MLP], trials: int, batch: int = 32, seed: int = 0, dtype: str = "float64",
-              threads: int | None = None, chunk: int | None = None) -> list[Result]:
+              threads: int | None = None, chunk: int | None = None, first_trial: int = 0) -> list[Result]:
     """Run MLPs that differ only in their scales together, over one draw per trial.
 
     Trial k's standard normals, inputs and targets are drawn once and scaled for every
@@ -459,7 +528,7 @@ def run_cells(specs: list[MLP], trials: int, batch: int = 32, seed: int = 0, dty
     specs : list of MLP
         At least two, equal in every field but ``sigma_w``, ``sigma_w2``, ``sigma_b``,
         ``sigma_b2``, drawn with normal or constant tensors (:func:`shares_draws`).
-    trials, batch, seed, dtype, threads, chunk
+    trials, batch, seed, dtype, threads, chunk, first_trial
         As for :func:`run`.
 
     Returns
@@ -474,10 +543,12 @@ def run_cells(specs: list[MLP], trials: int, batch: int = 32, seed: int = 0, dty
     trials = check_int("trials", trials)
     batch = check_int("batch", batch)
     seed = check_int("seed", seed, minimum=0)
+    first_trial = check_int("first_trial", first_trial, minimum=0)
     dt = check_dtype(dtype)
     if threads is not None:
         check_threads(threads)
     chunk = DEFAULT_CHUNK if chunk is None else check_int("chunk", chunk)
+    check_memory(specs[0], trials, batch, dt, threads, cells=len(specs))
     net, init = lowering.mlp(specs[0], dt.name)
     inits = [s.layer_inits() for s in specs]
     w_kind, w_scale, b_kind, b_scale = (np.ascontiguousarray(np.stack([i[k] for i in inits])) for k in range(4))
@@ -485,7 +556,7 @@ def run_cells(specs: list[MLP], trials: int, batch: int = 32, seed: int = 0, dty
     out = [np.empty((len(specs), trials, depth), dtype=dt) for _ in range(4)]
 
     def block(lo: int, hi: int) -> None:
-        cpu_mlp.generated_cells(net, init, w_kind, w_scale, b_kind, b_scale, seed, 0, batch, *out, lo, hi)
+        cpu_mlp.generated_cells(net, init, w_kind, w_scale, b_kind, b_scale, seed, first_trial, batch, *out, lo, hi)
 
     key = (cpu_mlp.generated_cells, dt.name, net.hidden, net.last, init.draw)
     n_threads, compile_seconds, run_seconds = run_chunks(block, key, trials, chunk, threads)

@@ -65,8 +65,8 @@ def _chunk(per_trial_bytes: int, trials: int, chunk: int | None) -> int:
 
 
 def run_cuda(spec: MLP | Chain | RNN, trials: int, batch: int, seed: int, dt: np.dtype,
-             chunk: int | None) -> dict[str, np.ndarray]:
-    """Run generated trials on the GPU; statistics are copied back once per chunk.
+             chunk: int | None, first_trial: int = 0) -> dict[str, np.ndarray]:
+    """Run trials ``first_trial ..`` on the GPU; statistics are copied back once per chunk.
 
     Memory on the device is the chunk's working slabs (default: a quarter of
     the free memory), not the number of trials.
@@ -74,14 +74,14 @@ def run_cuda(spec: MLP | Chain | RNN, trials: int, batch: int, seed: int, dt: np
     from numba import cuda
 
     if isinstance(spec, MLP):
-        return _mlp(cuda, spec, trials, batch, seed, dt, chunk)
+        return _mlp(cuda, spec, trials, batch, seed, dt, chunk, first_trial)
     if isinstance(spec, RNN):
-        return _rnn(cuda, spec, trials, batch, seed, dt, chunk)
-    return _chain(cuda, spec, trials, seed, dt, chunk)
+        return _rnn(cuda, spec, trials, batch, seed, dt, chunk, first_trial)
+    return _chain(cuda, spec, trials, seed, dt, chunk, first_trial)
 
 
 def _mlp(cuda: Any, spec: MLP, trials: int, batch: int, seed: int, dt: np.dtype,
-         chunk: int | None) -> dict[str, np.ndarray]:
+         chunk: int | None, first: int = 0) -> dict[str, np.ndarray]:
     from fastgrad.kernels import cuda_mlp
 
     net, init = lowering.mlp(spec)
@@ -107,7 +107,7 @@ def _mlp(cuda: Any, spec: MLP, trials: int, batch: int, seed: int, dt: np.dtype,
     for lo in range(0, trials, n):
         m = min(n, trials - lo)
         cuda_mlp.mlp_generated[m, THREADS_PER_BLOCK](
-            seed, lo, batch, *consts, loss, *slabs, dev_out["grad_w"], dev_out["grad_b"], dev_out["delta"],
+            seed, first + lo, batch, *consts, loss, *slabs, dev_out["grad_w"], dev_out["grad_b"], dev_out["delta"],
             dev_out["q"])
         for key in out:
             out[key][lo:lo + m] = dev_out[key][:m].copy_to_host()
@@ -115,7 +115,7 @@ def _mlp(cuda: Any, spec: MLP, trials: int, batch: int, seed: int, dt: np.dtype,
 
 
 def _rnn(cuda: Any, spec: RNN, trials: int, batch: int, seed: int, dt: np.dtype,
-         chunk: int | None) -> dict[str, np.ndarray]:
+         chunk: int | None, first: int = 0) -> dict[str, np.ndarray]:
     from fastgrad.kernels import cuda_rnn
 
     if spec.jacobian:
@@ -138,7 +138,7 @@ def _rnn(cuda: Any, spec: RNN, trials: int, batch: int, seed: int, dt: np.dtype,
     for lo in range(0, trials, m_chunk):
         m = min(m_chunk, trials - lo)
         cuda_rnn.rnn_generated[m, THREADS_PER_BLOCK](
-            seed, lo, batch, n, d, init.w_kind, init.w_scale, init.x_scale, init.b_kind, init.b_scale,
+            seed, first + lo, batch, n, d, init.w_kind, init.w_scale, init.x_scale, init.b_kind, init.b_scale,
             lowering.activation_code(net.act), net.alpha, net.loss, *slabs, dev["grad_h"], dev["grad_whh_step"],
             dev["q"], dev_totals)
         for key in out:
@@ -148,7 +148,8 @@ def _rnn(cuda: Any, spec: RNN, trials: int, batch: int, seed: int, dt: np.dtype,
     return out
 
 
-def _chain(cuda: Any, spec: Chain, trials: int, seed: int, dt: np.dtype, chunk: int | None) -> dict[str, np.ndarray]:
+def _chain(cuda: Any, spec: Chain, trials: int, seed: int, dt: np.dtype, chunk: int | None,
+           first: int = 0) -> dict[str, np.ndarray]:
     from fastgrad.kernels import cuda_chain
 
     net, init = lowering.chain(spec)
@@ -161,7 +162,7 @@ def _chain(cuda: Any, spec: Chain, trials: int, seed: int, dt: np.dtype, chunk: 
         m = min(n, trials - lo)
         blocks = (m + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
         cuda_chain.chain_generated[blocks, THREADS_PER_BLOCK](
-            seed, lo, lowering.activation_code(net.act), net.alpha, init.w_const, init.w_scale, init.b_kind,
+            seed, first + lo, lowering.activation_code(net.act), net.alpha, init.w_const, init.w_scale, init.b_kind,
             init.b_scale, *scratch, dev["dc_db"][:m], dev["grad_b"][:m],
             dev["grad_w"][:m], dev["q"][:m])
         for key in out:

@@ -128,7 +128,7 @@ class Spectrum:
 
 
 def spectrum(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int = 32, seed: int = 0, dtype: str = "float64",
-             threads: int | None = None, chunk: int | None = None, step: int = 1) -> Spectrum:
+             threads: int | None = None, chunk: int | None = None, step: int = 1, first_trial: int = 0) -> Spectrum:
     """The singular values of the Jacobian of ``trials`` random networks of ``spec``.
 
     MLP and ResMLP: J = dh_L/dh_0. RNN, LSTM and GRU: J = dh_S/dh_step (the LSTM's with c_step held:
@@ -152,6 +152,8 @@ def spectrum(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int = 32
         Trials per kernel call (progress granularity); does not change results.
     step : int
         Recurrent models: the step t of dh_S/dh_t, 1 (the whole sequence) .. S (the identity).
+    first_trial : int
+        Row i is trial ``first_trial + i`` (as :func:`fastgrad.run`'s ``first_trial``).
 
     Returns
     -------
@@ -163,11 +165,12 @@ def spectrum(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int = 32
     trials = check_int("trials", trials)
     batch = check_int("batch", batch)
     seed = check_int("seed", seed, minimum=0)
+    first_trial = check_int("first_trial", first_trial, minimum=0)
     dt = check_dtype(dtype)
     chunk = SPECTRUM_CHUNK if chunk is None else check_int("chunk", chunk)
     if threads is not None:
         check_threads(threads)
-    block = _block(spec, trials, batch, seed, dt.name, step)
+    block = _block(spec, trials, batch, seed, dt.name, step, first_trial)
     n_threads, compile_seconds, run_seconds = run_chunks(block, block.key, trials, chunk, threads)
     return Spectrum(block.sv, spec=spec, seed=seed, trials=trials, dtype=dt.name, threads=n_threads,
                     compile_seconds=compile_seconds, run_seconds=run_seconds)
@@ -183,7 +186,8 @@ class _Block:
         self.call(lo, hi)
 
 
-def _block(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int, seed: int, dtype: str, step: int) -> _Block:
+def _block(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int, seed: int, dtype: str, step: int,
+           first: int = 0) -> _Block:
     """The kernel call of ``spec``'s spectra (validating ``step`` for recurrent models)."""
     if isinstance(spec, (MLP, ResMLP)) and step != 1:
         raise ValueError(f"step: applies to recurrent models (RNN, LSTM, GRU); a {type(spec).__name__}'s J is "
@@ -191,12 +195,12 @@ def _block(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int, seed:
     if isinstance(spec, ResMLP):
         res_net, res_init = lowering.resmlp(spec, dtype)
         sv = np.empty((trials, int(min(spec.dims[0], spec.dims[-1]))), dtype=dtype)
-        return _Block(lambda lo, hi: cpu_spectrum.resmlp_generated(res_net, res_init, seed, 0, batch, sv, lo, hi),
+        return _Block(lambda lo, hi: cpu_spectrum.resmlp_generated(res_net, res_init, seed, first, batch, sv, lo, hi),
                       sv, (cpu_spectrum.resmlp_generated, dtype, res_net.hidden, res_net.last, res_init.draw))
     if isinstance(spec, MLP):
         net, init = lowering.mlp(spec, dtype)
         sv = np.empty((trials, int(min(spec.dims[0], spec.dims[-1]))), dtype=dtype)
-        return _Block(lambda lo, hi: cpu_spectrum.mlp_generated(net, init, seed, 0, batch, sv, lo, hi), sv,
+        return _Block(lambda lo, hi: cpu_spectrum.mlp_generated(net, init, seed, first, batch, sv, lo, hi), sv,
                       (cpu_spectrum.mlp_generated, dtype, net.hidden, net.last, init.draw))
     step = check_int("step", step)
     if step > spec.steps:
@@ -204,12 +208,12 @@ def _block(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int, seed:
     sv = np.empty((trials, spec.hidden), dtype=dtype)
     if isinstance(spec, RNN):
         rnet, rinit = lowering.rnn(spec, dtype)
-        return _Block(lambda lo, hi: cpu_spectrum.rnn_generated(rnet, rinit, seed, 0, spec.steps, batch, step, sv,
+        return _Block(lambda lo, hi: cpu_spectrum.rnn_generated(rnet, rinit, seed, first, spec.steps, batch, step, sv,
                                                                 lo, hi),
                       sv, (cpu_spectrum.rnn_generated, dtype, rnet.act, rinit.draw))
     gnet, ginit = lowering.gated(spec, dtype)
     kernel = cpu_spectrum.lstm_generated if isinstance(spec, LSTM) else cpu_spectrum.gru_generated
-    return _Block(lambda lo, hi: kernel(gnet, ginit, seed, 0, spec.steps, batch, step, sv, lo, hi), sv,
+    return _Block(lambda lo, hi: kernel(gnet, ginit, seed, first, spec.steps, batch, step, sv, lo, hi), sv,
                   (kernel, dtype, ginit.draw))
 
 

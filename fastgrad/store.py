@@ -2,16 +2,20 @@
 
 Layout::
 
-    STORE/manifest.json          the grid, seed, trials, batch, dtype, model,
-                                 fastgrad version and creation time
-    STORE/cells/<id>.parquet     one finished cell: grid parameters, trial,
-                                 layer and one column per statistic
+    STORE/manifest.json                    the grid, seed, trials, batch, dtype, model,
+                                           fastgrad version and creation time
+    STORE/cells/<id>.parquet               one finished cell: grid parameters, trial,
+                                           layer and one column per statistic
+    STORE/partial/<id>/<lo>-<hi>.parquet   trials lo .. hi - 1 of a cell in progress
 
-A cell file is written under a temporary name in the same folder and renamed
-(atomic on POSIX), so an interrupted sweep leaves whole cells or none. Each
-file carries its cell's parameters and expected row count in the Parquet
-metadata, and page checksums: a truncated or corrupted file is detected, moved
-aside (never deleted) and recomputed. Nothing is pickled.
+Every file is written under a temporary name in the same folder and renamed
+(atomic on POSIX), so an interrupted sweep leaves whole files or none. A cell
+is saved in pieces of trials while it runs (``partial/``); once all its trials
+are there they are joined into its cell file, the same table a single write
+would give, and the pieces removed. Each file carries its cell's parameters,
+trial range and expected row count in the Parquet metadata, and page
+checksums: a truncated or corrupted file is detected, moved aside (never
+deleted) and recomputed. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pyarrow.parquet as pq
 
 MANIFEST = "manifest.json"
 CELLS = "cells"
+PARTIAL = "partial"
 _META_KEY = b"fastgrad.cell"
 # Fields of the manifest that must match for a store to be resumed.
 IDENTITY = ("model", "grid", "seed", "trials", "batch", "dtype", "spectrum", "generator")
@@ -66,9 +71,12 @@ def open_store(path: str | Path, manifest: dict[str, Any]) -> Path:
         that are not a store.
     """
     root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"store: {root} is a file, not a folder; give a folder for the store (it is created "
+                         "if missing)")
     file = root / MANIFEST
     if file.exists():
-        old = json.loads(file.read_text())
+        old = read_manifest(file)
         new = json.loads(json.dumps(manifest))  # compare as stored: JSON types
         diff = [k for k in IDENTITY if old.get(k, LEGACY.get(k)) != new.get(k, LEGACY.get(k))]
         if diff:
@@ -77,6 +85,8 @@ def open_store(path: str | Path, manifest: dict[str, Any]) -> Path:
             raise ValueError(f"store: {root} holds a different sweep ({details}); "
                              "use another store or the same settings to resume")
         _remove_orphans(root / CELLS)
+        for folder in (root / PARTIAL).glob("*"):
+            _remove_orphans(folder)
         return root
     if root.exists() and any(root.iterdir()):
         raise ValueError(f"store: {root} exists, is not empty and has no {MANIFEST}; refusing to write into it")
@@ -84,6 +94,19 @@ def open_store(path: str | Path, manifest: dict[str, Any]) -> Path:
     data = {**manifest, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     _write_atomic(file, json.dumps(data, indent=2, sort_keys=True).encode())
     return root
+
+
+def read_manifest(file: Path) -> dict[str, Any]:
+    """A store's manifest file as a dict, or ValueError naming the file and what to do."""
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"store: {file} is unreadable or not valid JSON ({err}); it says which sweep the store "
+                         f"holds: restore it from a backup, or move the store aside and run the sweep again "
+                         "into a new one") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"store: {file} does not hold a manifest (a JSON object); restore it, or use a new store")
+    return data
 
 
 def _remove_orphans(cells: Path) -> None:
@@ -104,12 +127,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def cell_table(params: dict[str, Any], arrays: dict[str, np.ndarray]) -> pa.Table:
+def cell_table(params: dict[str, Any], arrays: dict[str, np.ndarray], first_trial: int = 0) -> pa.Table:
     """One cell's results as an Arrow table: a row per trial x layer.
 
     Per-layer statistics (trials, layers) become columns; per-trial totals
     (trials,) are repeated on each of their trial's rows; each grid parameter
-    is a constant column.
+    is a constant column. Row i of the arrays is trial ``first_trial + i``.
     """
     clash = sorted(set(params) & (set(arrays) | {"trial", "layer"}))
     if clash:  # a column would silently replace another
@@ -119,7 +142,7 @@ def cell_table(params: dict[str, Any], arrays: dict[str, np.ndarray]) -> pa.Tabl
     columns: dict[str, Any] = {}
     for k, v in params.items():
         columns[k] = pa.array([v] * (trials * depth))
-    columns["trial"] = pa.array(np.repeat(np.arange(trials, dtype=np.int64), depth))
+    columns["trial"] = pa.array(np.repeat(np.arange(first_trial, first_trial + trials, dtype=np.int64), depth))
     columns["layer"] = pa.array(np.tile(np.arange(1, depth + 1, dtype=np.int64), trials))
     for k, v in arrays.items():
         columns[k] = pa.array(v.ravel() if v.ndim == 2 else np.repeat(v, depth))
@@ -135,6 +158,116 @@ def write_cell(root: Path, params: dict[str, Any], table: pa.Table) -> Path:
     pq.write_table(table, tmp, write_page_checksum=True)
     os.replace(tmp, path)
     return path
+
+
+def _part_dir(root: Path, params: dict[str, Any]) -> Path:
+    return root / PARTIAL / cell_id(params)
+
+
+def write_part(root: Path, params: dict[str, Any], first_trial: int, arrays: dict[str, np.ndarray]) -> Path:
+    """Save trials ``first_trial ..`` of a cell in progress (atomically: a whole piece or none).
+
+    Parameters
+    ----------
+    root : Path
+    params : dict
+    first_trial : int
+        The trial of the arrays' first row.
+    arrays : dict of str to numpy.ndarray
+        The statistics of the piece's trials, as :func:`cell_table` takes them.
+
+    Returns
+    -------
+    Path
+    """
+    table = cell_table(params, arrays, first_trial)
+    count = next(iter(arrays.values())).shape[0]
+    meta = json.dumps({"params": params, "rows": table.num_rows, "trials": [first_trial, first_trial + count]})
+    table = table.replace_schema_metadata({_META_KEY: meta.encode()})
+    folder = _part_dir(root, params)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{first_trial:010d}-{first_trial + count:010d}.parquet"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp, write_page_checksum=True)
+    os.replace(tmp, path)
+    return path
+
+
+def _read_part(path: Path, params: dict[str, Any]) -> tuple[int, int, pa.Table] | None:
+    """A piece's trial range and table, or None if it is truncated, corrupted or of another cell."""
+    try:
+        lo, hi = (int(v) for v in path.stem.split("-"))
+        table = pq.read_table(path, page_checksum_verification=True)
+        meta = json.loads(table.schema.metadata[_META_KEY])
+        if (meta["params"] != json.loads(json.dumps(params)) or table.num_rows != meta["rows"]
+                or meta["trials"] != [lo, hi] or hi <= lo):
+            return None
+    except Exception:  # any failure to read the piece whole means: not saved
+        return None
+    return lo, hi, table
+
+
+def saved_trials(root: Path, params: dict[str, Any], trials: int) -> np.ndarray:
+    """Which of a cell's trials are saved in pieces: a (trials,) bool mask.
+
+    Pieces that are truncated, corrupted or outside ``0 .. trials - 1`` are moved
+    aside (never deleted); their trials count as not saved.
+    """
+    done = np.zeros(trials, dtype=bool)
+    folder = _part_dir(root, params)
+    if not folder.is_dir():
+        return done
+    for path in sorted(folder.glob("*.parquet")):
+        piece = _read_part(path, params)
+        if piece is None or piece[1] > trials:
+            os.replace(path, path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"))
+            continue
+        done[piece[0]:piece[1]] = True
+    return done
+
+
+def finish_cell(root: Path, params: dict[str, Any], trials: int) -> Path:
+    """Join a cell's saved pieces into its cell file, then remove the pieces.
+
+    The file holds the table :func:`cell_table` gives for all trials at once, in
+    trial order; overlapping pieces (a piece saved twice after a crash) are
+    read once per trial.
+
+    Raises
+    ------
+    ValueError
+        If the pieces do not cover trials 0 .. trials - 1.
+    """
+    folder = _part_dir(root, params)
+    pieces = sorted(p for p in (_read_part(path, params) for path in folder.glob("*.parquet")) if p is not None)
+    tables, upto = [], 0
+    for lo, hi, table in pieces:
+        if hi <= upto:  # wholly inside what is already taken
+            continue
+        if lo > upto:
+            break
+        rows_per_trial = table.num_rows // (hi - lo)
+        tables.append(table.slice((upto - lo) * rows_per_trial))
+        upto = hi
+    if upto != trials:
+        raise ValueError(f"store: the saved pieces of cell {params} cover trials 0 .. {upto - 1} of {trials}")
+    table = pa.concat_tables(tables).combine_chunks()
+    meta = json.dumps({"params": params, "rows": table.num_rows}).encode()
+    path = write_cell(root, params, table.replace_schema_metadata({_META_KEY: meta}))
+    discard_parts(root, params)
+    return path
+
+
+def discard_parts(root: Path, params: dict[str, Any]) -> None:
+    """Remove the pieces of a cell whose cell file is written (their trials are all in it)."""
+    folder = _part_dir(root, params)
+    if folder.is_dir():
+        for path in folder.glob("*.parquet"):
+            path.unlink(missing_ok=True)
+        try:
+            folder.rmdir()
+        except OSError:  # pieces set aside as corrupt stay, for inspection
+            pass
 
 
 def check_cell(root: Path, params: dict[str, Any]) -> str:
@@ -206,6 +339,8 @@ def load(store: str | Path) -> pd.DataFrame:
 def _store_root(store: str | Path) -> Path:
     """The store's folder, or ValueError if it is not a store."""
     root = Path(store)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"store: {root} is a file; a store is a folder holding {MANIFEST}")
     if not (root / MANIFEST).is_file():
         raise ValueError(f"store: {root} has no {MANIFEST}; not a fastgrad store")
     return root
@@ -219,4 +354,4 @@ def manifest(store: str | Path) -> dict[str, Any]:
     ValueError
         If the folder is not a store.
     """
-    return dict(json.loads((_store_root(store) / MANIFEST).read_text()))
+    return read_manifest(_store_root(store) / MANIFEST)

@@ -12,10 +12,14 @@ Rerunning the same sweep resumes it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
 import math
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,8 +31,8 @@ from tqdm import tqdm
 
 from fastgrad import rng
 from fastgrad import store as store_module
-from fastgrad.engine import SCALE_FIELDS, check_backend, check_dtype, run, run_cells, shares_draws
-from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP, check_int
+from fastgrad.engine import SCALE_FIELDS, check_backend, check_dtype, check_threads, run, run_cells, shares_draws
+from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP, check_float, check_int
 from fastgrad.version import __version__
 
 MODELS: dict[str, type] = {"mlp": MLP, "rnn": RNN, "chain": Chain}
@@ -156,24 +160,45 @@ value, s_max / s_min, and the mean and variance of lambda = s^2 (:class:`fastgra
 
 
 def compute_cell(model: str, params: dict[str, Any], trials: int, batch: int, seed: int, dtype: str,
-                 backend: str, threads: int | None, spectrum: bool = False) -> dict[str, np.ndarray]:
-    """Run one cell and return its statistics (what a Dask worker computes).
+                 backend: str, threads: int | None, spectrum: bool = False,
+                 first_trial: int = 0) -> dict[str, np.ndarray]:
+    """Run trials ``first_trial .. first_trial + trials - 1`` of one cell and return their statistics.
 
-    With ``spectrum``, also the per-trial summaries of the same trials' Jacobian spectra
-    (:data:`SPECTRUM_COLUMNS`; recurrent models: dh_S/dh_1).
+    What a Dask worker computes, and a local sweep cell by cell. With ``spectrum``, also the
+    per-trial summaries of the same trials' Jacobian spectra (:data:`SPECTRUM_COLUMNS`;
+    recurrent models: dh_S/dh_1).
     """
+    return _compute_timed(model, params, trials, batch, seed, dtype, backend, threads, spectrum, first_trial)[0]
+
+
+def _compute_timed(model: str, params: dict[str, Any], trials: int, batch: int, seed: int, dtype: str,
+                   backend: str, threads: int | None, spectrum: bool, first_trial: int) -> tuple[dict[str, np.ndarray],
+                                                                                                  float]:
+    """:func:`compute_cell` and its run time in seconds (compiling and loading kernels excluded)."""
     spec = MODELS[model](**params)
     res = run(spec, trials=trials, batch=batch, seed=seed, dtype=dtype,
               backend=backend,  # type: ignore[arg-type]
-              threads=threads)
+              threads=threads, first_trial=first_trial)
     arrays = dict(res.arrays)
+    seconds = res.run_seconds
     if spectrum:
         from fastgrad.spectra import spectrum as jacobian_spectrum
 
-        s = jacobian_spectrum(spec, trials=trials, batch=batch, seed=seed, dtype=dtype, threads=threads)
+        s = jacobian_spectrum(spec, trials=trials, batch=batch, seed=seed, dtype=dtype, threads=threads,
+                              first_trial=first_trial)
         arrays.update(zip(SPECTRUM_COLUMNS, (s.max_singular_value, s.condition, s.mean_squared, s.var_squared),
                           strict=True))
-    return arrays
+        seconds += s.run_seconds
+    return arrays, seconds
+
+
+SAVE_SECONDS = 5.0
+"""Default seconds between saves of a running group's finished trials (``save_every``)."""
+CHUNK_SECONDS = 1.0
+"""Target seconds of one kernel call in a local sweep: how long Ctrl-C may wait for the call to return."""
+GROUP_CELLS = 32
+"""The most cells run together over shared draws: one trial of the group must stay short (Ctrl-C), and
+sharing draws saves little more beyond (the draws' share of a trial is divided by the group's size)."""
 
 
 def sweep(
@@ -192,9 +217,18 @@ def sweep(
     progress: bool = True,
     max_in_flight: int | None = None,
     spectrum: bool = False,
+    save_every: float = SAVE_SECONDS,
     _compute: Callable[..., dict[str, np.ndarray]] | None = None,
 ) -> SweepReport:
-    """Run every cell of a grid into a resumable store.
+    """Run every cell of a grid into a resumable store, saving finished trials as it goes.
+
+    Locally, cells run one after another on all threads (MLP cells that differ only in
+    their scales run together over shared draws), in chunks of about a second of
+    compute; the trials finished so far are saved every ``save_every`` seconds, so a
+    crash or ``kill -9`` loses at most that much work plus one chunk, and Ctrl-C (or
+    SIGTERM) saves what is finished and stops within about two seconds. Rerunning
+    the same sweep resumes it, recomputing nothing that was saved: the store is
+    bitwise the one an uninterrupted sweep writes.
 
     Parameters
     ----------
@@ -204,12 +238,15 @@ def sweep(
     trials, batch, seed : int
         As for :func:`fastgrad.run`; the same for every cell.
     store : str or Path
-        The store's folder. An existing store of the same sweep is resumed; one
-        of another sweep (grid, seed, trials, batch, dtype, model) is refused.
+        The store's folder, created if missing; default ``runs/sweep`` under the
+        current folder (the progress line names it). An existing store of the same
+        sweep is resumed; one of another sweep (grid, seed, trials, batch, dtype,
+        model) is refused.
     dtype : {"float32", "float64"}
     backend : {"cpu", "cuda"}
     executor : {"local", "dask"}
-        ``local`` runs cells in this process; ``dask`` submits them to a cluster.
+        ``local`` runs cells in this process; ``dask`` submits pieces of cells (at
+        most :data:`DASK_PIECE` trials each) to a cluster and saves each as it returns.
     address : str, optional
         Scheduler address of an existing Dask cluster; default: start a
         ``LocalCluster`` of ``workers`` processes.
@@ -220,15 +257,23 @@ def sweep(
     progress : bool
         Show a progress bar (trials, with throughput and ETA) and print the summary.
     max_in_flight : int, optional
-        Cells submitted to Dask at once (default 2 per worker): bounds memory.
+        Pieces submitted to Dask at once (default 2 per worker): bounds memory.
     spectrum : bool
         Also store, per trial, the summaries of its Jacobian's singular values
         (:data:`SPECTRUM_COLUMNS`, from :func:`fastgrad.spectrum` of the same trials;
         MLP, ResMLP, RNN, LSTM and GRU, on the CPU).
+    save_every : float
+        Seconds between saves of the trials finished in a running cell (>= 0; 0 saves
+        after every chunk). Each save writes one small file per running cell.
 
     Returns
     -------
     SweepReport
+
+    Raises
+    ------
+    SweepInterrupted
+        On Ctrl-C or SIGTERM, after saving what is finished; its message says what is saved.
     """
     cells = expand_grid(model, grid or {})
     trials = check_int("trials", trials)
@@ -247,6 +292,11 @@ def sweep(
     if spectrum and (model == "chain" or backend != "cpu"):
         raise ValueError(f"spectrum: Jacobian spectra are computed for mlp, resmlp, rnn, lstm and gru, on the CPU; "
                          f"got model {model!r}, backend {backend!r}")
+    save_every = check_float("save_every", save_every)
+    if save_every < 0:
+        raise ValueError(f"save_every: must be >= 0 seconds, got {save_every}")
+    if threads is not None:
+        check_threads(threads)
     # Order-free identity of the grid: each axis's distinct values, sorted.
     canonical_grid = {k: sorted({json.dumps(c[k]): c[k] for c in cells}.values(), key=_order)
                       for k in sorted(cells[0])}
@@ -256,72 +306,219 @@ def sweep(
         manifest["spectrum"] = True
     root = store_module.open_store(store, manifest)
     report = SweepReport(store=root, cells=len(cells))
-    todo = []
+    todo, saved = _todo(root, cells, trials, report)
+    if progress:
+        print(f"fastgrad sweep: {len(cells)} cells x {trials} trials into {root} ({report.skipped} cells already "
+              f"there); Ctrl-C saves and stops, the same command resumes", file=sys.stderr)
+    compute = _compute or compute_cell
+    done_before = report.skipped * trials + sum(int(m.sum()) for m in saved.values())
+    bar = tqdm(total=len(cells) * trials, initial=done_before, unit="trial", unit_scale=True,
+               desc=f"sweep {root.name}", disable=not progress, smoothing=0.3)
+    t0 = time.perf_counter()
+    run = _Run(root, trials, saved, report, bar, save_every)
+    try:
+        with _sigterm_as_interrupt():
+            if executor == "local":
+                shared = _compute is None and model == "mlp" and backend == "cpu" and not spectrum
+                groups = _share_draws(todo) if shared else [[p] for p in todo]
+                pace = _Pace(threads)
+                for group in groups:
+                    run.local_group(group, pace, lambda g, lo, m: _chunk(g, lo, m, model, batch, seed, dt, backend,
+                                                                         threads, bool(spectrum), _compute))
+            else:
+                _run_dask(todo, compute, run, model, trials, batch, seed, dt, backend, threads, address,
+                          workers, max_in_flight, bool(spectrum))
+    except KeyboardInterrupt as err:
+        run.save()
+        bar.close()
+        raise SweepInterrupted(f"interrupted: {report.done + report.skipped} of {len(cells)} cells are saved in "
+                               f"{root}{run.in_pieces()}; the same command resumes from there") from err
+    except BaseException:
+        run.save()
+        raise
+    bar.close()
+    report.seconds = time.perf_counter() - t0
+    report.trials_per_second = run.computed / report.seconds if report.seconds > 0 else 0.0
+    if progress:
+        print(report)
+    return report
+
+
+def _todo(root: Path, cells: list[dict[str, Any]], trials: int,
+          report: SweepReport) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """The cells still to run, and which of their trials are already saved in pieces."""
+    todo, saved = [], {}
     for params in cells:
         status = store_module.check_cell(root, params)
         if status == "done":
+            store_module.discard_parts(root, params)  # left by a crash after the cell file was written
             report.skipped += 1
             continue
         if status == "corrupt":
             store_module.set_aside(root, params)
             report.recomputed += 1
         todo.append(params)
+        saved[store_module.cell_id(params)] = store_module.saved_trials(root, params, trials)
+    return todo, saved
 
-    compute = _compute or compute_cell
-    bar = tqdm(total=len(cells) * trials, initial=report.skipped * trials, unit="trial", unit_scale=True,
-               desc=f"sweep {root.name}", disable=not progress, smoothing=0.1)
-    t0 = time.perf_counter()
 
-    def finished(params: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        store_module.write_cell(root, params, store_module.cell_table(params, arrays))
-        report.done += 1
-        bar.update(trials)
-        bar.set_postfix(cells=f"{report.done + report.skipped}/{len(cells)}", refresh=False)
+def _chunk(group: list[dict[str, Any]], lo: int, m: int, model: str, batch: int, seed: int, dtype: str,
+           backend: str, threads: int | None, spectrum: bool,
+           custom: Callable[..., dict[str, np.ndarray]] | None) -> tuple[list[dict[str, np.ndarray]], float]:
+    """Trials lo .. lo + m - 1 of every cell of a group: their statistics and the run time (compiling excluded)."""
+    if len(group) > 1:  # cells that differ only in scales: one draw per trial for all of them
+        results = run_cells([MLP(**p) for p in group], trials=m, batch=batch, seed=seed, dtype=dtype,
+                            threads=threads, first_trial=lo)
+        return [dict(r.arrays) for r in results], sum(r.run_seconds for r in results)
+    if custom is not None:
+        t0 = time.perf_counter()
+        arrays = custom(model, group[0], m, batch, seed, dtype, backend, threads, spectrum, lo)
+        return [arrays], time.perf_counter() - t0
+    arrays, seconds = _compute_timed(model, group[0], m, batch, seed, dtype, backend, threads, spectrum, lo)
+    return [arrays], seconds
 
+
+class _Pace:
+    """Trials per chunk: sized from the last chunk's run time to take about :data:`CHUNK_SECONDS`."""
+
+    def __init__(self, threads: int | None) -> None:
+        from fastgrad._numba import max_threads
+
+        self.threads = max_threads() if threads is None else threads
+        self.per_trial: float | None = None  # seconds per cell-trial, from the last chunk
+
+    def first(self, cells: int) -> int:
+        """The first chunk of a group: a few trials per thread, more when the pace is known."""
+        if self.per_trial is None:
+            return self.threads
+        return max(self.threads, min(8 * self.threads, int(CHUNK_SECONDS / (self.per_trial * cells))))
+
+    def next(self, m: int, seconds: float, cells: int) -> int:
+        """The next chunk after ``m`` trials took ``seconds`` of run time: at most 4x the last."""
+        if seconds <= 0:
+            return 4 * m
+        self.per_trial = seconds / (m * cells)
+        return max(self.threads, min(4 * m, int(CHUNK_SECONDS / (self.per_trial * cells))))
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The (lo, hi) runs of True in a bool mask."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+class _Run:
+    """The finished trials of the running cells: buffered, saved as pieces, joined when a cell is whole."""
+
+    def __init__(self, root: Path, trials: int, saved: dict[str, np.ndarray], report: SweepReport, bar: Any,
+                 save_every: float) -> None:
+        self.root, self.trials, self.saved, self.report, self.bar = root, trials, saved, report, bar
+        self.save_every = save_every
+        self.pending: dict[str, tuple[dict[str, Any], list[tuple[int, dict[str, np.ndarray]]]]] = {}
+        self.last_save = time.monotonic()
+        self.computed = 0
+
+    def add(self, params: dict[str, Any], lo: int, arrays: dict[str, np.ndarray]) -> None:
+        """Take trials lo .. of a cell; keep those not saved yet (a resumed group recomputes for its slowest cell)."""
+        key = store_module.cell_id(params)
+        count = next(iter(arrays.values())).shape[0]
+        lacking = ~self.saved[key][lo:lo + count]
+        for a, b in _runs(lacking):
+            piece = {k: v[a:b] for k, v in arrays.items()}
+            self.pending.setdefault(key, (params, []))[1].append((lo + a, piece))
+        self.saved[key][lo:lo + count] = True
+        new = int(lacking.sum())
+        self.computed += new
+        self.bar.update(new)
+
+    def save(self) -> None:
+        """Write every buffered run of consecutive trials as one piece per cell."""
+        while self.pending:
+            key, (params, pieces) = next(iter(self.pending.items()))
+            pieces.sort(key=lambda p: p[0])
+            while pieces:
+                lo, first = pieces[0]
+                run = [first]
+                end = lo + next(iter(first.values())).shape[0]
+                while len(run) < len(pieces) and pieces[len(run)][0] == end:
+                    nxt = pieces[len(run)][1]
+                    run.append(nxt)
+                    end += next(iter(nxt.values())).shape[0]
+                joined = {k: np.concatenate([p[k] for p in run]) for k in first}
+                store_module.write_part(self.root, params, lo, joined)
+                del pieces[:len(run)]
+            del self.pending[key]
+        self.last_save = time.monotonic()
+
+    def maybe_save(self) -> None:
+        if time.monotonic() - self.last_save >= self.save_every:
+            self.save()
+
+    def finish(self, params: dict[str, Any]) -> None:
+        """A cell whose trials are all saved: join its pieces into the cell file."""
+        store_module.finish_cell(self.root, params, self.trials)
+        self.report.done += 1
+        self.bar.set_postfix(cells=f"{self.report.done + self.report.skipped}/{self.report.cells}", refresh=False)
+
+    def local_group(self, group: list[dict[str, Any]], pace: _Pace,
+                    chunk: Callable[[list[dict[str, Any]], int, int], tuple[list[dict[str, np.ndarray]], float]],
+                    ) -> None:
+        """Run one group (cells sharing draws, or one cell) chunk by chunk over the trials some cell lacks."""
+        keys = [store_module.cell_id(p) for p in group]
+        missing = np.zeros(self.trials, dtype=bool)
+        for key in keys:
+            missing |= ~self.saved[key]
+        try:
+            m = pace.first(len(group))
+            for a, b in _runs(missing):
+                lo = a
+                while lo < b:
+                    m = min(m, b - lo)
+                    results, seconds = chunk(group, lo, m)
+                    for params, arrays in zip(group, results, strict=True):
+                        self.add(params, lo, arrays)
+                    lo += m
+                    m = pace.next(m, seconds, len(group))
+                    self.maybe_save()
+        except Exception as err:  # a failed cell is reported, the sweep goes on
+            if isinstance(err, OSError):  # the store itself failed (disk full, removed): nothing to go on with
+                raise
+            self.save()
+            for params in group:
+                self.report.failed[store_module.cell_id(params)] = f"{params}: {err!r}"
+            return
+        self.save()
+        for params in group:
+            self.finish(params)
+
+    def in_pieces(self) -> str:
+        """Say how many trials of unfinished cells are saved, if any."""
+        count = sum(int(mask.sum()) for key, mask in self.saved.items()
+                    if not mask.all() or (self.root / store_module.PARTIAL / key).is_dir())
+        return f" (and {count:,} trials of unfinished cells)" if count else ""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (a scheduler's preemption, ``kill``) stops a sweep as Ctrl-C does: saved first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        if executor == "local":
-            shared = _compute is None and model == "mlp" and backend == "cpu" and not spectrum
-            for group in (_share_draws(todo, trials) if shared else [[p] for p in todo]):
-                if len(group) > 1:  # cells that differ only in scales: one draw per trial for all of them
-                    try:
-                        results = run_cells([MLP(**p) for p in group], trials=trials, batch=batch, seed=seed,
-                                            dtype=dt, threads=threads)
-                    except ValueError:  # not shareable after all: cell by cell below
-                        pass
-                    else:
-                        for params, res in zip(group, results, strict=True):
-                            finished(params, dict(res.arrays))
-                        continue
-                for params in group:
-                    try:
-                        finished(params, compute(model, params, trials, batch, seed, dt, backend, threads,
-                                                 bool(spectrum)))
-                    except Exception as err:  # a failed cell is reported, the sweep goes on
-                        report.failed[store_module.cell_id(params)] = f"{params}: {err!r}"
-        else:
-            _run_dask(todo, compute, finished, report, model, trials, batch, seed, dt, backend, threads, address,
-                      workers, max_in_flight, bool(spectrum))
-    except KeyboardInterrupt as err:
-        bar.close()
-        raise SweepInterrupted(f"interrupted: {report.done + report.skipped} of {len(cells)} cells are saved in "
-                               f"{root}; the same command resumes from there") from err
-    bar.close()
-    report.seconds = time.perf_counter() - t0
-    report.trials_per_second = report.done * trials / report.seconds if report.seconds > 0 else 0.0
-    if progress:
-        print(report)
-    return report
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-SHARED_BYTES = 256 * 2**20
-"""The most result memory one group of cells run over shared draws may hold before it is written."""
-
-
-def _share_draws(todo: list[dict[str, Any]], trials: int) -> list[list[dict[str, Any]]]:
+def _share_draws(todo: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """The MLP cells to run, grouped: cells that differ only in scales together (engine.run_cells).
 
-    Groups keep the grid's order of first appearance; each holds at most
-    :data:`SHARED_BYTES` of results (4 statistics x trials x depth x 8 bytes per cell).
+    Groups keep the grid's order of first appearance and hold at most :data:`GROUP_CELLS` cells.
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     for params in todo:
@@ -332,20 +529,30 @@ def _share_draws(todo: list[dict[str, Any]], trials: int) -> list[list[dict[str,
         if not shares_draws([MLP(**p) for p in group]):
             out += [[p] for p in group]
             continue
-        per_cell = 4 * trials * MLP(**group[0]).depth * 8
-        size = max(1, SHARED_BYTES // per_cell)
-        out += [group[i:i + size] for i in range(0, len(group), size)]
+        out += [group[i:i + GROUP_CELLS] for i in range(0, len(group), GROUP_CELLS)]
     return out
 
 
-def _run_dask(todo: list[dict[str, Any]], compute: Callable[..., dict[str, np.ndarray]],
-              finished: Callable[[dict[str, Any], dict[str, np.ndarray]], None], report: SweepReport, model: str,
+DASK_PIECE = 1024
+"""The most trials of one cell in one Dask task: the work a lost task (a killed sweep) costs at most."""
+
+
+def _run_dask(todo: list[dict[str, Any]], compute: Callable[..., dict[str, np.ndarray]], run: _Run, model: str,
               trials: int, batch: int, seed: int, dtype: str, backend: str, threads: int | None,
               address: str | None, workers: int | None, max_in_flight: int | None, spectrum: bool = False) -> None:
+    """Submit the missing pieces of every cell to a Dask cluster; save each piece as it returns."""
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as err:
         raise RuntimeError("executor='dask' needs dask.distributed: pip install 'fastgrad[dask]'") from err
+    pieces = [(params, lo, min(hi, lo + DASK_PIECE)) for params in todo
+              for a, hi in _runs(~run.saved[store_module.cell_id(params)]) for lo in range(a, hi, DASK_PIECE)]
+    left = {store_module.cell_id(p): 0 for p in todo}
+    for params, _, _ in pieces:
+        left[store_module.cell_id(params)] += 1
+    for params in todo:  # every trial already saved in pieces: only the join is left
+        if not left[store_module.cell_id(params)]:
+            run.finish(params)
     cluster = None
     if address is None:
         n = check_int("workers", workers) if workers is not None else 2
@@ -357,22 +564,31 @@ def _run_dask(todo: list[dict[str, Any]], compute: Callable[..., dict[str, np.nd
     try:
         n_workers = max(len(client.scheduler_info().get("workers", {})), 1)
         limit = max_in_flight or 2 * n_workers
-        pending: Iterator[dict[str, Any]] = iter(todo)
-        by_key: dict[str, dict[str, Any]] = {}
+        pending: Iterator[tuple[dict[str, Any], int, int]] = iter(pieces)
+        by_key: dict[str, tuple[dict[str, Any], int, int]] = {}
 
-        def submit(params: dict[str, Any]) -> Any:
-            fut = client.submit(compute, model, params, trials, batch, seed, dtype, backend, threads, spectrum,
-                                key=f"fastgrad-cell-{store_module.cell_id(params)}", pure=False, retries=3)
-            by_key[str(fut.key)] = params
+        def submit(piece: tuple[dict[str, Any], int, int]) -> Any:
+            params, lo, hi = piece
+            fut = client.submit(compute, model, params, hi - lo, batch, seed, dtype, backend, threads, spectrum, lo,
+                                key=f"fastgrad-cell-{store_module.cell_id(params)}-{lo}", pure=False, retries=3)
+            by_key[str(fut.key)] = piece
             return fut
 
         queue = as_completed([submit(p) for p in itertools.islice(pending, limit)])
         for fut in queue:
-            params = by_key.pop(str(fut.key))
-            try:
-                finished(params, fut.result())
-            except Exception as err:
-                report.failed[store_module.cell_id(params)] = f"{params}: {err!r}"
+            params, lo, hi = by_key.pop(str(fut.key))
+            key = store_module.cell_id(params)
+            if key not in run.report.failed:
+                try:
+                    run.add(params, lo, fut.result())
+                    run.save()
+                    left[key] -= 1
+                    if not left[key]:
+                        run.finish(params)
+                except OSError:
+                    raise
+                except Exception as err:
+                    run.report.failed[key] = f"{params}: {err!r}"
             fut.release()
             nxt = next(pending, None)
             if nxt is not None:
