@@ -246,8 +246,8 @@ def chain(spec: Chain, dtype: str = "float64") -> tuple[cpu_chain.Net, cpu_chain
     (cpu_chain.Net, cpu_chain.Init)
     """
     w_const = spec.init == "constant"
-    init = cpu_chain.Init(w_const, spec.value if w_const else spec.weight_std, CHAIN_BIAS[spec.bias_init],
-                          spec.bias_std if spec.bias_init == "normal" else spec.bias_value)
+    _, b_scale = spec.bias_init_scale  # centered: 0, unused
+    init = cpu_chain.Init(w_const, spec.init_scale, CHAIN_BIAS[spec.bias_init], b_scale)
     return chain_net(spec.activation, spec.alpha, dtype), init
 
 

@@ -10,7 +10,15 @@ import numpy as np
 
 from fastgrad.activations import CODES, DEFAULT_ALPHA, NAMES, REGISTRY
 from fastgrad.codes import NORMAL, ORTHOGONAL
-from fastgrad.initializers import BIAS_INITS, RECURRENT_INITS, WEIGHT_INITS, bias_kind, weight_kind
+from fastgrad.initializers import (
+    BIAS_INITS,
+    RECURRENT_INITS,
+    WEIGHT_INITS,
+    bias_kind,
+    bias_scale,
+    weight_kind,
+    weight_scale,
+)
 
 LOSSES = ("mse", "probe")
 
@@ -71,6 +79,24 @@ def scale_of(name: str, std: Any, variance: Any, default: float) -> float:
     return s
 
 
+def given_scale(name: str, std: Any, variance: Any) -> tuple[float | None, str]:
+    """A scale as given: its standard deviation (None if neither ``name`` nor ``name2`` is given), and the name used.
+
+    Parameters
+    ----------
+    name : str
+        The std's argument name, e.g. ``sigma_b``.
+    std, variance : float or None
+
+    Returns
+    -------
+    (float or None, str)
+    """
+    if std is None and variance is None:
+        return None, name
+    return scale_of(name, std, variance, 0.0), f"{name}2" if variance is not None else name
+
+
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``choices``, else raise ValueError naming ``name``."""
     if value not in choices:
@@ -117,6 +143,7 @@ def activation_params(name: str, value: str, alpha: float | None) -> tuple[int, 
 class _Scales:
     """``weight_std`` and ``bias_std`` of a spec whose scales are given as sigma_w / sigma_w2, sigma_b / sigma_b2."""
 
+    init: str
     sigma_w: float | None
     sigma_w2: float | None
     sigma_b: float | None
@@ -133,6 +160,25 @@ class _Scales:
         """sigma_b, from ``sigma_b`` or ``sqrt(sigma_b2)`` (default ``BIAS_DEFAULT``)."""
         return scale_of("sigma_b", self.sigma_b, self.sigma_b2, self.BIAS_DEFAULT)
 
+    @property
+    def init_scale(self) -> float:
+        """The one number that scales the weights under ``init`` (:func:`fastgrad.initializers.weight_scale`).
+
+        Raises ValueError naming a scale argument ``init`` does not use.
+        """
+        std, name = given_scale("sigma_w", self.sigma_w, self.sigma_w2)
+        return weight_scale(self.init, std, getattr(self, "gain", None), getattr(self, "value", None), name)
+
+    @property
+    def bias_init_scale(self) -> tuple[str, float]:
+        """The bias init (resolved) and its scale (:func:`fastgrad.initializers.bias_scale`).
+
+        Raises ValueError naming a bias argument the bias init does not use.
+        """
+        std, name = given_scale("sigma_b", self.sigma_b, self.sigma_b2)
+        return bias_scale(getattr(self, "bias_init", None), std, getattr(self, "bias_value", None), name,
+                          self.BIAS_DEFAULT)
+
 
 @dataclass(frozen=True)
 class MLP(_Scales):
@@ -147,23 +193,27 @@ class MLP(_Scales):
     activation : str
         Activation of every layer (see ``fastgrad.activations.NAMES``).
     init : str
-        Weight initialiser (see ``fastgrad.initializers.WEIGHT_INITS``).
+        Weight initialiser (see ``fastgrad.initializers.WEIGHT_INITS``); each is scaled by one
+        argument, and a scale argument it does not use is refused (see Notes).
     sigma_w : float, optional
-        ``normal``: weights N(0, sigma_w^2); ``scaled_normal``: N(0, sigma_w^2 / fan_in). Default 1.
+        ``normal``: weights N(0, sigma_w^2); ``scaled_normal``: N(0, sigma_w^2 / fan_in);
+        ``orthogonal``: sqrt(sigma_w^2) Q; ``identity``: sigma_w I. Default 1.
     sigma_w2 : float, optional
         The same as a variance, sigma_w^2 (the mean-field literature's parameter); give one of the two.
-    gain : float
-        Gain of the Xavier, He, LeCun, orthogonal and identity inits.
-    value : float
-        Every weight under ``init="constant"``.
+    gain : float, optional
+        The scale of the Xavier, He and LeCun inits (times their fan formula; default 1), and a
+        synonym of ``sigma_w`` for ``orthogonal`` and ``identity``.
+    value : float, optional
+        Every weight under ``init="constant"`` (default 0); refused with any other init.
     bias_init : str, optional
         ``zeros``, ``normal`` or ``constant``; default ``normal`` if ``sigma_b > 0`` else ``zeros``.
     sigma_b : float, optional
-        Bias standard deviation under ``bias_init="normal"``. Default 0.
+        Bias standard deviation under ``bias_init="normal"``. Default 0; refused with
+        ``bias_init="zeros"`` or ``"constant"``.
     sigma_b2 : float, optional
         The same as a variance; give one of the two.
-    bias_value : float
-        Every bias under ``bias_init="constant"``.
+    bias_value : float, optional
+        Every bias under ``bias_init="constant"`` (default 0); refused with any other bias init.
     input_width, output_width : int, optional
         n_0 and n_L; default ``width``.
     loss : str
@@ -172,6 +222,28 @@ class MLP(_Scales):
         Activation of the last layer (``linear`` for a linear read-out); default ``activation``.
     alpha : float, optional
         Parameter of ``leaky_relu`` (slope) or ``elu``; their default if None.
+
+    Notes
+    -----
+    Which argument scales which init (W is (fan_in, fan_out)); any other scale argument is
+    refused, with a message naming the one that counts:
+
+    - ``normal``: N(0, sigma_w^2), by ``sigma_w`` or ``sigma_w2`` (default 1);
+    - ``scaled_normal``: N(0, sigma_w^2 / fan_in), by ``sigma_w`` or ``sigma_w2``;
+    - ``xavier_normal``: N(0, gain^2 2 / (fan_in + fan_out)), ``xavier_uniform``:
+      U(-a, a) with a = gain sqrt(6 / (fan_in + fan_out)), ``he_normal``: N(0, gain^2 2 / fan_in),
+      ``he_uniform``: a = gain sqrt(6 / fan_in), ``lecun_normal``: N(0, gain^2 / fan_in); by ``gain``
+      (default 1);
+    - ``orthogonal``: sqrt(sigma_w^2) Q, Q Haar-orthogonal (semi-orthogonal when not square),
+      by ``sigma_w`` or ``sigma_w2``, or ``gain`` as a synonym of ``sigma_w`` (one of them);
+    - ``identity``: sigma_w I, as ``orthogonal``;
+    - ``constant``: every weight = ``value`` (default 0).
+
+    Q's entries have variance 1/n, so orthogonal weights at sigma_w^2 sit on the same
+    axis as ``scaled_normal``'s (Pennington et al. 2017; Xiao et al. 2018): mean-field
+    theory's chi_1 is the same. For N(0, sigma_w^2 / fan_in) weights use ``scaled_normal``;
+    the Xavier, He and LeCun inits refuse ``sigma_w``. Biases: ``sigma_b``/``sigma_b2``
+    count under ``bias_init="normal"`` only, ``bias_value`` under ``"constant"`` only.
     """
 
     depth: int
@@ -179,11 +251,11 @@ class MLP(_Scales):
     activation: str = "tanh"
     init: str = "xavier_normal"
     sigma_w: float | None = None
-    gain: float = 1.0
-    value: float = 0.0
+    gain: float | None = None
+    value: float | None = None
     bias_init: str | None = None
     sigma_b: float | None = None
-    bias_value: float = 0.0
+    bias_value: float | None = None
     input_width: int | None = None
     output_width: int | None = None
     loss: str = "mse"
@@ -207,8 +279,9 @@ class MLP(_Scales):
         if self.bias_init is not None:
             check_choice("bias_init", self.bias_init, BIAS_INITS)
         for name in ("gain", "value", "bias_value"):
-            check_float(name, getattr(self, name))
-        self.weight_std, self.bias_std  # noqa: B018  # validates sigma_w / sigma_w2, sigma_b / sigma_b2
+            if getattr(self, name) is not None:
+                check_float(name, getattr(self, name))
+        self.init_scale, self.bias_init_scale  # noqa: B018  # refuse a scale argument the inits do not use
         check_alpha(self.alpha, self.activation, getattr(self, "last_activation", None))
 
     @property
@@ -221,10 +294,9 @@ class MLP(_Scales):
     def layer_inits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per-layer (weight kind, weight scale, bias kind, bias scale) arrays."""
         dims = self.dims
-        w = [weight_kind(self.init, int(dims[l]), int(dims[l + 1]), self.weight_std, self.gain, self.value)
-             for l in range(self.depth)]
-        bias_init = self.bias_init or ("normal" if self.bias_std > 0 else "zeros")
-        b = [bias_kind(bias_init, self.bias_std, self.bias_value)] * self.depth
+        scale = self.init_scale
+        w = [weight_kind(self.init, int(dims[l]), int(dims[l + 1]), scale) for l in range(self.depth)]
+        b = [bias_kind(*self.bias_init_scale)] * self.depth
         return (np.array([k for k, _ in w], dtype=np.int64), np.array([s for _, s in w]),
                 np.array([k for k, _ in b], dtype=np.int64), np.array([s for _, s in b]))
 
@@ -285,7 +357,7 @@ class ResMLP(_Scales):
         Number of weight layers L (>= 3: the input layer, at least one residual block, the read-out).
     width, activation, init, sigma_w, sigma_w2, gain, value, bias_init, sigma_b, sigma_b2, bias_value,
     input_width, output_width, loss, last_activation, alpha
-        As for :class:`MLP`, and validated by it.
+        As for :class:`MLP` (its Notes say which argument scales which init), and validated by it.
     residual : float or str
         The branch scale a: a number > 0, or ``"1/sqrt(L)"`` for a = 1 / sqrt(depth). Default 1.
     norm : str, optional
@@ -297,11 +369,11 @@ class ResMLP(_Scales):
     activation: str = "tanh"
     init: str = "xavier_normal"
     sigma_w: float | None = None
-    gain: float = 1.0
-    value: float = 0.0
+    gain: float | None = None
+    value: float | None = None
     bias_init: str | None = None
     sigma_b: float | None = None
-    bias_value: float = 0.0
+    bias_value: float | None = None
     input_width: int | None = None
     output_width: int | None = None
     loss: str = "mse"
@@ -343,6 +415,8 @@ class ResMLP(_Scales):
 
 CHAIN_INITS = ("normal", "constant")
 CHAIN_BIAS_INITS = ("normal", "constant", "centered")
+CHAIN_CONSTANT = 100.0
+"""Every weight of a chain with ``init="constant"`` unless ``value`` says otherwise (the exploding example)."""
 
 
 @dataclass(frozen=True)
@@ -359,16 +433,19 @@ class Chain(_Scales):
         ``normal`` (w ~ N(0, sigma_w^2)) or ``constant`` (every w = ``value``).
     sigma_w : float, optional
         Weight standard deviation under ``normal`` (default 1); or ``sigma_w2``, its variance.
-    value : float
-        Every weight under ``constant`` (100 in the exploding example).
+        Refused under ``constant``.
+    value : float, optional
+        Every weight under ``constant`` (default 100, the exploding example); refused under
+        ``normal``. Under ``constant`` the constructed spec holds the value used.
     bias_init : str
         ``normal`` (b ~ N(0, sigma_b^2)), ``constant`` (``bias_value``) or
         ``centered`` (b_l = -w_l a_{l-1}, so every z_l = 0 and every factor
         |w phi'(0)| is the same: 25 for sigmoid with w = 100).
     sigma_b : float, optional
         Bias standard deviation under ``normal`` (default 1); or ``sigma_b2``, its variance.
-    bias_value : float
-        Every bias under ``constant``.
+        Refused under ``constant`` and ``centered``.
+    bias_value : float, optional
+        Every bias under ``constant`` (default 0; the constructed spec holds it); refused otherwise.
     alpha : float, optional
         Activation parameter (leaky slope, ELU alpha).
     sigma_w2, sigma_b2 : float, optional
@@ -383,10 +460,10 @@ class Chain(_Scales):
     activation: str = "sigmoid"
     init: str = "normal"
     sigma_w: float | None = None
-    value: float = 100.0
+    value: float | None = None
     bias_init: str = "normal"
     sigma_b: float | None = None
-    bias_value: float = 0.0
+    bias_value: float | None = None
     alpha: float | None = None
     sigma_w2: float | None = None
     sigma_b2: float | None = None
@@ -399,9 +476,17 @@ class Chain(_Scales):
         check_choice("init", self.init, CHAIN_INITS)
         check_choice("bias_init", self.bias_init, CHAIN_BIAS_INITS)
         for name in ("value", "bias_value"):
-            check_float(name, getattr(self, name))
-        self.weight_std, self.bias_std  # noqa: B018  # validates sigma_w / sigma_w2, sigma_b / sigma_b2
+            if getattr(self, name) is not None:
+                check_float(name, getattr(self, name))
+        self.init_scale  # noqa: B018  # refuses sigma_w under constant, value under normal
+        self.bias_init_scale  # noqa: B018  # refuses sigma_b unless normal, bias_value unless constant
         check_alpha(self.alpha, self.activation, getattr(self, "last_activation", None))
+        # The value used is stored where it applies (and only there: a spec stays valid when rebuilt from
+        # its fields), so that every reader of ``value`` and ``bias_value`` sees a number.
+        if self.init == "constant" and self.value is None:
+            object.__setattr__(self, "value", CHAIN_CONSTANT)
+        if self.bias_init == "constant" and self.bias_value is None:
+            object.__setattr__(self, "bias_value", 0.0)
 
 
 RNN_LOSSES = ("last", "all", "probe")
@@ -424,13 +509,17 @@ class RNN:
         Recurrent init: ``normal`` (N(0, gain^2 / hidden)), ``orthogonal``
         (gain * Q), ``identity`` (gain * I) or ``spectral`` (spectral radius = gain).
     gain : float
+        The scale of every recurrent init: gain plays sigma_w (sigma_w^2 = gain^2 on the
+        mean-field axis; ``normal`` is ``scaled_normal`` with sigma_w = gain). Default 1.
     input_scale : float
         W_xh ~ N(0, input_scale^2 / inputs).
     bias_init : str, optional
         ``zeros``, ``normal`` or ``constant``; default ``normal`` if ``sigma_b > 0`` else ``zeros``.
     sigma_b : float, optional
         Bias standard deviation under ``normal`` (default 0); or ``sigma_b2``, its variance.
-    bias_value : float
+        Refused with ``bias_init="zeros"`` or ``"constant"``.
+    bias_value : float, optional
+        Every bias under ``bias_init="constant"`` (default 0); refused with any other bias init.
     loss : str
         ``last`` (mse on h_S against N(0, 1) targets), ``all`` (mse summed over
         every step) or ``probe`` (random back-projection of h_S).
@@ -454,7 +543,7 @@ class RNN:
     input_scale: float = 1.0
     bias_init: str | None = None
     sigma_b: float | None = None
-    bias_value: float = 0.0
+    bias_value: float | None = None
     loss: str = "last"
     alpha: float | None = None
     jacobian: bool = False
@@ -469,9 +558,9 @@ class RNN:
         check_choice("loss", self.loss, RNN_LOSSES)
         if self.bias_init is not None:
             check_choice("bias_init", self.bias_init, BIAS_INITS)
-        for name in ("gain", "input_scale", "bias_value"):
+        for name in ("gain", "input_scale"):
             check_float(name, getattr(self, name))
-        scale_of("sigma_b", self.sigma_b, self.sigma_b2, 0.0)
+        self.bias()  # refuses sigma_b unless normal, bias_value unless constant
         check_alpha(self.alpha, self.activation, getattr(self, "last_activation", None))
         if not isinstance(self.jacobian, (bool, np.bool_)):
             raise ValueError(f"jacobian: expected True or False, got {self.jacobian!r}")
@@ -483,8 +572,32 @@ class RNN:
 
     def bias(self) -> tuple[int, float]:
         """The bias init as ``(kind, scale)``."""
-        std = scale_of("sigma_b", self.sigma_b, self.sigma_b2, 0.0)
-        return bias_kind(self.bias_init or ("normal" if std > 0 else "zeros"), std, self.bias_value)
+        return recurrent_bias(self.bias_init, self.sigma_b, self.sigma_b2, self.bias_value)
+
+
+def recurrent_bias(bias_init: str | None, sigma_b: Any, sigma_b2: Any, bias_value: Any) -> tuple[int, float]:
+    """A recurrent cell's bias init as ``(kind, scale)``, refusing the arguments it does not use.
+
+    Parameters
+    ----------
+    bias_init : str or None
+        As given (validated); None: ``normal`` if sigma_b > 0, else ``zeros``.
+    sigma_b, sigma_b2, bias_value : float or None
+        As given.
+
+    Returns
+    -------
+    (int, float)
+
+    Raises
+    ------
+    ValueError
+        Naming ``sigma_b`` (``sigma_b2``) under ``zeros`` or ``constant``, ``bias_value`` unless ``constant``.
+    """
+    if bias_value is not None:
+        check_float("bias_value", bias_value)
+    std, name = given_scale("sigma_b", sigma_b, sigma_b2)
+    return bias_kind(*bias_scale(bias_init, std, bias_value, name, 0.0))
 
 
 INPUT_INITS = ("normal", "xavier_normal", "orthogonal")
@@ -512,7 +625,7 @@ class _Gated:
     input_scale: float = 1.0
     bias_init: str | None = None
     sigma_b: float | None = None
-    bias_value: float = 0.0
+    bias_value: float | None = None
     loss: str = "last"
     chrono_max: int | None = None
     sigma_b2: float | None = None
@@ -529,9 +642,9 @@ class _Gated:
         check_choice("loss", self.loss, RNN_LOSSES)
         if self.bias_init is not None:
             check_choice("bias_init", self.bias_init, BIAS_INITS)
-        for name in ("gain", "input_scale", "bias_value"):
+        for name in ("gain", "input_scale"):
             check_float(name, getattr(self, name))
-        scale_of("sigma_b", self.sigma_b, self.sigma_b2, 0.0)
+        self.bias()  # refuses sigma_b unless normal, bias_value unless constant
         memory = _memory_bias(self.MEMORY, getattr(self, self.MEMORY))
         if self.chrono_max is not None:
             check_int("chrono_max", self.chrono_max, minimum=3)
@@ -547,8 +660,7 @@ class _Gated:
 
     def bias(self) -> tuple[int, float]:
         """The init of every bias entry, before the memory gate's is set, as ``(kind, scale)``."""
-        std = scale_of("sigma_b", self.sigma_b, self.sigma_b2, 0.0)
-        return bias_kind(self.bias_init or ("normal" if std > 0 else "zeros"), std, self.bias_value)
+        return recurrent_bias(self.bias_init, self.sigma_b, self.sigma_b2, self.bias_value)
 
     def input_kind(self) -> tuple[int, float]:
         """Each gate's input block (d, n) as ``(kind, scale)``."""
@@ -580,14 +692,18 @@ class LSTM(_Gated):
         S, n and d.
     init : str
         Each gate's recurrent (n, n) block: ``normal`` (N(0, gain^2 / n)), ``orthogonal``
-        (gain * Q, Q Haar-orthogonal per gate), ``identity`` (gain * I) or ``spectral``.
+        (gain * Q, Q Haar-orthogonal per gate), ``identity`` (gain * I) or ``spectral``
+        (spectral radius = gain).
     gain : float
+        The scale of every recurrent init: gain plays sigma_w (sigma_w^2 = gain^2 on the
+        mean-field axis). Default 1.
     input_init : str
         Each gate's input (d, n) block: ``normal`` (N(0, input_scale^2 / d)),
         ``xavier_normal`` (N(0, input_scale^2 2 / (d + n))) or ``orthogonal`` (input_scale * Q).
     input_scale : float
     bias_init, sigma_b, sigma_b2, bias_value
-        Every bias entry, as for :class:`RNN` (default zeros), before the forget gate's is set.
+        Every bias entry, as for :class:`RNN` (default zeros), before the forget gate's is set:
+        ``sigma_b`` counts under ``bias_init="normal"`` only, ``bias_value`` under ``"constant"`` only.
     forget_bias : float or "chrono"
         The forget gate's bias: a constant (0, or 1 as Jozefowicz et al. 2015 advise), or
         ``"chrono"`` (Tallec & Ollivier 2018): b_f = log(u), u ~ U(1, chrono_max - 1), and the
