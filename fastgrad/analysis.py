@@ -10,7 +10,7 @@ trial indices jointly across the cells it compares.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -24,10 +24,110 @@ MAIN_METRIC["lstm"] = MAIN_METRIC["gru"] = "grad_h"  # ||dLoss/dh_t||, as the va
 MAIN_METRIC["resmlp"] = "grad_h"  # what reaches each layer through the skips, as theory.residual_delta_curve
 
 
-def _frame(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+MEAN_FIELD_INITS = ("scaled_normal", "orthogonal")
+"""The MLP weight inits mean-field theory's sigma_w^2 describes: N(0, sigma_w^2 / fan_in) and
+sqrt(sigma_w^2) Q, whose entries have the same variance (Pennington et al. 2017; Xiao et al. 2018),
+so chi_1 is the same. Not ``identity``: sigma_w I does not mix units, so pre-activations never become
+Gaussian; at tanh, sigma_b^2 = 0.05, depth 30, width 64 its decay rate crosses zero at
+sigma_w^2 = 1.31, the scaled-normal and orthogonal nets' at 1.77 and 1.79 (theory at depth 30: 1.80;
+docs/architecture.md, "Scales")."""
+
+
+class Sweep(NamedTuple):
+    """A store read once (:func:`read`): its tidy frame and its manifest (None for a bare frame)."""
+
+    frame: pd.DataFrame
+    info: dict[str, Any] | None
+
+
+Source: TypeAlias = str | Path | pd.DataFrame | Sweep
+"""What the analyses take: a store's folder, a frame from :func:`fastgrad.load`, or a :class:`Sweep`."""
+
+
+def read(source: Source) -> Sweep:
+    """Read a store (or take a frame) once, for several analyses.
+
+    Parameters
+    ----------
+    source : str, Path, DataFrame or Sweep
+
+    Returns
+    -------
+    Sweep
+    """
+    if isinstance(source, Sweep):
+        return source
     if isinstance(source, pd.DataFrame):
-        return source, None
-    return load(source), manifest(source)
+        return Sweep(source, None)
+    info = manifest(source)  # a folder that is not a store is named before any cell is read
+    return Sweep(load(source), info)
+
+
+def _frame(source: Source) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    sweep = read(source)
+    return sweep.frame, sweep.info
+
+
+def mean_field_axis(model: str, init: Any, x: str) -> str | None:
+    """How a grid axis reads on mean-field theory's sigma_w^2 axis, where the theory describes the weights.
+
+    Parameters
+    ----------
+    model : str
+        The sweep's model (the theory is the plain MLP's).
+    init : str
+        The MLP's weight init (one of :data:`MEAN_FIELD_INITS`, else the theory does not apply).
+    x : str
+        The axis: ``sigma_w2``, ``sigma_w``, or ``gain`` (orthogonal: gain = sigma_w).
+
+    Returns
+    -------
+    {"variance", "std"} or None
+        ``variance``: x is sigma_w^2; ``std``: x is sigma_w; None: the theory does not apply.
+    """
+    if model != "mlp" or init not in MEAN_FIELD_INITS:
+        return None
+    if x == "sigma_w2":
+        return "variance"
+    if x == "sigma_w" or (x == "gain" and init == "orthogonal"):
+        return "std"
+    return None
+
+
+def check(source: Source, metric: str | None = None, x: str | None = None, by: str | None = None,
+          statistic: str = "log", names: dict[str, str] | None = None) -> str:
+    """Check the arguments of :func:`decay_table` and :func:`edge` against a sweep, before computing anything.
+
+    Parameters
+    ----------
+    source : str, Path, DataFrame or Sweep
+    metric : str, optional
+    x, by : str, optional
+        The edge's axis and the axis it is split by (None: not asked for).
+    statistic : {"log", "square"}
+    names : dict, optional
+        What to call the arguments in the messages (the command line: ``{"x": "--edge", ...}``).
+
+    Returns
+    -------
+    str
+        The metric (the model's main one if ``metric`` is None).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument that is not a statistic or grid parameter of the sweep.
+    """
+    name = {"x": "x", "by": "by", "metric": "metric", "statistic": "statistic", **(names or {})}
+    if statistic not in ("log", "square"):
+        raise ValueError(f"{name['statistic']}: unknown {statistic!r}; choose log or square")
+    frame, info = _frame(source)
+    params = _params(frame)
+    metric = _metric(frame, info, metric, name["metric"])
+    for arg, axis in (("x", x), ("by", by)):
+        if axis is not None and axis not in params:
+            raise ValueError(f"{name[arg]}: {axis!r} is not a grid parameter of this sweep; choose one of {params}")
+    return metric
 
 
 def _params(frame: pd.DataFrame) -> list[str]:
@@ -37,7 +137,7 @@ def _params(frame: pd.DataFrame) -> list[str]:
     return columns[: columns.index("trial")]
 
 
-def _metric(frame: pd.DataFrame, info: dict[str, Any] | None, metric: str | None) -> str:
+def _metric(frame: pd.DataFrame, info: dict[str, Any] | None, metric: str | None, name: str = "metric") -> str:
     if metric is None:
         if info is not None:
             metric = MAIN_METRIC[info["model"]]
@@ -45,7 +145,7 @@ def _metric(frame: pd.DataFrame, info: dict[str, Any] | None, metric: str | None
             metric = next((m for m in ("delta", "grad_h", "grad_b") if m in frame.columns), None)
     if metric is None or metric not in frame.columns:
         stats_columns = list(frame.columns)[list(frame.columns).index("layer") + 1:]
-        raise ValueError(f"metric: {metric!r} is not a statistic of this sweep; choose one of {stats_columns}")
+        raise ValueError(f"{name}: {metric!r} is not a statistic of this sweep; choose one of {stats_columns}")
     return metric
 
 
@@ -54,14 +154,14 @@ def _values(group: pd.DataFrame, metric: str) -> np.ndarray:
     return group.pivot(index="trial", columns="layer", values=metric).sort_index().to_numpy()
 
 
-def decay_table(source: str | Path | pd.DataFrame, metric: str | None = None, n_boot: int = 1000,
+def decay_table(source: Source, metric: str | None = None, n_boot: int = 1000,
                 level: float = 0.95) -> pd.DataFrame:
     """One row per configuration: fitted decay rate with its bootstrap interval, depth scale, fractions.
 
     Parameters
     ----------
-    source : str, Path or DataFrame
-        A store, or a frame from :func:`fastgrad.load`.
+    source : str, Path, DataFrame or Sweep
+        A store, a frame from :func:`fastgrad.load`, or a store read once (:func:`read`).
     metric : str, optional
         The statistic; default the model's main one (``delta`` for MLPs,
         ``grad_h`` for RNNs and residual MLPs, ``grad_b`` for chains).
@@ -113,7 +213,7 @@ def _crossing(xs: np.ndarray, slopes: np.ndarray) -> float:
     return float("nan")
 
 
-def edge(source: str | Path | pd.DataFrame, x: str = "sigma_w2", by: str | None = "sigma_b2",
+def edge(source: Source, x: str = "sigma_w2", by: str | None = "sigma_b2",
          metric: str | None = None, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
          statistic: str = "log") -> pd.DataFrame:
     """Where the decay rate crosses zero along ``x``, for each value of ``by``: the order/chaos edge.
@@ -129,8 +229,8 @@ def edge(source: str | Path | pd.DataFrame, x: str = "sigma_w2", by: str | None 
 
     Parameters
     ----------
-    source : str, Path or DataFrame
-        A store, or a frame from :func:`fastgrad.load`.
+    source : str, Path, DataFrame or Sweep
+        A store, a frame from :func:`fastgrad.load`, or a store read once (:func:`read`).
     x : str
         The grid axis to cross (``sigma_w2``, ``sigma_w``, ``gain``, ...).
     by : str or None
@@ -150,23 +250,18 @@ def edge(source: str | Path | pd.DataFrame, x: str = "sigma_w2", by: str | None 
         Per row: the other parameters, ``edge``, ``low``, ``high`` (nan where
         the rate never crosses zero on the grid or the resample does not),
         ``crossed`` (the fraction of resamples that cross), and, for MLPs whose
-        weights are ``scaled_normal`` with a single activation and ``x`` =
-        ``sigma_w2`` (``sigma_w``), in the units of ``x``: ``theory_finite_depth``,
+        weights are ``scaled_normal`` or ``orthogonal`` (:data:`MEAN_FIELD_INITS`) with a
+        single activation and ``x`` = ``sigma_w2`` (``sigma_w``; orthogonal also ``gain``),
+        in the units of ``x``: ``theory_finite_depth``,
         where the slope of half the log of mean-field theory's E||delta_l||^2
         (``theory.delta_curve``: q_l iterated from the inputs' q = 1 through the
         sweep's depth, chi_1(q_l) multiplied layer by layer), fitted over the same
         layers, crosses zero; and ``theory_infinite_depth``, the fixed point's
         chi_1 = 1.
     """
-    if statistic not in ("log", "square"):
-        raise ValueError(f"statistic: unknown {statistic!r}; choose log or square")
     frame, info = _frame(source)
+    metric = check(Sweep(frame, info), metric, x, by, statistic)
     params = _params(frame)
-    metric = _metric(frame, info, metric)
-    if x not in params:
-        raise ValueError(f"x: {x!r} is not a grid parameter of this sweep; choose one of {params}")
-    if by is not None and by not in params:
-        raise ValueError(f"by: {by!r} is not a grid parameter of this sweep; choose one of {params}")
     rest = [p for p in params if p != x and frame[p].nunique(dropna=False) > 1]
     rng = np.random.default_rng(seed)
     alpha = (1 - level) / 2
@@ -210,10 +305,11 @@ def _theory_edge(frame: pd.DataFrame, info: dict[str, Any] | None, x: str, row: 
     """The mean-field edges (finite depth, infinite depth) in ``x``'s units, where they apply; nan otherwise."""
     nan = (float("nan"), float("nan"))
     is_mlp = info["model"] == "mlp" if info is not None else "delta" in frame.columns and "grad_h" not in frame
-    if x not in ("sigma_w2", "sigma_w") or not is_mlp:
-        return nan
-    # sigma_w sets the weights' scale only under scaled_normal (the MLP's default init is xavier_normal).
-    if "init" not in frame.columns or set(frame["init"].unique()) != {"scaled_normal"}:
+    # The init (the row's, when it is an axis); no init column: the MLP's default, xavier_normal, which
+    # sigma_w does not scale.
+    inits = [row["init"]] if "init" in row else frame["init"].unique() if "init" in frame.columns else []
+    axis = mean_field_axis("mlp" if is_mlp else "", str(inits[0]), x) if len(inits) == 1 else None
+    if axis is None:
         return nan
     acts = frame["activation"].unique() if "activation" in frame.columns else ["tanh"]
     if len(acts) != 1:
@@ -225,8 +321,8 @@ def _theory_edge(frame: pd.DataFrame, info: dict[str, Any] | None, x: str, row: 
             b = float(row[name]) if name in row else float(frame[name].iloc[0])
             b2 = b if name == "sigma_b2" else b * b
             break
-    w2_range = (xs.min(), xs.max()) if x == "sigma_w2" else (xs.min() ** 2, xs.max() ** 2)
-    unit = (lambda w2: w2) if x == "sigma_w2" else np.sqrt
+    w2_range = (xs.min(), xs.max()) if axis == "variance" else (xs.min() ** 2, xs.max() ** 2)
+    unit = (lambda w2: w2) if axis == "variance" else np.sqrt
     try:
         finite = float(unit(theory.finite_depth_edge(act, b2, layers, bracket=w2_range)))
     except ValueError:  # no sign change over the sweep's range

@@ -52,6 +52,7 @@ def parse_values(name: str, text: str) -> list[Any]:
     """Parse a grid flag: ``a:b`` (integers a..b), ``a:b:step`` (inclusive), or ``x,y,z``.
 
     Numbers become int or float, ``none`` becomes None, anything else stays a string.
+    A range with a non-integer end needs its step (``0.5:3`` is refused: ``0.5:3:0.1``).
     """
     def scalar(tok: str) -> Any:
         tok = tok.strip()
@@ -69,6 +70,9 @@ def parse_values(name: str, text: str) -> list[Any]:
         if len(parts) not in (2, 3) or not all(isinstance(p, (int, float)) for p in parts):
             raise ValueError(f"--{name}: expected START:STOP or START:STOP:STEP with numbers, got {text!r}")
         start, stop = parts[0], parts[1]
+        if len(parts) == 2 and not all(isinstance(p, int) for p in parts):
+            raise ValueError(f"--{name}: a range of non-integers needs a step: START:STOP:STEP "
+                             f"(e.g. {text}:0.1), got {text!r}")
         step = parts[2] if len(parts) == 3 else 1
         if step <= 0:
             raise ValueError(f"--{name}: step must be > 0, got {step}")
@@ -85,19 +89,34 @@ def parse_values(name: str, text: str) -> list[Any]:
 
 
 def read_grid(path: str) -> dict[str, Any]:
-    """A grid from a TOML or JSON file: a table of parameter -> value, list, or range string ``"a:b:step"``."""
+    """A grid from a TOML or JSON file: a table of parameter -> value, list, or range string ``"a:b:step"``.
+
+    Raises
+    ------
+    ValueError
+        Naming the file when it cannot be read or parsed, or holds no table.
+    """
     import json
 
-    text = Path(path).read_text()
-    if path.endswith(".toml"):
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
-        data = tomllib.loads(text)
-    else:
-        data = json.loads(text)
-    grid = data.get("grid", data)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ValueError(f"--grid: {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"--grid: cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
+    toml = path.endswith(".toml")
+    try:
+        if toml:
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as err:  # tomllib.TOMLDecodeError, json.JSONDecodeError
+        raise ValueError(f"--grid: {path} is not valid {'TOML' if toml else 'JSON'}: {err}") from None
+    grid = data.get("grid", data) if isinstance(data, dict) else data
     if not isinstance(grid, dict):
         raise ValueError(f"--grid: {path} must hold a table of parameter -> values")
     # The command line's range syntax works in the file too: sigma_w = "0.5:3:0.1".
@@ -156,14 +175,24 @@ def warmup_command(args: argparse.Namespace) -> int:
 
 def analyze_command(args: argparse.Namespace) -> int:
     """Print a store's decay table (and its edge along an axis), optionally as CSV."""
-    from fastgrad.analysis import decay_table, edge
+    from fastgrad.analysis import check, decay_table, edge, read
 
-    table = decay_table(args.store, metric=args.metric, n_boot=args.n_boot)
+    # Every argument is checked, and everything computed, before anything is printed or written.
+    if args.by is not None and not args.edge:
+        raise ValueError("--by: applies only with --edge AXIS")
+    if args.n_boot < 1:
+        raise ValueError(f"--n-boot: must be >= 1, got {args.n_boot}")
+    if args.csv and not Path(args.csv).resolve().parent.is_dir():
+        raise ValueError(f"--csv: the folder of {args.csv} does not exist")
+    sweep = read(args.store)
+    check(sweep, metric=args.metric, x=args.edge, by=args.by, statistic=args.statistic,
+          names={"x": "--edge", "by": "--by", "metric": "--metric", "statistic": "--statistic"})
+    table = decay_table(sweep, metric=args.metric, n_boot=args.n_boot)
+    edges = (edge(sweep, x=args.edge, by=args.by, metric=args.metric, n_boot=args.n_boot, statistic=args.statistic)
+             if args.edge else None)
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
         print(table.to_string(index=False))
-        if args.edge:
-            edges = edge(args.store, x=args.edge, by=args.by, metric=args.metric, n_boot=args.n_boot,
-                         statistic=args.statistic)
+        if edges is not None:
             print(f"\nwhere the decay rate crosses zero along {args.edge} (95% bootstrap interval):")
             print(edges.to_string(index=False))
     if args.csv:
@@ -190,6 +219,7 @@ def info(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fastgrad`` command."""
     parser = argparse.ArgumentParser(prog="fastgrad", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"fastgrad {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the classic vanishing/exploding gradient examples")
     p.add_argument("--out", default="fastgrad-demo", help="output folder (default ./fastgrad-demo)")

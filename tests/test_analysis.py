@@ -74,6 +74,54 @@ def test_decay_table_and_theory_on_a_real_sweep(tmp_path):
     assert 0.8 < got["edge"][0] < 2.4
 
 
+def test_theory_columns_for_orthogonal_weights(tmp_path):
+    # sqrt(sigma_w^2) Q has the Gaussian's chi_1 at sigma_w^2: the same edges, in the units of the axis swept.
+    grid = {"depth": 8, "width": 16, "activation": "tanh", "sigma_b2": 0.05, "loss": "probe"}
+    store = tmp_path / "by_variance"
+    fg.sweep("mlp", {**grid, "init": ["scaled_normal", "orthogonal"], "sigma_w2": [0.8, 1.6, 2.4]}, trials=8,
+             batch=4, store=store, progress=False)
+    got = edge(store, by=None, n_boot=20).set_index("init")
+    finite = theory.finite_depth_edge("tanh", 0.05, 8, bracket=(0.8, 2.4))
+    infinite = theory.critical_sigma_w2("tanh", 0.05)
+    for init in ("scaled_normal", "orthogonal"):
+        assert got.loc[init, "theory_finite_depth"] == pytest.approx(finite, rel=1e-12)
+        assert got.loc[init, "theory_infinite_depth"] == pytest.approx(infinite, rel=1e-12)
+    store = tmp_path / "by_gain"
+    fg.sweep("mlp", {**grid, "init": "orthogonal", "gain": [0.9, 1.3, 1.6]}, trials=8, batch=4, store=store,
+             progress=False)
+    got = edge(store, x="gain", by=None, n_boot=20).iloc[0]  # gain = sigma_w: the edges in sigma_w's units
+    finite = theory.finite_depth_edge("tanh", 0.05, 8, bracket=(0.9**2, 1.6**2))
+    assert got["theory_finite_depth"] == pytest.approx(np.sqrt(finite), rel=1e-12)
+    assert got["theory_infinite_depth"] == pytest.approx(np.sqrt(infinite), rel=1e-12)
+
+
+def test_no_theory_columns_for_identity_weights():
+    # sigma_w I never mixes units, so its pre-activations are not Gaussian: mean-field theory does not apply.
+    frame, _ = synthetic(trials=3, by=(0.05,))
+    frame["init"] = "identity"
+    frame["activation"] = "tanh"
+    frame = frame[["init", "activation", "sigma_w2", "sigma_b2", "trial", "layer", "delta"]]
+    got = edge(frame, n_boot=5)
+    assert got["theory_finite_depth"].isna().all() and got["theory_infinite_depth"].isna().all()
+    frame["init"] = "orthogonal"
+    assert edge(frame, n_boot=5)["theory_infinite_depth"].notna().all()
+
+
+def test_analyze_checks_every_argument_before_printing(tmp_path, capsys):
+    store = tmp_path / "s"
+    fg.sweep("chain", {"depth": [4, 6], "sigma_w2": [0.5, 1.0]}, trials=6, store=store, progress=False)
+    for args, name in ((["--edge", "sigma_w3"], "--edge: 'sigma_w3'"),
+                       (["--edge", "sigma_w2", "--by", "nope"], "--by: 'nope'"),
+                       (["--metric", "nope"], "--metric: 'nope'"),
+                       (["--by", "depth"], "--by: applies only with --edge"),
+                       (["--n-boot", "0"], "--n-boot"), (["--csv", str(tmp_path / "no" / "t.csv")], "--csv")):
+        assert main(["analyze", str(store), "--n-boot", "5", *args]) == 2  # (a later --n-boot wins)
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and name in err, (args, out, err)
+    assert main(["analyze", str(store), "--n-boot", "5", "--edge", "sigma_w2", "--by", "depth"]) == 0
+    assert "crosses zero along sigma_w2" in capsys.readouterr().out
+
+
 def test_command_line(tmp_path, capsys):
     store = tmp_path / "s"
     fg.sweep("chain", {"depth": [4, 6]}, trials=20, store=store, progress=False)
