@@ -391,7 +391,7 @@ class _Pace:
         """The first chunk of a group: a few trials per thread, more when the pace is known."""
         if self.per_trial is None:
             return self.threads
-        return max(self.threads, min(8 * self.threads, int(CHUNK_SECONDS / (self.per_trial * cells))))
+        return max(self.threads, int(CHUNK_SECONDS / (self.per_trial * cells)))
 
     def next(self, m: int, seconds: float, cells: int) -> int:
         """The next chunk after ``m`` trials took ``seconds`` of run time: at most 4x the last."""
@@ -417,6 +417,7 @@ class _Run:
         self.pending: dict[str, tuple[dict[str, Any], list[tuple[int, dict[str, np.ndarray]]]]] = {}
         self.last_save = time.monotonic()
         self.computed = 0
+        self.pieced = {key for key, mask in saved.items() if mask.any()}  # cells with pieces on disk
 
     def add(self, params: dict[str, Any], lo: int, arrays: dict[str, np.ndarray]) -> None:
         """Take trials lo .. of a cell; keep those not saved yet (a resumed group recomputes for its slowest cell)."""
@@ -446,6 +447,7 @@ class _Run:
                     end += next(iter(nxt.values())).shape[0]
                 joined = {k: np.concatenate([p[k] for p in run]) for k in first}
                 store_module.write_part(self.root, params, lo, joined)
+                self.pieced.add(key)
                 del pieces[:len(run)]
             del self.pending[key]
         self.last_save = time.monotonic()
@@ -455,8 +457,15 @@ class _Run:
             self.save()
 
     def finish(self, params: dict[str, Any]) -> None:
-        """A cell whose trials are all saved: join its pieces into the cell file."""
-        store_module.finish_cell(self.root, params, self.trials)
+        """A cell whose trials are all computed: its cell file, from memory or from its saved pieces."""
+        key = store_module.cell_id(params)
+        if key not in self.pieced and key in self.pending:  # never saved in pieces: one write, as a whole
+            pieces = sorted(self.pending.pop(key)[1], key=lambda p: p[0])
+            arrays = {k: np.concatenate([p[1][k] for p in pieces]) for k in pieces[0][1]}
+            store_module.write_cell(self.root, params, store_module.cell_table(params, arrays))
+        else:
+            self.save()
+            store_module.finish_cell(self.root, params, self.trials)
         self.report.done += 1
         self.bar.set_postfix(cells=f"{self.report.done + self.report.skipped}/{self.report.cells}", refresh=False)
 
@@ -487,7 +496,6 @@ class _Run:
             for params in group:
                 self.report.failed[store_module.cell_id(params)] = f"{params}: {err!r}"
             return
-        self.save()
         for params in group:
             self.finish(params)
 
