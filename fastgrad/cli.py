@@ -139,7 +139,8 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
     report = sweep(args.model, grid, trials=args.trials, batch=args.batch, seed=args.seed, store=args.store,
                    dtype=args.dtype, backend=args.backend,
                    executor="dask" if (args.workers or args.scheduler) else "local", address=args.scheduler,
-                   workers=args.workers, threads=args.threads, progress=not args.quiet, spectrum=args.spectrum)
+                   workers=args.workers, threads=args.threads, progress=not args.quiet, spectrum=args.spectrum,
+                   save_every=args.save_every)
     return 1 if report.failed else 0
 
 
@@ -252,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="run on a Dask LocalCluster of this many worker processes")
     p.add_argument("--scheduler", help="run on the Dask cluster at this scheduler address")
     p.add_argument("--threads", type=int, help="threads per cell")
+    p.add_argument("--save-every", type=float, default=5.0, metavar="SECONDS",
+                   help="seconds between saves of the trials finished in running cells (default 5; 0: every chunk)")
     p.add_argument("--spectrum", action="store_true",
                    help="also store each trial's Jacobian-spectrum summaries (sv_max, sv_condition, lambda_mean, "
                         "lambda_var)")
