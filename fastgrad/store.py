@@ -37,10 +37,11 @@ CELLS = "cells"
 PARTIAL = "partial"
 _META_KEY = b"fastgrad.cell"
 # Fields of the manifest that must match for a store to be resumed.
-IDENTITY = ("model", "grid", "seed", "trials", "batch", "dtype", "spectrum", "generator")
+IDENTITY = ("model", "grid", "seed", "trials", "batch", "dtype", "spectrum", "generator", "scales")
 # What a store written before a field existed holds for it: every store before the
-# "generator" field drew with float64 arithmetic, in float32 runs too.
-LEGACY = {"generator": "splitmix64-boxmuller-float64"}
+# "generator" field drew with float64 arithmetic, in float32 runs too; before "scales",
+# sigma_w and sigma_w2 were ignored for orthogonal and identity weights (scale 1, or gain).
+LEGACY = {"generator": "splitmix64-boxmuller-float64", "scales": 1}
 
 
 def cell_id(params: dict[str, Any]) -> str:
@@ -82,6 +83,9 @@ def open_store(path: str | Path, manifest: dict[str, Any]) -> Path:
         if diff:
             details = "; ".join(f"{k}: store has {old.get(k, LEGACY.get(k))!r}, this sweep {new.get(k)!r}"
                                 for k in diff)
+            if diff == ["scales"]:
+                details += (" (the store was written when sigma_w and sigma_w2 were ignored for orthogonal and "
+                            "identity weights, which ran at scale 1: its cells are not what this grid asks for)")
             raise ValueError(f"store: {root} holds a different sweep ({details}); "
                              "use another store or the same settings to resume")
         _remove_orphans(root / CELLS)

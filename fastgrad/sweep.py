@@ -304,6 +304,9 @@ def sweep(
                 "dtype": dt, "generator": rng.generator("float64" if model == "chain" else dt), "version": __version__}
     if spectrum:  # only when asked: stores written before the option keep their identity
         manifest["spectrum"] = True
+    if any(c.get("init") in ("orthogonal", "identity") and (c.get("sigma_w") is not None or c.get("sigma_w2")
+                                                             is not None) for c in cells):
+        manifest["scales"] = 2  # sigma_w scales orthogonal weights now: older stores of such cells are refused
     root = store_module.open_store(store, manifest)
     report = SweepReport(store=root, cells=len(cells))
     todo, saved = _todo(root, cells, trials, report)

@@ -58,7 +58,10 @@ def main() -> None:
     cmd = [sys.executable, "-m", "fastgrad.cli", "sweep", "--store", str(store), "--trials", str(args.trials),
            "--quiet", *FLAGS]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a background job starts with it ignored, and Python then
+    # installs no KeyboardInterrupt for it (Ctrl-C in a terminal reaches a foreground sweep as this does).
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = None
     while proc.poll() is None and time.perf_counter() - t0 < args.after:
         if first is None and first_on_disk(store):

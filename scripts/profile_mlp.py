@@ -39,7 +39,8 @@ def main() -> None:
     # 1/64: z stays O(1), so tanh does not saturate and float32 gradients stay out of the
     # subnormal range (with 0.125 they sank into it and subnormal arithmetic made the
     # "no draws" run slower than the full one).
-    const = {"init": "constant", "value": 1 / 64, "bias_init": "constant", "bias_value": 0.0}
+    const = {"init": "constant", "value": 1 / 64, "sigma_w": None, "sigma_b": None, "bias_init": "constant",
+             "bias_value": 0.0}
     print("| dtype | full | no draws | no exp (linear) | neither | draws | activation | rest (products, norms) |")
     print("|---|---|---|---|---|---|---|---|")
     for dtype in ("float64", "float32"):

@@ -94,7 +94,8 @@ def test_generated_trials_equal_explicit_arrays():
 @pytest.mark.parametrize("init", ["normal", "scaled_normal", "xavier_normal", "he_normal", "he_uniform",
                                   "lecun_normal", "orthogonal", "identity", "constant"])
 def test_every_init_runs_and_matches_reference(init):
-    spec = fg.MLP(depth=3, width=5, activation="relu", init=init, value=0.3, bias_init="constant",
+    spec = fg.MLP(depth=3, width=5, activation="relu", init=init, value=0.3 if init == "constant" else None,
+                  bias_init="constant",
                   bias_value=0.1, input_width=7, loss="probe")
     res = fg.run(spec, trials=3, batch=2, seed=3)
     W, b, x, y = fg.mlp_trial_arrays(spec, seed=3, trials=3, batch=2)

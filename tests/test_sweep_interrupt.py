@@ -40,7 +40,10 @@ def _start(store: Path, cli: bool = False) -> subprocess.Popen:
         args = [sys.executable, "-c", f"import fastgrad; fastgrad.sweep('mlp', {GRID!r}, trials={TRIALS}, "
                                       f"batch={BATCH}, seed={SEED}, store={str(store)!r}, progress=False, "
                                       "save_every=0)"]
-    return subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a shell's background job (CI's, nohup's) starts with it ignored,
+    # and Python then installs no KeyboardInterrupt for it.
+    return subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_pieces(proc: subprocess.Popen, store: Path, count: int = 1) -> None:
@@ -171,3 +174,17 @@ def test_progress_advances_by_trials_within_a_group(tmp_path, monkeypatch):
     fg.sweep("mlp", grid, trials=600, batch=4, seed=1, store=tmp_path / "s", progress=True)
     assert len(updates) > 2 and updates[-1] == 12 * 600  # one group of 12 cells, seen advancing chunk by chunk
     assert updates[0] < 12 * 600 / 4 and all(b > a for a, b in zip(updates, updates[1:], strict=False))
+
+
+def test_a_store_from_when_orthogonal_ignored_sigma_w_is_refused(tmp_path):
+    grid = {"depth": 3, "width": 4, "init": "orthogonal", "sigma_w2": [1.0, 1.5]}
+    fg.sweep("mlp", grid, trials=3, batch=2, store=tmp_path / "s", progress=False)
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["scales"] == 2
+    del manifest["scales"]  # as written before sigma_w scaled orthogonal weights
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="ignored for orthogonal"):
+        fg.sweep("mlp", grid, trials=3, batch=2, store=tmp_path / "s", progress=False)
+    gain_grid = {"depth": 3, "width": 4, "init": "orthogonal", "gain": [1.0, 1.5]}  # gain meant then what it means now
+    fg.sweep("mlp", gain_grid, trials=3, batch=2, store=tmp_path / "g", progress=False)
+    assert "scales" not in json.loads((tmp_path / "g" / "manifest.json").read_text())

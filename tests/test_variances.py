@@ -17,7 +17,7 @@ def test_a_variance_is_the_square_of_the_std():
     b = fg.run(fg.MLP(depth=4, width=6, init="scaled_normal", sigma_w=1.5, sigma_b=0.1), trials=5, batch=3)
     for k in a.arrays:
         assert a.arrays[k].tobytes() == b.arrays[k].tobytes()
-    spec = fg.MLP(depth=2, width=3, sigma_w2=2.0)
+    spec = fg.MLP(depth=2, width=3, init="scaled_normal", sigma_w2=2.0)
     assert spec.weight_std == np.sqrt(2.0) and spec.bias_std == 0.0
     assert fg.Chain(depth=2, sigma_b2=4.0).bias_std == 2.0
     assert fg.RNN(steps=2, hidden=2, inputs=1, sigma_b2=0.25).bias() == fg.RNN(steps=2, hidden=2, inputs=1,
