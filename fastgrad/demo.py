@@ -21,7 +21,12 @@ from fastgrad.warmup import Job, compile_jobs, describe
 
 @dataclass(frozen=True)
 class DemoSize:
-    """How big the demo's runs are (the defaults take about a minute on 2 cores)."""
+    """How big the demo's runs are (the defaults take about a minute on 2 cores).
+
+    Every field is checked when the size is made, before any kernel runs: a bad one raises
+    ``ValueError`` naming the field and its command-line flag (``fastgrad demo --trials -1``
+    stops at once, with one line and exit status 2).
+    """
 
     trials: int = 1000
     chain_trials: int = 200_000
@@ -35,6 +40,37 @@ class DemoSize:
     cure_steps: int = 200
     cure_depth: int = 100
     spectrum_depths: tuple[int, ...] = (8, 32, 128)
+
+    def __post_init__(self) -> None:
+        for name, minimum in _MINIMA.items():
+            _check_count(name, getattr(self, name), minimum)
+        depths = self.spectrum_depths
+        if isinstance(depths, (str, bytes)) or not hasattr(depths, "__iter__"):
+            raise ValueError(f"spectrum_depths (--spectrum-depths): expected a sequence of depths, got {depths!r}")
+        depths = tuple(depths)
+        if not depths:
+            raise ValueError("spectrum_depths (--spectrum-depths): give at least one depth")
+        for depth in depths:
+            _check_count("spectrum_depths", depth, 1)
+        object.__setattr__(self, "spectrum_depths", depths)  # a list becomes the documented tuple
+
+
+_MINIMA: dict[str, int] = {
+    # field: its least value; 2 where a decay rate is fitted (a slope needs two layers or steps)
+    "trials": 1, "chain_trials": 1, "depth": 2, "width": 1, "batch": 1, "rnn_steps": 2, "phase_trials": 1,
+    "train_trials": 1, "train_epochs": 1, "cure_steps": 2, "cure_depth": 3,
+}
+_WHY = {2: " (a decay rate is fitted over at least two layers or steps)",
+        3: " (a residual MLP has an input layer, at least one block and a read-out)"}
+
+
+def _check_count(name: str, value: Any, minimum: int) -> None:
+    """Refuse anything but an integer >= ``minimum``, naming the field and its command-line flag."""
+    label = f"{name} (--{name.replace('_', '-')})"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{label}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{label}: must be >= {minimum}{_WHY.get(minimum, '')}, got {value}")
 
 
 def _row(name: str, res: Result, metric: str) -> dict[str, Any]:
@@ -62,10 +98,19 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     -------
     pandas.DataFrame
         The summary table (also in ``summary.csv`` and ``summary.md``).
+
+    Raises
+    ------
+    ValueError
+        Before any work, naming the argument: ``size`` not a :class:`DemoSize` (whose own fields
+        are checked when it is made), or ``out`` a file or a folder that cannot be created.
     """
-    size = size or DemoSize()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Every argument is checked before any work: a bad one must not cost a minute of compiling first.
+    if size is None:
+        size = DemoSize()
+    elif not isinstance(size, DemoSize):
+        raise ValueError(f"size: expected a fastgrad.demo.DemoSize, got {type(size).__name__}")
+    out = _output_folder(out)
     mlps: list[tuple[str, dict[str, Any], float, float]] = [
         # name, MLP arguments, sigma_w^2 and sigma_b^2 for the mean-field theory
         ("sigmoid, N(0,1)", dict(activation="sigmoid", init="normal", sigma_w=1.0, sigma_b=1.0), size.width, 1.0),
@@ -110,8 +155,8 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
         bar.update()
     fig = plot.decay_curves(stats.summary(results, "delta", normalize=True), predicted,
                             ylabel="||delta_l|| / ||delta_L|| (same trial)",
-                            title=f"MLP depth {size.depth}, width {size.width}: change the activation, "
-                                  "initialise properly")
+                            title=f"MLP depth {size.depth}, width {size.width}, {size.trials:,} trials each: change "
+                                  "the activation, initialise properly")
     plot.save(fig, out / "mlp_decay")
 
     rnn_results: dict[str, Result] = {}
@@ -126,7 +171,8 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
         bar.update()
     fig = plot.decay_curves(stats.summary(rnn_results, "grad_h", normalize=True), rnn_theory,
                             xlabel="time step t (1 = earliest)", ylabel="||dL/dh_t|| / ||dL/dh_S||",
-                            title=f"Vanilla RNN, {size.rnn_steps} steps, hidden {size.width}")
+                            title=f"Vanilla RNN, {size.rnn_steps} steps, hidden {size.width}, "
+                                  f"{max(size.trials // 4, 2):,} trials each")
     plot.save(fig, out / "rnn_decay")
 
     slopes = np.empty((len(sb2), len(sw2)))
@@ -141,7 +187,9 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     critical = {"theory at depth 30": (line_b2, np.array([theory.finite_depth_edge("tanh", b2, 30) for b2 in line_b2])),
                 "theory, infinite depth: chi_1 = 1": (line_b2, np.array([theory.critical_sigma_w2("tanh", b2)
                                                                           for b2 in line_b2]))}
-    plot.save(plot.phase_diagram(sw2, sb2, slopes, critical, title="tanh, depth 30: order and chaos",
+    plot.save(plot.phase_diagram(sw2, sb2, slopes, critical,
+                                 title=f"Order and chaos: tanh MLP, depth 30, width {size.width}, N(0, sigma_w^2 / n) "
+                                       f"weights,\nprobe loss, {size.phase_trials} trials per cell",
                                  xlabel=plot.AXIS_LABELS["sigma_w2"], ylabel=plot.AXIS_LABELS["sigma_b2"]),
               out / "phase_diagram")
     pd.DataFrame(slopes, index=pd.Index(sb2, name="sigma_b2"), columns=pd.Index(sw2, name="sigma_w2")).to_csv(
@@ -163,6 +211,20 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     table.to_csv(out / "summary.csv", index=False)
     (out / "summary.md").write_text(_markdown(table, size) + training_markdown(train_table))
     return table
+
+
+def _output_folder(out: str | Path) -> Path:
+    """``out`` as a folder, created now: refused (ValueError naming it) if it is a file or cannot be made."""
+    if not isinstance(out, (str, Path)) or not str(out):
+        raise ValueError(f"out (--out): expected a folder path, got {out!r}")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"out (--out): {path} is a file; give a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"out (--out): cannot create the folder {path}: {err.strerror or err}") from None
+    return path
 
 
 def _jobs(mlps: list[dict[str, Any]], rnns: list[dict[str, Any]]) -> list[Job]:
@@ -262,24 +324,29 @@ def _isometry(out: Path, size: DemoSize) -> pd.DataFrame:
 def _training(out: Path, size: DemoSize) -> pd.DataFrame:
     """The remedies measured during training (digits if scikit-learn is there, else a teacher task)."""
     from fastgrad.data import adding, digits, teacher
-    from fastgrad.remedies import run_remedies, run_rnn_remedies
+    from fastgrad.remedies import mean_predictor_label, mean_predictor_loss, run_remedies, run_rnn_remedies
 
     try:
-        data = digits()
+        data, named = digits(), "the digits"
     except RuntimeError:  # scikit-learn (the optional data extra) is not installed
         data = teacher("classification", samples=1800, features=64, outputs=10)
+        named = (f"{data.name}, a synthetic teacher task (scikit-learn, which ships the digits, is not installed: "
+                 "pip install 'fastgrad[data]')")
     table, results = run_remedies(data, epochs=size.train_epochs, trials=size.train_trials)
     table.insert(1, "data", data.name)
-    rnn_table, rnn_results = run_rnn_remedies(adding(samples=1000, steps=30), epochs=max(size.train_epochs // 2, 1),
-                                              trials=size.train_trials)
+    rnn_data = adding(samples=1000, steps=30)
+    rnn_table, rnn_results = run_rnn_remedies(rnn_data, epochs=max(size.train_epochs // 2, 1), trials=size.train_trials)
     rnn_table.to_csv(out / "rnn_training_summary.csv", index=False)
-    plot.save(plot.training_curves(rnn_results, "Vanilla RNN on the adding problem (30 steps): gradient clipping"),
-              out / "rnn_training_loss")
+    plot.save(plot.training_curves(rnn_results, f"Vanilla RNNs, hidden 32, on the adding problem (30 steps): exploding "
+                                                f"gradients, clipping and the IRNN; SGD lr 0.1, {size.train_trials} "
+                                                "trials per configuration", reference=mean_predictor_loss(rnn_data),
+                                   reference_label=mean_predictor_label(rnn_data)), out / "rnn_training_loss")
     table.to_csv(out / "training_summary.csv", index=False)
-    plot.save(plot.training_curves(results, f"Training on {data.name}: depth 5, width 30, lr 0.1"),
-              out / "training_loss")
-    plot.save(plot.learning_speed(results, ["baseline: sigmoid, N(0,1), SGD", "relu + he + momentum"]),
-              out / "learning_speed")
+    setting = f"MLP depth 5, width 30, SGD lr 0.1, batch 32, {size.train_trials} trials per configuration"
+    plot.save(plot.training_curves(results, f"The remedies on {named}: {setting}", reference=mean_predictor_loss(data),
+                                   reference_label=mean_predictor_label(data)), out / "training_loss")
+    plot.save(plot.learning_speed(results, title=f"How fast each layer learns on {named}: ||dC/db_l|| per epoch, "
+                                                 f"median over trials; {setting}"), out / "learning_speed")
     return table
 
 
@@ -290,8 +357,8 @@ def training_markdown(table: pd.DataFrame) -> str:
              "Trials of a 5-layer, width-30 MLP trained from the same draws; medians over trials.",
              "`speed_first_over_last_hidden`: ||dC/db_1|| / ||dC/db_4|| in the first epoch.", "",
              *stats.markdown_table(shown)]
-    lines += ["", "Figures: training_loss.png, learning_speed.png; the RNN clipping experiment: "
-              "rnn_training_loss.png, rnn_training_summary.csv.", ""]
+    lines += ["", "Figures: training_loss.png, learning_speed.png; the RNN experiment (exploding gradients, "
+              "clipping, the IRNN): rnn_training_loss.png, rnn_training_summary.csv.", ""]
     return "\n".join(lines)
 
 

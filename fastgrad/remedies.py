@@ -21,15 +21,16 @@ from fastgrad.train import TrainResult, train
 
 BASELINE: dict[str, Any] = {"activation": "sigmoid", "init": "normal", "sigma_w": 1.0, "sigma_b": 1.0}
 
+_HE: dict[str, Any] = {"activation": "relu", "init": "he_normal", "sigma_w": None, "sigma_b": 0.0}
 REMEDIES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    # name: (changes to the MLP, optimiser settings)
+    # name: (changes to the MLP, optimiser settings); an init scaled by its gain drops the baseline's sigma_w
     "baseline: sigmoid, N(0,1), SGD": ({}, {}),
     "tanh": ({"activation": "tanh"}, {}),
-    "relu + he": ({"activation": "relu", "init": "he_normal", "sigma_b": 0.0}, {}),
-    "xavier": ({"init": "xavier_normal", "sigma_b": 0.0}, {}),
+    "relu + he": (_HE, {}),
+    "xavier": ({"init": "xavier_normal", "sigma_w": None, "sigma_b": 0.0}, {}),
     "momentum 0.9": ({}, {"optimizer": "momentum"}),
     "L2 1e-3": ({}, {"weight_decay": 1e-3}),
-    "relu + he + momentum": ({"activation": "relu", "init": "he_normal", "sigma_b": 0.0}, {"optimizer": "momentum"}),
+    "relu + he + momentum": (_HE, {"optimizer": "momentum"}),
 }
 
 
@@ -117,6 +118,32 @@ def run_rnn_remedies(data: Dataset, hidden: int = 32, epochs: int = 10, trials: 
     return pd.DataFrame(rows), results
 
 
+def mean_predictor_loss(data: Dataset) -> float:
+    """The training loss of a net that has learnt nothing: the scale a training curve is read against.
+
+    Classification: ln k, the cross-entropy of the uniform prediction over k classes (chance).
+    Regression: 0.5 sum over outputs of var(y), the mse of predicting the targets' mean.
+
+    Parameters
+    ----------
+    data : Dataset
+
+    Returns
+    -------
+    float
+    """
+    if data.task == "classification":
+        return float(np.log(data.outputs))
+    targets = data.y_train.reshape(-1, data.outputs)
+    return 0.5 * float(np.sum(targets.var(axis=0)))
+
+
+def mean_predictor_label(data: Dataset) -> str:
+    """What :func:`mean_predictor_loss` is, in words, for a figure's legend."""
+    return (f"chance, ln {data.outputs}" if data.task == "classification"
+            else "mean predictor, 0.5 var(y)")
+
+
 CURES: dict[str, tuple[str, dict[str, Any]]] = {
     # name: (cell, its spec's settings); every recurrent block orthogonal, gain 1
     "RNN tanh, orthogonal": ("rnn", {"activation": "tanh", "init": "orthogonal", "gain": 1.0}),
@@ -172,9 +199,8 @@ def run_cures_training(data: Dataset, hidden: int = 64, epochs: int = 15, trials
     cells = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
     steps = int(data.x_train.shape[1])
     classification = data.task == "classification"
-    targets = data.y_train.reshape(-1, data.outputs)
     chance = 1.0 / data.outputs
-    baseline = (-np.log(chance) if classification else 0.5 * float(np.sum(targets.var(axis=0))))
+    baseline = mean_predictor_loss(data)
     results: dict[str, TrainResult] = {}
     rows = []
     for name, (cell, net) in CURES.items():

@@ -18,7 +18,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from fastgrad import plot  # noqa: E402
 from fastgrad.data import adding, digits, teacher  # noqa: E402
 from fastgrad.demo import training_markdown  # noqa: E402
-from fastgrad.remedies import run_remedies, run_rnn_remedies  # noqa: E402
+from fastgrad.remedies import (  # noqa: E402
+    mean_predictor_label,
+    mean_predictor_loss,
+    run_remedies,
+    run_rnn_remedies,
+)
 
 
 def main() -> None:
@@ -35,16 +40,19 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "training_summary.csv", index=False)
     (out / "training_summary.md").write_text(training_markdown(table))
-    plot.save(plot.training_curves(results, f"{data.name}: depth 5, width 30, lr 0.1, {args.trials} trials"),
-              out / "training_loss")
-    plot.save(plot.learning_speed(results, ["baseline: sigmoid, N(0,1), SGD", "relu + he + momentum"]),
-              out / "learning_speed")
+    setting = f"MLP depth 5, width 30, SGD lr 0.1, batch 32, {args.trials} trials per configuration"
+    scale = {"reference": mean_predictor_loss(data), "reference_label": mean_predictor_label(data)}
+    plot.save(plot.training_curves(results, f"The remedies on {data.name}: {setting}", **scale), out / "training_loss")
+    plot.save(plot.learning_speed(results, title=f"How fast each layer learns on {data.name}: ||dC/db_l|| per epoch, "
+                                                 f"median over trials; {setting}"), out / "learning_speed")
     print(table.to_string(index=False))
-    rnn_table, rnn_results = run_rnn_remedies(adding(samples=2000, steps=args.rnn_steps), epochs=args.epochs // 2,
-                                              trials=args.trials)
+    rnn_data = adding(samples=2000, steps=args.rnn_steps)
+    rnn_table, rnn_results = run_rnn_remedies(rnn_data, epochs=args.epochs // 2, trials=args.trials)
     rnn_table.to_csv(out / "rnn_training_summary.csv", index=False)
-    plot.save(plot.training_curves(rnn_results, f"Vanilla RNN, adding problem ({args.rnn_steps} steps)"),
-              out / "rnn_training_loss")
+    title = (f"Vanilla RNNs, hidden 32, on the adding problem ({args.rnn_steps} steps): exploding gradients, "
+             f"clipping and the IRNN; SGD lr 0.1, {args.trials} trials per configuration")
+    plot.save(plot.training_curves(rnn_results, title, reference=mean_predictor_loss(rnn_data),
+                                   reference_label=mean_predictor_label(rnn_data)), out / "rnn_training_loss")
     print(rnn_table.to_string(index=False))
 
 
