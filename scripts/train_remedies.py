@@ -39,7 +39,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "training_summary.csv", index=False)
-    (out / "training_summary.md").write_text(training_markdown(table))
+    (out / "training_summary.md").write_text(training_markdown(table).lstrip("\n"))
     setting = f"MLP depth 5, width 30, SGD lr 0.1, batch 32, {args.trials} trials per configuration"
     scale = {"reference": mean_predictor_loss(data), "reference_label": mean_predictor_label(data)}
     plot.save(plot.training_curves(results, f"The remedies on {data.name}: {setting}", **scale), out / "training_loss")
