@@ -440,7 +440,7 @@ class Chain(_Scales):
     bias_init : str
         ``normal`` (b ~ N(0, sigma_b^2)), ``constant`` (``bias_value``) or
         ``centered`` (b_l = -w_l a_{l-1}, so every z_l = 0 and every factor
-        |w phi'(0)| is the same: 25 for sigmoid with w = 100).
+        ``|w phi'(0)|`` is the same: 25 for sigmoid with w = 100).
     sigma_b : float, optional
         Bias standard deviation under ``normal`` (default 1); or ``sigma_b2``, its variance.
         Refused under ``constant`` and ``centered``.
