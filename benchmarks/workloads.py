@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 import fastgrad as fg
-from fastgrad.engine import threads_context
+from fastgrad.executor import threads_context
 
 # W-mlp: width 64, depth 50, batch 32, tanh, W ~ N(0, 1/64), b ~ N(0, 0.1^2), mse, 512 trials.
 W_MLP = fg.MLP(depth=50, width=64, activation="tanh", init="scaled_normal", sigma_w=1.0, sigma_b=0.1)

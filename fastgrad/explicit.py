@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from fastgrad import lowering
-from fastgrad.engine import rnn_arrays, run_blocks, threads_context
+from fastgrad.engine import rnn_arrays
+from fastgrad.executor import run_blocks, threads_context
 from fastgrad.kernels import cpu_chain, cpu_mlp, cpu_resmlp, cpu_rnn
 from fastgrad.results import Result
 from fastgrad.specs import NORMS, RNN_LOSSES, activation_params, check_alpha, check_choice, residual_scale

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fastgrad.activations import CODES, DEFAULT_ALPHA, NAMES, REGISTRY
+from fastgrad.checks import check_choice, check_float, check_int
 from fastgrad.codes import NORMAL, ORTHOGONAL
 from fastgrad.initializers import (
     BIAS_INITS,
@@ -21,26 +22,6 @@ from fastgrad.initializers import (
 )
 
 LOSSES = ("mse", "probe")
-
-
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    """Return ``value`` as an int, or raise ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}: expected an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_float(name: str, value: Any, positive: bool = False) -> float:
-    """Return ``value`` as a finite float, or raise ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: must be finite, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{name}: must be > 0, got {value}")
-    return float(value)
 
 
 def scale_of(name: str, std: Any, variance: Any, default: float) -> float:
@@ -95,13 +76,6 @@ def given_scale(name: str, std: Any, variance: Any) -> tuple[float | None, str]:
     if std is None and variance is None:
         return None, name
     return scale_of(name, std, variance, 0.0), f"{name}2" if variance is not None else name
-
-
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise ValueError naming ``name``."""
-    if value not in choices:
-        raise ValueError(f"{name}: unknown {value!r}; choose one of {', '.join(choices)}")
-    return str(value)
 
 
 def check_alpha(alpha: Any, *activations: str | None) -> float | None:

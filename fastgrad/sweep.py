@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from fastgrad import rng
 from fastgrad import store as store_module
-from fastgrad.engine import SCALE_FIELDS, check_backend, check_dtype, check_threads, run, run_cells, shares_draws
+from fastgrad.engine import SCALE_FIELDS, check_backend, run, run_cells, shares_draws
+from fastgrad.executor import check_dtype, check_threads
 from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP, check_float, check_int
 from fastgrad.version import __version__
 

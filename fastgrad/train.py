@@ -13,7 +13,7 @@ import pandas as pd
 from fastgrad import lowering
 from fastgrad.codes import ADAM, MOMENTUM, NESTEROV, RMSPROP, SGD
 from fastgrad.data import Dataset
-from fastgrad.engine import check_dtype, run_blocks, threads_context
+from fastgrad.executor import check_dtype, run_blocks, threads_context
 from fastgrad.kernels import cpu_train, cpu_train_seq
 from fastgrad.specs import GRU, LSTM, MLP, RNN, ResMLP, check_choice, check_float, check_int
 from fastgrad.version import __version__

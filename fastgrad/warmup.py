@@ -26,7 +26,8 @@ import numpy as np
 
 from fastgrad.activations import NAMES
 from fastgrad.data import Dataset
-from fastgrad.engine import DTYPES, run
+from fastgrad.engine import run
+from fastgrad.executor import DTYPES
 from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP, check_choice, check_int
 from fastgrad.train import train
 

@@ -16,13 +16,14 @@ PACKAGE = Path(fastgrad.__file__).parent
 ROOT = PACKAGE.parent
 
 LAYERS = [
-    {"codes", "version", "_cache", "results", "store"},  # plain Python and data: no compiled code
+    {"codes", "version", "_cache", "results", "store", "checks"},  # plain Python and data: no compiled code
     {"_numba"},  # how kernels are compiled and cached
     {"_math"},  # vectorisable elementary functions
     {"activations", "rng", "initializers"},  # building blocks the kernels inline
     {"kernels"},  # compiled loops (CPU and CUDA); kernels.* import each other
     {"specs"},  # validated model specifications
     {"lowering"},  # spec -> kernel arguments, in one place
+    {"executor"},  # the one check of run arguments; threads, chunks and timing
     {"engine", "gpu", "explicit", "trials", "data", "train", "theory", "stats", "spectra"},  # running, analysing
     {"sweep", "remedies", "plot", "warmup", "analysis"},  # many runs: stores, experiments, figures, warm-up
     {"demo", "cli", "__init__"},  # applications and the public namespace
