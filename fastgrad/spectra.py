@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fastgrad import lowering
-from fastgrad.engine import check_dtype, check_threads, run_blocks, run_chunks, threads_context
+from fastgrad.executor import check_dtype, check_threads, run_blocks, run_chunks, threads_context
 from fastgrad.kernels import cpu_spectrum
 from fastgrad.specs import GRU, LSTM, MLP, RNN, ResMLP, check_int
 from fastgrad.version import __version__
