@@ -364,16 +364,20 @@ def residual_delta_curve(activation: str, sigma_w2: float, sigma_b2: float, dept
     :func:`residual_q_sequence`; chi(q) = sigma_w^2 E[phi'(sqrt(q) z)^2].
 
     **The loss it assumes.** The law holds when the gradient reaching the read-out's
-    input does not depend on the block weights: the ``probe`` loss (a random
-    back-projection, exactly so with a linear read-out), or a read-out whose
-    statistics do not move with them. Under ``mse`` with a linear read-out it fails:
-    the output gradient h_L - y carries the stream h_L, which the same blocks
-    amplified, so the gradient arrives aligned with the directions the blocks amplify
-    most and grows with the stream's variance. Measured on a linear ResMLP, depth 10,
-    width 64, a = 1 (2,000 trials): E||g_0||^2 / E||g_9||^2 = 1237 and
-    E||g_1||^2 / E||g_9||^2 = 1089 under ``mse``, 256.2 and 256.3 under ``probe``,
-    against the law's 256 (docs/findings.md). :func:`residual_delta_curve_for`
-    takes a spec and warns when its loss is not one the law describes.
+    input does not depend on the block weights: exactly for the ``probe`` loss (a
+    random back-projection) with a linear read-out, nearly when the read-out's
+    statistics hardly move with the blocks. Under ``mse`` it need not hold, and with a
+    linear read-out it fails: the output gradient h_L - y carries the stream h_L, which
+    the same blocks amplified, so it arrives along the directions J amplifies most, and
+    the ratio measures the second moment of J's spectrum instead of the first. ResMLP, depth 10, width 64, a = 1,
+    2,000 trials, E||g_1||^2 / E||g_9||^2 (99% bootstrap interval) against the law:
+    linear, ``probe`` 256.3 [254.1, 258.4] against 256; linear, ``mse`` (the ResMLP
+    default) 1089 [1075, 1104] (infinite-width free probability: 1024); tanh,
+    ``probe`` 16.1 [16.0, 16.2], ``mse`` 16.2 against 16.0; tanh blocks with a linear
+    read-out, ``mse`` 17.5 against 16.0. A saturated read-out is off under either
+    loss (linear blocks, tanh read-out: 235 against 256). docs/findings.md has the
+    rest; :func:`residual_delta_curve_for` takes a spec and warns when its loss is not
+    one the law describes.
 
     Parameters
     ----------
@@ -647,13 +651,14 @@ def length_mode(activation: str, sigma_w2: float, sigma_b2: float, depth: int, q
     the mode: the output side is nearly e_L (and the input side exactly J^{-1} e_L,
     normalised: the input change that only rescales h_L).
 
-    Measured (scripts/length_mode.py, width 128, tanh at the edge, sigma_b^2 = 1e-4 and
-    1e-3, depths 8..128): the median of s_min / s_rms within 0.25 decades of this from
-    depth 8, 0.1 from depth 32, over 7 and 12 decades. Below depth ~8 the smallest
-    singular value is the bulk's lowest (the mode has not yet left it) and lies up to
-    0.8 decades below. The forward slope of the length map (:func:`length_map_slope`,
+    Measured (scripts/length_mode.py, width 128, 100 trials, tanh at the edge, sigma_b^2 =
+    1e-4 and 1e-3): the median of log10(s_min / s_rms) lies 0.19 and 0.16 decades below
+    this at depth 8, 0.08 and 0.05 at 16, within 0.04 from depth 32 to 128, where it
+    reaches -7.4 and -14.0 (quartiles +-0.2). Below depth ~8 the mode has not left the
+    bulk (the second smallest value is close) and the smallest lies up to 0.7 decades
+    below. The product of the length map's forward slopes (:func:`length_map_slope`,
     the mean-field d||h_L|| / d||h_0||) agrees to first order in q only and misses by
-    1.6 and 3.1 decades at depth 128: s_min is set by the inverse's growth.
+    1.5 and 3.0 decades at depth 128: s_min is set by the inverse's growth.
 
     Parameters
     ----------
