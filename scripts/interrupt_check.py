@@ -71,6 +71,7 @@ def main() -> None:
         print("the sweep ended before the signal", proc.returncode)
         return
     at = time.perf_counter()
+    wall = time.time()
     proc.send_signal(getattr(signal, f"SIG{args.signal}"))
     _, err = proc.communicate()
     exit_seconds = time.perf_counter() - at
@@ -80,6 +81,11 @@ def main() -> None:
     print(f"first trials on disk after {first:.1f} s" if first is not None else "nothing on disk before the signal")
     print(f"SIG{args.signal} at {args.after:.0f} s: exit after {exit_seconds:.2f} s, status {proc.returncode}; "
           f"saved {saved} of {total} trials ({saved / total:.0%})")
+    files = [*(store / "partial").glob("*/*.parquet"), *(store / "cells").glob("*.parquet")]
+    if files:
+        newest = max(p.stat().st_mtime for p in files)
+        print(f"the last save before the signal was {wall - newest:.1f} s before it" if newest <= wall
+              else f"the process saved {newest - wall:.2f} s after the signal (Ctrl-C and SIGTERM save, then stop)")
     if err.strip():
         print("its last line:", err.strip().splitlines()[-1])
     t1 = time.perf_counter()
@@ -88,7 +94,7 @@ def main() -> None:
     if args.reference:
         whole = tmp / "whole"
         t2 = time.perf_counter()
-        subprocess.run([*cmd[:4], str(whole), *cmd[5:]], check=True)
+        subprocess.run([*cmd[:5], str(whole), *cmd[6:]], check=True)
         print(f"uninterrupted: {time.perf_counter() - t2:.1f} s")
         pd.testing.assert_frame_equal(fg.load(store), fg.load(whole))
         print("the resumed store is bitwise the uninterrupted one")
