@@ -18,17 +18,71 @@ Theory is a prediction to overlay on measurements, never a stand-in for them.
 from __future__ import annotations
 
 import math
+import warnings
 from functools import cache
+from typing import Any
 
 import numpy as np
 from scipy.optimize import bisect, brentq
 
 from fastgrad.activations import NAMES, evaluate
-from fastgrad.specs import LAYER_NORM_EPS, NORMS, check_choice, check_int, residual_scale
+from fastgrad.codes import CONSTANT, NORMAL, ORTHOGONAL, UNIFORM
+from fastgrad.specs import (
+    LAYER_NORM_EPS,
+    NORMS,
+    ResMLP,
+    check_alpha,
+    check_choice,
+    check_float,
+    check_int,
+    residual_scale,
+)
 
 # An even number of nodes: none at z = 0, so q -> 0 gives the one-sided limit
 # (relu: E[phi'^2] = 1/2 for every q > 0, not phi'(0) = 0 at one node).
 QUADRATURE_POINTS = 200
+
+
+_LEAST_INT = {"depth": 1, "steps": 1, "iterations": 1, "points": 16}
+"""Integer arguments and their least values."""
+
+_NONNEGATIVE = ("sigma_w2", "sigma_b2", "gain", "input_scale", "q", "q0")
+"""Number arguments that must be >= 0 (``q`` may also be inf: a diverging variance map)."""
+
+_POSITIVE = ("q_in",)
+"""Number arguments that must be > 0."""
+
+
+def _check(activation: str | None = None, alpha: float | None = None, **arguments: Any) -> None:
+    """Refuse a bad argument of a public function with a ValueError naming it, before any computation.
+
+    ``activation`` must be a known name and ``alpha`` a number it takes; every other keyword is
+    checked by its name's rule (:data:`_LEAST_INT`, :data:`_NONNEGATIVE`, :data:`_POSITIVE`).
+    """
+    if activation is not None:
+        check_choice("activation", activation, NAMES)
+        check_alpha(alpha, activation)
+    for name, value in arguments.items():
+        if name in _LEAST_INT:
+            check_int(name, value, _LEAST_INT[name])
+        elif name == "q" and isinstance(value, (float, np.floating)) and value == math.inf:
+            continue
+        else:
+            v = check_float(name, value, positive=name in _POSITIVE)
+            if name in _NONNEGATIVE and v < 0:
+                raise ValueError(f"{name}: must be >= 0, got {v}")
+
+
+def _check_bracket(bracket: Any) -> tuple[float, float]:
+    """``bracket`` as (lo, hi), two sigma_w^2 values with 0 <= lo < hi, or a ValueError naming it."""
+    try:
+        lo, hi = bracket
+    except (TypeError, ValueError):
+        raise ValueError(f"bracket: expected two sigma_w2 values (lo, hi), got {bracket!r}") from None
+    lo, hi = check_float("bracket", lo), check_float("bracket", hi)
+    if not 0 <= lo < hi:
+        raise ValueError(f"bracket: expected 0 <= lo < hi, got ({lo}, {hi})")
+    return lo, hi
 
 
 @cache
@@ -53,7 +107,7 @@ def gaussian_moments(activation: str, q: float, alpha: float | None = None) -> t
     -------
     (float, float)
     """
-    check_choice("activation", activation, NAMES)
+    _check(activation, alpha, q=q)
     x, w = _nodes()
     # q = inf (a diverging map) is evaluated at 1e300: finite, and past every saturation.
     h, d = evaluate(activation, math.sqrt(min(max(q, 1e-300), 1e300)) * x, alpha)
@@ -62,6 +116,7 @@ def gaussian_moments(activation: str, q: float, alpha: float | None = None) -> t
 
 def variance_map(activation: str, q: float, sigma_w2: float, sigma_b2: float, alpha: float | None = None) -> float:
     """One step of the variance map: q -> sigma_w^2 E[phi(sqrt(q) z)^2] + sigma_b^2."""
+    _check(activation, alpha, q=q, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
     return sigma_w2 * gaussian_moments(activation, q, alpha)[0] + sigma_b2
 
 
@@ -83,6 +138,7 @@ def q_sequence(activation: str, sigma_w2: float, sigma_b2: float, depth: int, q_
     numpy.ndarray
         Shape (depth,).
     """
+    _check(activation, alpha, sigma_w2=sigma_w2, sigma_b2=sigma_b2, depth=depth, q_in=q_in)
     qs = np.empty(depth)
     qs[0] = sigma_w2 * q_in + sigma_b2
     for l in range(1, depth):
@@ -99,6 +155,7 @@ def fixed_point(activation: str, sigma_w2: float, sigma_b2: float, alpha: float 
     stop on a small step. Returns 0 when the map contracts to 0 (sigma_b = 0,
     ordered phase) and inf when it diverges (unbounded activations).
     """
+    _check(activation, alpha, sigma_w2=sigma_w2, sigma_b2=sigma_b2, q0=q0, iterations=iterations)
     q = q0
     for _ in range(iterations):
         nxt = variance_map(activation, q, sigma_w2, sigma_b2, alpha)
@@ -125,18 +182,20 @@ def fixed_point(activation: str, sigma_w2: float, sigma_b2: float, alpha: float 
 
 def chi(activation: str, q: float, sigma_w2: float, alpha: float | None = None) -> float:
     """chi(q) = sigma_w^2 E[phi'(sqrt(q) z)^2]: the per-layer factor of E||delta||^2."""
+    _check(activation, alpha, q=q, sigma_w2=sigma_w2)
     return sigma_w2 * gaussian_moments(activation, q, alpha)[1]
 
 
 def chi1(activation: str, sigma_w2: float, sigma_b2: float, alpha: float | None = None) -> float:
     """chi_1 = chi(q*) at the variance map's fixed point."""
+    _check(activation, alpha, sigma_w2=sigma_w2, sigma_b2=sigma_b2)
     return chi(activation, fixed_point(activation, sigma_w2, sigma_b2, alpha), sigma_w2, alpha)
 
 
 def depth_scale(activation: str, sigma_w2: float, sigma_b2: float, alpha: float | None = None) -> float:
-    """The gradient depth scale xi = -1 / ln(chi_1) (inf at chi_1 = 1; negative when exploding)."""
+    """The gradient depth scale xi = -1 / ln(chi_1) (inf at chi_1 = 1; negative when exploding; 0 at sigma_w^2 = 0)."""
     c = chi1(activation, sigma_w2, sigma_b2, alpha)
-    return math.inf if c == 1.0 else -1.0 / math.log(c)
+    return math.inf if c == 1.0 else 0.0 if c == 0.0 else -1.0 / math.log(c)
 
 
 def critical_sigma_w2(activation: str, sigma_b2: float, alpha: float | None = None,
@@ -148,10 +207,12 @@ def critical_sigma_w2(activation: str, sigma_b2: float, alpha: float | None = No
     ValueError
         If chi_1 - 1 does not change sign over ``bracket``.
     """
+    _check(activation, alpha, sigma_b2=sigma_b2)
+    lo, hi = _check_bracket(bracket)
+
     def f(s: float) -> float:
         return chi1(activation, s, sigma_b2, alpha) - 1.0
 
-    lo, hi = bracket
     if f(lo) * f(hi) > 0:
         raise ValueError(f"bracket: chi_1 - 1 has the same sign at sigma_w2 = {lo} and {hi}")
     # Near the edge chi_1 - 1 is flat (sigma_b = 0: it touches 0 at sigma_w^2 = 1),
@@ -171,6 +232,7 @@ def delta_curve(activation: str, sigma_w2: float, sigma_b2: float, depth: int, q
     numpy.ndarray
         Shape (depth,), last entry 1.
     """
+    _check(activation, alpha, sigma_w2=sigma_w2, sigma_b2=sigma_b2, depth=depth, q_in=q_in)
     qs = q_sequence(activation, sigma_w2, sigma_b2, depth, q_in, alpha)
     factors = np.array([chi(activation, q, sigma_w2, alpha) for q in qs[:-1]])
     return np.append(np.cumprod(factors[::-1])[::-1], 1.0)
@@ -186,10 +248,15 @@ def delta_slope(activation: str, sigma_w2: float, sigma_b2: float, depth: int, q
     Returns
     -------
     float
+        inf when a factor is 0 (sigma_w^2 = 0: nothing reaches the earlier layers).
     """
+    _check(activation, alpha, sigma_w2=sigma_w2, sigma_b2=sigma_b2, depth=depth, q_in=q_in)
     # log of delta_curve as a sum of logs: the product itself underflows for deep, strongly ordered nets.
     qs = q_sequence(activation, sigma_w2, sigma_b2, depth, q_in, alpha)
-    log_factors = np.log([chi(activation, q, sigma_w2, alpha) for q in qs[:-1]])
+    factors = np.array([chi(activation, q, sigma_w2, alpha) for q in qs[:-1]])
+    if np.any(factors == 0):
+        return math.inf
+    log_factors = np.log(factors)
     half_log = 0.5 * np.append(np.cumsum(log_factors[::-1])[::-1], 0.0)
     layer = np.arange(depth, dtype=np.float64) - (depth - 1) / 2
     return float(half_log @ layer / (layer @ layer)) if depth > 1 else 0.0
@@ -209,10 +276,12 @@ def finite_depth_edge(activation: str, sigma_b2: float, depth: int, q_in: float 
     ValueError
         If the slope has the same sign at both ends of ``bracket``.
     """
+    _check(activation, alpha, sigma_b2=sigma_b2, depth=depth, q_in=q_in)
+    lo, hi = _check_bracket(bracket)
+
     def f(w2: float) -> float:
         return delta_slope(activation, w2, sigma_b2, depth, q_in, alpha)
 
-    lo, hi = bracket
     if f(lo) * f(hi) > 0:
         raise ValueError(f"bracket: the theory's slope has the same sign at sigma_w2 = {lo} and {hi}")
     return float(brentq(f, lo, hi, xtol=1e-12))
@@ -222,6 +291,7 @@ def _residual_moments(activation: str, sigma_w2: float, sigma_b2: float, depth: 
                       q_in: float, alpha: float | None,
                       norm: str | None) -> tuple[np.ndarray, np.ndarray, float]:
     """q_1 .. q_L, the LayerNorm scale 1/s^2 of every layer's input (1 where none), and a."""
+    _check(activation, alpha, sigma_w2=sigma_w2, sigma_b2=sigma_b2, q_in=q_in)
     a = residual_scale(residual, check_int("depth", depth, minimum=3))
     if norm is not None:
         check_choice("norm", norm, NORMS)
@@ -293,6 +363,22 @@ def residual_delta_curve(activation: str, sigma_w2: float, sigma_b2: float, dept
     the plain input layer, by chi(q_1). The q_l are those of
     :func:`residual_q_sequence`; chi(q) = sigma_w^2 E[phi'(sqrt(q) z)^2].
 
+    **The loss it assumes.** The law holds when the gradient reaching the read-out's
+    input does not depend on the block weights: exactly for the ``probe`` loss (a
+    random back-projection) with a linear read-out, nearly when the read-out's
+    statistics hardly move with the blocks. Under ``mse`` it need not hold, and with a
+    linear read-out it fails: the output gradient h_L - y carries the stream h_L, which
+    the same blocks amplified, so it arrives along the directions J amplifies most, and
+    the ratio measures the second moment of J's spectrum instead of the first. ResMLP, depth 10, width 64, a = 1,
+    2,000 trials, E||g_1||^2 / E||g_9||^2 (99% bootstrap interval) against the law:
+    linear, ``probe`` 256.3 [254.1, 258.4] against 256; linear, ``mse`` (the ResMLP
+    default) 1089 [1075, 1104] (infinite-width free probability: 1024); tanh,
+    ``probe`` 16.1 [16.0, 16.2], ``mse`` 16.2 against 16.0; tanh blocks with a linear
+    read-out, ``mse`` 17.5 against 16.0. A saturated read-out is off under either
+    loss (linear blocks, tanh read-out: 235 against 256). docs/findings.md has the
+    rest; :func:`residual_delta_curve_for` takes a spec and warns when its loss is not
+    one the law describes.
+
     Parameters
     ----------
     activation : str
@@ -318,6 +404,73 @@ def residual_delta_curve(activation: str, sigma_w2: float, sigma_b2: float, dept
     return np.append(np.cumprod(np.array(factors)[::-1])[::-1], 1.0)
 
 
+RESIDUAL_LOSSES = ("probe",)
+"""The losses under which :func:`residual_delta_curve` describes a ResMLP's ``grad_h``."""
+
+
+def residual_delta_curve_for(spec: ResMLP, q_in: float = 1.0) -> np.ndarray:
+    """:func:`residual_delta_curve` for a :class:`fastgrad.ResMLP`; warns when it does not describe the spec's loss.
+
+    Reads the activation, sigma_w^2, sigma_b^2, depth, branch scale, norm and alpha off
+    ``spec`` (sigma_w^2 on the fan-in axis: N(0, s^2) weights have sigma_w^2 = s^2 fan_in,
+    U(-s, s) s^2 fan_in / 3, s Q (orthogonal) s^2 min(1, fan_in / fan_out)).
+
+    Parameters
+    ----------
+    spec : ResMLP
+    q_in : float
+        Mean square of the input entries (1: ``fastgrad.run`` draws N(0, 1) inputs).
+
+    Returns
+    -------
+    numpy.ndarray
+        As :func:`residual_delta_curve`.
+
+    Raises
+    ------
+    ValueError
+        Naming ``spec`` when it is not a ResMLP, when its weights are not random
+        (identity, constant, spectral), its biases a nonzero constant, or its input
+        layer's sigma_w^2 differs from its blocks' (the theory takes one).
+
+    Warns
+    -----
+    UserWarning
+        Naming the loss when it is not in :data:`RESIDUAL_LOSSES` (``mse``): the law
+        assumes an output gradient independent of the block weights.
+    """
+    if not isinstance(spec, ResMLP):
+        raise ValueError(f"spec: expected a fastgrad.ResMLP, got {type(spec).__name__}")
+    w_kind, w_scale, b_kind, b_scale = spec.layer_inits()
+    dims = spec.dims
+    variances = []
+    for layer in (0, 1):  # the input layer and the first block (every block is drawn alike)
+        kind, s, fan_in, fan_out = int(w_kind[layer]), float(w_scale[layer]), int(dims[layer]), int(dims[layer + 1])
+        if kind == NORMAL:
+            variances.append(s * s * fan_in)
+        elif kind == UNIFORM:
+            variances.append(s * s * fan_in / 3.0)
+        elif kind == ORTHOGONAL:
+            variances.append(s * s * min(1.0, fan_in / fan_out))
+        else:
+            raise ValueError(f"spec: init={spec.init!r}: the mean-field theory describes random weights "
+                             "(normal, uniform or orthogonal inits)")
+    if not math.isclose(variances[0], variances[1], rel_tol=1e-12):
+        raise ValueError(f"spec: the theory takes one sigma_w2 for every layer; this spec's input layer has "
+                         f"{variances[0]:.6g} and its blocks {variances[1]:.6g} (input_width {dims[0]} against "
+                         f"width {dims[1]})")
+    if int(b_kind[1]) == CONSTANT and float(b_scale[1]) != 0.0:
+        raise ValueError("spec: the mean-field theory describes zero-mean random biases, not bias_init='constant'")
+    sigma_b2 = float(b_scale[1]) ** 2 if int(b_kind[1]) == NORMAL else 0.0
+    if spec.loss not in RESIDUAL_LOSSES:
+        warnings.warn(f"loss={spec.loss!r}: theory.residual_delta_curve assumes an output gradient independent of "
+                      "the block weights (loss='probe'); under mse with a linear read-out it underestimates the "
+                      "growth towards the input (linear ResMLP, depth 10, width 64, a = 1: 1089 measured against "
+                      "256; docs/findings.md)", UserWarning, stacklevel=2)
+    return residual_delta_curve(spec.activation, variances[1], sigma_b2, spec.depth, spec.residual, q_in,
+                                spec.alpha, spec.norm)
+
+
 def rnn_q_sequence(activation: str, gain: float, input_scale: float, sigma_b2: float, steps: int,
                    alpha: float | None = None) -> np.ndarray:
     """Mean-field variances q_1 .. q_S of a vanilla RNN's pre-activations.
@@ -326,6 +479,7 @@ def rnn_q_sequence(activation: str, gain: float, input_scale: float, sigma_b2: f
     q_t = gain^2 E[phi(sqrt(q_{t-1}) z)^2] + input_scale^2 + sigma_b^2.
     (The mean-field treats W_hh as fresh at every step, as for an MLP.)
     """
+    _check(activation, alpha, gain=gain, input_scale=input_scale, sigma_b2=sigma_b2, steps=steps)
     qs = np.empty(steps)
     qs[0] = input_scale**2 + sigma_b2
     for t in range(1, steps):
@@ -339,6 +493,7 @@ def rnn_grad_h_curve(activation: str, gain: float, input_scale: float, sigma_b2:
 
     g_{t-1} = (g_t * phi'(z_t)) W_hh^T, so each step back multiplies by chi(q_t) = gain^2 E[phi'^2].
     """
+    _check(activation, alpha, gain=gain, input_scale=input_scale, sigma_b2=sigma_b2, steps=steps)
     qs = rnn_q_sequence(activation, gain, input_scale, sigma_b2, steps, alpha)
     factors = np.array([chi(activation, q, gain**2, alpha) for q in qs[1:]])
     return np.append(np.cumprod(factors[::-1])[::-1], 1.0)
@@ -361,7 +516,10 @@ def relu_log_jacobian(widths: list[int] | np.ndarray) -> tuple[float, float]:
     -------
     (mean, variance) : (float, float)
     """
-    beta = 5.0 * float(np.sum(1.0 / np.asarray(widths, dtype=np.float64)))
+    n = np.asarray(widths)
+    if n.ndim != 1 or n.size == 0 or not np.issubdtype(n.dtype, np.integer) or np.any(n < 1):
+        raise ValueError(f"widths: expected a non-empty sequence of integers >= 1, got {widths!r}")
+    beta = 5.0 * float(np.sum(1.0 / n.astype(np.float64)))
     return -beta / 2.0, beta
 
 
@@ -378,7 +536,7 @@ def derivative_moments(activation: str, q: float, alpha: float | None = None) ->
     -------
     (float, float)
     """
-    check_choice("activation", activation, NAMES)
+    _check(activation, alpha, q=q)
     x, w = _nodes()
     _, d = evaluate(activation, math.sqrt(min(max(q, 1e-300), 1e300)) * x, alpha)
     d2 = d * d
@@ -419,6 +577,7 @@ def spectrum_moments(activation: str, sigma_w2: float, sigma_b2: float, depth: i
     dict
         ``m1``, ``m2``, ``var`` (= m2 - m1^2).
     """
+    _check(activation, alpha, sigma_w2=sigma_w2, sigma_b2=sigma_b2, depth=depth, q_in=q_in)
     check_choice("weights", weights, tuple(WEIGHT_S1))
     s1 = WEIGHT_S1[weights]
     m1, spread = 1.0, 0.0
@@ -428,6 +587,114 @@ def spectrum_moments(activation: str, sigma_w2: float, sigma_b2: float, depth: i
         spread += (mu2 / mu1**2 - 1.0 - s1) if mu1 > 0 else math.inf
     var = m1 * m1 * spread
     return {"m1": m1, "m2": var + m1 * m1, "var": var}
+
+
+def length_map_slope(activation: str, q: float, sigma_w2: float, alpha: float | None = None) -> float:
+    """The slope of the variance map, dq_{l+1}/dq_l = sigma_w^2 d/dq E[phi(sqrt(q) z)^2], at q.
+
+    By Stein's lemma d/dq E[phi(sqrt(q) z)^2] = E[phi(x) phi'(x) x] / q with x = sqrt(q) z,
+    which is E[phi'(x)^2 + phi(x) phi''(x)]. The rate at which a change of the signal's
+    length relaxes, layer by layer (1 at every q for linear and relu nets at sigma_w^2 = 1 and 2).
+
+    Parameters
+    ----------
+    activation : str
+    q : float
+        Variance of the pre-activation (>= 0; q -> 0 gives the limit).
+    sigma_w2 : float
+    alpha : float, optional
+
+    Returns
+    -------
+    float
+    """
+    _check(activation, alpha, q=q, sigma_w2=sigma_w2)
+    x, w = _nodes()
+    root = math.sqrt(min(max(q, 1e-300), 1e300))
+    h, d = evaluate(activation, root * x, alpha)
+    return sigma_w2 * float(np.dot(w, h * d * x)) / root
+
+
+def _inverse_length_entry(activation: str, q: float, alpha: float | None) -> float:
+    """kappa(q) = E[x phi(x) / phi'(x)] / q = E[1 - phi phi'' / phi'^2], x ~ N(0, q) (tanh: exp(2 q))."""
+    x, w = _nodes()
+    root = math.sqrt(min(max(q, 1e-300), 1e300))
+    h, d = evaluate(activation, root * x, alpha)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        return float(np.dot(w, x * h / d)) / root
+
+
+def length_mode(activation: str, sigma_w2: float, sigma_b2: float, depth: int, q_in: float = 1.0,
+                alpha: float | None = None) -> np.ndarray:
+    """Predicted smallest singular value of J = dh_L/dh_0, relative to the bulk, of orthogonal nets of depth 1..L.
+
+    The length mode. Orthogonal weights W_l = sigma_w Q_l keep every direction's norm,
+    except one: a change of h's *length* changes q_l, which the variance map pulls back
+    towards its fixed point. The Jacobian of one layer is M_l = D_l W_l^T (D_l = diag phi'(z_l)),
+    its inverse W_l D_l^{-1} / sigma_w^2, and the inverse's entry along the signal's direction
+    e_l = h_l / ||h_l|| is, at large width (Stein's lemma over z_l - b_l ~ N(0, sigma_w^2 p_{l-1})),
+
+        rho_l = <e_{l-1}, M_l^{-1} e_l> = kappa(q_l) sqrt(p_{l-1} / p_l),
+        kappa(q) = E[1 - phi(x) phi''(x) / phi'(x)^2] = E[x phi(x) / phi'(x)] / q,  x ~ N(0, q),
+
+    with p_l = E[phi(sqrt(q_l) z)^2] the mean square of h_l (p_0 = ``q_in``). When this
+    direction grows fastest under J^{-1}, ||J^{-1}|| ~ prod_l rho_l, so the smallest
+    singular value s_min = 1 / ||J^{-1}|| ~ prod_l sqrt(p_l / p_{l-1}) / kappa(q_l); against
+    the bulk's root mean square sqrt(prod_l chi(q_l)) (:func:`spectrum_moments`' m1):
+
+        s_min / s_rms = prod_l sqrt(p_l / (p_{l-1} chi(q_l))) / kappa(q_l).
+
+    tanh: kappa(q) = E[cosh 2x] = exp(2 q), so at the fixed point at the edge of chaos
+    (chi_1 = 1) the mode falls by exp(-2 q*) per layer (sigma_b^2 = 1e-4: q* = 0.0457,
+    a factor 10 every 25 layers). Linear nets: every factor is exactly 1 (no mode),
+    and so for leaky relu at sigma_b^2 = 0 (phi / phi' = x). The input-output vectors of
+    the mode: the output side is nearly e_L (and the input side exactly J^{-1} e_L,
+    normalised: the input change that only rescales h_L).
+
+    Measured (scripts/length_mode.py, width 128, 100 trials, tanh at the edge, sigma_b^2 =
+    1e-4 and 1e-3): the median of log10(s_min / s_rms) lies 0.19 and 0.16 decades below
+    this at depth 8, 0.08 and 0.05 at 16, within 0.04 from depth 32 to 128, where it
+    reaches -7.4 and -14.0 (quartiles +-0.2). Below depth ~8 the mode has not left the
+    bulk (the second smallest value is close) and the smallest lies up to 0.7 decades
+    below. The product of the length map's forward slopes (:func:`length_map_slope`,
+    the mean-field d||h_L|| / d||h_0||) agrees to first order in q only and misses by
+    1.5 and 3.0 decades at depth 128: s_min is set by the inverse's growth.
+
+    Parameters
+    ----------
+    activation : str
+        phi' > 0 everywhere (J invertible): refused for relu (phi' = 0 for z < 0: J is
+        singular, half its singular values 0) and gelu (phi' changes sign).
+    sigma_w2, sigma_b2 : float
+        sigma_w2 > 0: the weights are sqrt(sigma_w2) Q, Q Haar-orthogonal (square layers).
+    depth : int
+    q_in : float
+        Mean square of the input entries (1 for N(0, 1) inputs).
+    alpha : float, optional
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (depth,): entry l - 1 for a net of l layers (every layer with ``activation``).
+        Values >= 1 say that no direction falls below the bulk (then s_min is the bulk's).
+    """
+    _check(activation, alpha, sigma_w2=sigma_w2, sigma_b2=sigma_b2, depth=depth, q_in=q_in)
+    if sigma_w2 == 0:
+        raise ValueError("sigma_w2: must be > 0 for the length mode (at 0, J = 0)")
+    probe = np.linspace(-5.0, 5.0, 101)
+    if np.any(evaluate(activation, probe, alpha)[1] <= 0):
+        raise ValueError(f"activation: {activation}'s derivative is 0 or negative somewhere, so J is not invertible "
+                         "and has no length mode (relu: half its singular values are 0); the length mode needs "
+                         "phi' > 0")
+    qs = q_sequence(activation, sigma_w2, sigma_b2, depth, q_in, alpha)
+    log_factors = np.empty(depth)
+    p_prev = q_in
+    for l, q in enumerate(qs):
+        p = gaussian_moments(activation, float(q), alpha)[0]
+        log_factors[l] = (0.5 * math.log(p / (p_prev * chi(activation, float(q), sigma_w2, alpha)))
+                          - math.log(_inverse_length_entry(activation, float(q), alpha)))
+        p_prev = p
+    return np.exp(np.cumsum(log_factors))
 
 
 def linear_gaussian_moments(depth: int, width: int) -> dict[str, float]:
@@ -448,7 +715,8 @@ def linear_gaussian_moments(depth: int, width: int) -> dict[str, float]:
     dict
         ``m1``, ``m2``, ``var``.
     """
-    n = float(width)
+    _check(depth=depth)
+    n = float(check_int("width", width))
     trace_sq, tr_a2 = n * n, n  # E (tr A)^2 and E tr A^2 for A = I
     for _ in range(depth):
         trace_sq, tr_a2 = trace_sq + 2.0 * tr_a2 / n, (trace_sq + (n + 1.0) * tr_a2) / n
@@ -480,7 +748,8 @@ def fuss_catalan_density(depth: int, points: int = 4000) -> tuple[np.ndarray, np
     density : numpy.ndarray
         The density per unit of log10(lambda): rho(x) x ln(10), to compare with histograms of log10(lambda).
     """
-    s = check_int("depth", depth)
+    _check(depth=depth, points=points)
+    s = int(depth)
     end = math.pi / (s + 1)
     # phi = end - d from near 0 (x at its largest) to near end, where x -> 0 like ((L+1) d)^(L+1): linear
     # steps on the first half, geometric ones on the second, down to x ~ 1e-300 (the mass below is

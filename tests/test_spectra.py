@@ -227,3 +227,35 @@ def test_fuss_catalan_density_has_the_fuss_catalan_moments():
         assert abs(np.trapezoid(dens * lam**2, lx) - (depth + 1)) < 5e-4 * (depth + 1)
     lx, _ = theory.fuss_catalan_density(1)
     np.testing.assert_allclose(10.0 ** lx.max(), 4.0, rtol=1e-9)  # Marchenko-Pastur's edge for one square layer
+
+
+def test_linear_orthogonal_nets_have_no_length_mode():
+    # J = sigma_w^L Q exactly: every singular value equal, as theory.length_mode's exact 1 says.
+    spec = fg.MLP(depth=9, width=24, activation="linear", init="orthogonal", sigma_w2=1.7)
+    sv = spectrum(spec, trials=6, batch=1).singular_values
+    np.testing.assert_allclose(sv, 1.7**4.5, rtol=1e-12)
+    np.testing.assert_allclose(theory.length_mode("linear", 1.7, 0.0, 9), 1.0, rtol=1e-12)
+
+
+def test_length_mode_vectors_from_numpy():
+    # J built in NumPy from each trial's arrays (column convention dh_L/dh_0). The smallest singular value's
+    # output-side vector lies along h_L (|cos| 0.79-0.95 at width 128, depths 32-64, sigma_b^2 1e-4 and
+    # 1e-3; two random directions: 0.07), and its input-side vector is J^{-1} h_L normalised, the input
+    # change that only rescales h_L (|cos| > 0.9999 there).
+    b2, depth, width, trials = 1e-3, 24, 48, 6
+    w2 = theory.critical_sigma_w2("tanh", b2)
+    spec = fg.MLP(depth=depth, width=width, activation="tanh", init="orthogonal", sigma_w2=w2, sigma_b2=b2)
+    W, b, x, _ = fg.mlp_trial_arrays(spec, seed=0, trials=trials, batch=1)
+    sv = spectrum(spec, trials=trials, batch=1).singular_values
+    for t in range(trials):
+        h, jac = x[t, 0], np.eye(width)
+        for l in range(depth):
+            z = h @ W[l][t] + b[l][t]
+            jac, h = ((1 - np.tanh(z) ** 2)[:, None] * W[l][t].T) @ jac, np.tanh(z)
+        u, s, vt = np.linalg.svd(jac)
+        np.testing.assert_allclose(s, sv[t], rtol=1e-7, atol=1e-12 * s[0])
+        assert s[-1] < 0.1 * s[-2]  # one value below the rest (here 0.005-0.034 of the next)
+        e_out = h / np.linalg.norm(h)
+        assert abs(u[:, -1] @ e_out) > 0.7  # here 0.83-0.93
+        rescale = np.linalg.solve(jac, e_out)
+        assert abs(vt[-1] @ rescale) / np.linalg.norm(rescale) > 0.999  # here > 0.99999
