@@ -5,7 +5,7 @@ import pytest
 
 import fastgrad as fg
 from fastgrad import theory
-from fastgrad.spectra import mlp_jacobian, spectrum
+from fastgrad import mlp_jacobian, spectrum
 
 
 def _forward(W, b, x, act):

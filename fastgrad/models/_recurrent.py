@@ -30,7 +30,8 @@ def sequences(x: np.ndarray, y: np.ndarray, which: str) -> tuple[np.ndarray, np.
 
 
 def sequence_training(spec: Any, data: Any, classification: bool, dt: np.dtype, lower: Callable[..., Any],
-                      gates: int, cell_biases: int, kernel: Callable[..., None]) -> TrainSetup:
+                      gates: int, cell_biases: int, kernel: Callable[..., None],
+                      recurrent_size: int | None = None) -> TrainSetup:
     """A recurrent cell's training set-up: its ``steps`` and ``inputs`` from the data, a linear read-out of its
     last K steps (``kernels/cpu_train_seq``).
 
@@ -48,6 +49,8 @@ def sequence_training(spec: Any, data: Any, classification: bool, dt: np.dtype, 
         Bias vectors of the cell (the GRU has two).
     kernel : callable
         The cell's training kernel ``kernel(net, init, seed, trial0, arrays, opt, epochs, batch, record, lo, hi)``.
+    recurrent_size : int, optional
+        Entries of the recurrent weights (default ``hidden * gates * hidden``; an IndRNN's u has ``hidden``).
 
     Returns
     -------
@@ -62,10 +65,12 @@ def sequence_training(spec: Any, data: Any, classification: bool, dt: np.dtype, 
                              f"shapes {x.shape}, {y.shape}")
     spec = dataclasses.replace(spec, inputs=data.features, steps=x.shape[1])
     net, init = lower(spec, dt.name)
-    net = net._replace(loss=TRAIN_XENT if classification else TRAIN_MSE, jacobian=cpu_rnn.NO_JACOBIAN)
+    net = net._replace(loss=TRAIN_XENT if classification else TRAIN_MSE)
+    if hasattr(net, "jacobian"):  # the compile-time choice of the cells that have one
+        net = net._replace(jacobian=cpu_rnn.NO_JACOBIAN)
     n, d, k = spec.hidden, data.features, y.shape[2]
     g = gates * n
-    size = n * g + d * g + cell_biases * g + n * k + k
+    size = (n * g if recurrent_size is None else recurrent_size) + d * g + cell_biases * g + n * k + k
     arrays = cpu_train.Data(*(np.ascontiguousarray(a, dtype=dt) for a in (x, y, x_test, y_test)))
 
     def call(seed: int, arrays: Any, opt: Any, epochs: int, batch: int, record: Any, lo: int, hi: int) -> None:
