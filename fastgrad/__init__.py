@@ -9,6 +9,8 @@ family's explicit-array routine (:func:`mlp_backprop`, ...) and trial arrays
 
 from __future__ import annotations
 
+import numpy as _np  # noqa: E402
+
 from fastgrad import data  # noqa: E402
 from fastgrad import models as _models  # noqa: E402
 from fastgrad.engine import run, trial_arrays  # noqa: E402
@@ -25,8 +27,16 @@ from fastgrad.sweep import sweep  # noqa: E402
 from fastgrad.train import TrainResult, train  # noqa: E402
 from fastgrad.version import __version__  # noqa: E402
 
-gated_trial_arrays = trial_arrays
-"""The LSTM's or GRU's trial arrays (:func:`trial_arrays`; kept under its earlier name)."""
+def gated_trial_arrays(spec: object, seed: int, trials: int | _np.ndarray, batch: int,
+                       dtype: str = "float64") -> tuple[object, ...]:
+    """An LSTM's or GRU's trial arrays: :func:`trial_arrays` under its earlier name.
+
+    Returns
+    -------
+    tuple
+        ``(W_h, W_x, b, x, y)`` (LSTM) or ``(W_h, W_x, b_ih, b_hh, x, y)`` (GRU).
+    """
+    return trial_arrays(spec, seed, trials, batch, dtype)
 
 __all__ = [
     "GRU",

@@ -18,7 +18,7 @@ from fastgrad._numba import max_threads
 from fastgrad.version import __version__
 
 DESCRIPTION = ("fastgrad: statistics of vanishing and exploding gradients over thousands of random deep "
-               "networks (MLPs, RNNs, the one-neuron chain).")
+               f"networks ({', '.join(m.spec.__name__ for m in models.REGISTRY.values())}).")
 
 
 def _depths(text: str) -> tuple[int, ...]:

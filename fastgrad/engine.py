@@ -114,7 +114,8 @@ def run(
     args = check_run(trials, batch if model.uses_batch else 1, seed, dtype, threads, first_trial)
     trials, batch, seed, dt, first_trial = args.trials, args.batch, args.seed, args.dtype, args.first_trial
     if backend == "cuda" and model.cpu_only is not None:
-        raise ValueError(f"backend: {model.name} runs on the CPU only ({model.cpu_only}); use backend='cpu'")
+        raise ValueError(f"backend: {type(spec).__name__} runs on the CPU only ({model.cpu_only}); "
+                         "use backend='cpu'")
     check_backend(backend)
     if backend == "cuda":
         return _run_cuda(model, spec, trials, batch, seed, dt, None if chunk is None else check_int("chunk", chunk),

@@ -57,14 +57,14 @@ class IndRNN:
     u_init : {"uniform", "constant", "bounded"}
         ``uniform``: u_j ~ U(u_low, u_high); ``constant``: every u_j = ``u_value``;
         ``bounded`` (Li et al.): u_j ~ U(u_bounds[0]^(1/T), u_bounds[1]^(1/T)) with T = ``u_steps``
-        (default ``steps``), so that |u_j|^T lies in ``u_bounds``: a unit's gradient over T steps
+        (default ``steps``), so that ``|u_j|^T`` lies in ``u_bounds``: a unit's gradient over T steps
         (relu, active units) is neither below u_bounds[0] nor above u_bounds[1].
     u_low, u_high : float
         The range of ``uniform`` (default 0, 1).
     u_value : float
         The value of ``constant`` (default 1).
     u_bounds : (float, float)
-        ``bounded``'s limits on |u|^T, 0 <= low <= high (default (0, 2): Li et al.'s bound against
+        ``bounded``'s limits on ``|u|^T``, 0 <= low <= high (default (0, 2): Li et al.'s bound against
         exploding, with no lower bound).
     u_steps : int, optional
         ``bounded``'s T (default ``steps``).

@@ -520,7 +520,7 @@ def dense_training(model: Model, spec: Any, data: Any, classification: bool, dt:
                    record_grad_h: bool) -> TrainSetup:
     """The MLP training kernel's set-up for an MLP or a residual MLP (``lower``: its training lowering)."""
     if data.x_train.ndim != 2:
-        raise ValueError(f"data: an {model.name} needs inputs of shape (N, features), got {data.x_train.shape}")
+        raise ValueError(f"data: an MLP or ResMLP needs inputs of shape (N, features), got {data.x_train.shape}")
     spec = dataclasses.replace(spec, input_width=data.features, output_width=data.outputs,
                                last_activation=spec.last_activation or ("linear" if classification else None))
     net, init = lower(spec, classification, dt.name)
