@@ -27,6 +27,7 @@ from fastgrad.sweep import sweep  # noqa: E402
 from fastgrad.train import TrainResult, train  # noqa: E402
 from fastgrad.version import __version__  # noqa: E402
 
+
 def gated_trial_arrays(spec: object, seed: int, trials: int | _np.ndarray, batch: int,
                        dtype: str = "float64") -> tuple[object, ...]:
     """An LSTM's or GRU's trial arrays: :func:`trial_arrays` under its earlier name.
