@@ -1,37 +1,43 @@
 """fastgrad: statistics of vanishing and exploding gradients over thousands of trials.
 
-Public API: :func:`run` with the specs :class:`MLP`, :class:`ResMLP`, :class:`Chain`,
-:class:`RNN`, :class:`LSTM` and :class:`GRU`; the explicit-array routines
-:func:`mlp_backprop`, :func:`resmlp_backprop`, :func:`chain_backprop`,
-:func:`rnn_backprop`, :func:`lstm_backprop` and :func:`gru_backprop`; Jacobian spectra
-:func:`spectrum` and :func:`mlp_jacobian`.
+Public API: :func:`run` with a model spec (:class:`MLP`, :class:`ResMLP`, :class:`Chain`,
+:class:`RNN`, :class:`LSTM`, :class:`GRU`, ... : every family of ``fastgrad.models``); each
+family's explicit-array routine (:func:`mlp_backprop`, ...) and trial arrays
+(:func:`mlp_trial_arrays`, ..., or :func:`trial_arrays` for any spec); Jacobian spectra
+:func:`spectrum` and :func:`mlp_jacobian`; sweeps, stores and training.
 """
 
 from __future__ import annotations
 
+import numpy as _np  # noqa: E402
+
 from fastgrad import data  # noqa: E402
-from fastgrad.engine import run  # noqa: E402
-from fastgrad.explicit import (  # noqa: E402
-    chain_backprop,
-    gru_backprop,
-    lstm_backprop,
-    mlp_backprop,
-    resmlp_backprop,
-    rnn_backprop,
-)
+from fastgrad import models as _models  # noqa: E402
+from fastgrad.engine import run, trial_arrays  # noqa: E402
+from fastgrad.models.chain import Chain, chain_backprop, chain_trial_arrays  # noqa: E402
+from fastgrad.models.gru import GRU, gru_backprop, gru_trial_arrays  # noqa: E402
+from fastgrad.models.lstm import LSTM, lstm_backprop, lstm_trial_arrays  # noqa: E402
+from fastgrad.models.mlp import MLP, mlp_backprop, mlp_jacobian, mlp_trial_arrays  # noqa: E402
+from fastgrad.models.resmlp import ResMLP, resmlp_backprop, resmlp_trial_arrays  # noqa: E402
+from fastgrad.models.rnn import RNN, rnn_backprop, rnn_trial_arrays  # noqa: E402
 from fastgrad.results import Result  # noqa: E402
-from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP  # noqa: E402
-from fastgrad.spectra import Spectrum, mlp_jacobian, spectrum  # noqa: E402
+from fastgrad.spectra import Spectrum, spectrum  # noqa: E402
 from fastgrad.store import load  # noqa: E402
 from fastgrad.sweep import sweep  # noqa: E402
 from fastgrad.train import TrainResult, train  # noqa: E402
-from fastgrad.trials import (  # noqa: E402
-    chain_trial_arrays,
-    gated_trial_arrays,
-    mlp_trial_arrays,
-    rnn_trial_arrays,
-)
 from fastgrad.version import __version__  # noqa: E402
+
+
+def gated_trial_arrays(spec: object, seed: int, trials: int | _np.ndarray, batch: int,
+                       dtype: str = "float64") -> tuple[object, ...]:
+    """An LSTM's or GRU's trial arrays: :func:`trial_arrays` under its earlier name.
+
+    Returns
+    -------
+    tuple
+        ``(W_h, W_x, b, x, y)`` (LSTM) or ``(W_h, W_x, b_ih, b_hh, x, y)`` (GRU).
+    """
+    return trial_arrays(spec, seed, trials, batch, dtype)
 
 __all__ = [
     "GRU",
@@ -49,16 +55,25 @@ __all__ = [
     "data",
     "gated_trial_arrays",
     "gru_backprop",
+    "gru_trial_arrays",
     "load",
     "lstm_backprop",
+    "lstm_trial_arrays",
     "mlp_backprop",
     "mlp_jacobian",
     "mlp_trial_arrays",
     "resmlp_backprop",
+    "resmlp_trial_arrays",
     "rnn_backprop",
     "rnn_trial_arrays",
     "run",
     "spectrum",
     "sweep",
     "train",
+    "trial_arrays",
 ]
+# A family added to fastgrad.models is exported here with no edit: its module's PUBLIC names.
+for _name, _value in _models.public().items():
+    if _name not in globals():
+        globals()[_name] = _value
+        __all__.append(_name)

@@ -15,13 +15,11 @@ from typing import Any, NamedTuple, TypeAlias
 import numpy as np
 import pandas as pd
 
-from fastgrad import stats, theory
+from fastgrad import models, stats, theory
 from fastgrad.store import load, manifest
 
-MAIN_METRIC = {"mlp": "delta", "chain": "grad_b", "rnn": "grad_h"}
-"""The statistic each model's decay is measured on, unless another is asked for."""
-MAIN_METRIC["lstm"] = MAIN_METRIC["gru"] = "grad_h"  # ||dLoss/dh_t||, as the vanilla RNN
-MAIN_METRIC["resmlp"] = "grad_h"  # what reaches each layer through the skips, as theory.residual_delta_curve
+MAIN_METRIC = {name: model.main_metric for name, model in models.REGISTRY.items()}
+"""The statistic each model's decay is measured on, unless another is asked for (its ``main_metric``)."""
 
 
 MEAN_FIELD_INITS = ("scaled_normal", "orthogonal")
@@ -85,7 +83,8 @@ def mean_field_axis(model: str, init: Any, x: str) -> str | None:
     {"variance", "std"} or None
         ``variance``: x is sigma_w^2; ``std``: x is sigma_w; None: the theory does not apply.
     """
-    if model != "mlp" or init not in MEAN_FIELD_INITS:
+    family = models.REGISTRY.get(model)
+    if family is None or not family.mean_field or init not in MEAN_FIELD_INITS:
         return None
     if x == "sigma_w2":
         return "variance"
@@ -140,7 +139,7 @@ def _params(frame: pd.DataFrame) -> list[str]:
 def _metric(frame: pd.DataFrame, info: dict[str, Any] | None, metric: str | None, name: str = "metric") -> str:
     if metric is None:
         if info is not None:
-            metric = MAIN_METRIC[info["model"]]
+            metric = models.named(info["model"]).main_metric
         else:
             metric = next((m for m in ("delta", "grad_h", "grad_b") if m in frame.columns), None)
     if metric is None or metric not in frame.columns:
@@ -304,11 +303,14 @@ def _theory_edge(frame: pd.DataFrame, info: dict[str, Any] | None, x: str, row: 
                  layers: int) -> tuple[float, float]:
     """The mean-field edges (finite depth, infinite depth) in ``x``'s units, where they apply; nan otherwise."""
     nan = (float("nan"), float("nan"))
-    is_mlp = info["model"] == "mlp" if info is not None else "delta" in frame.columns and "grad_h" not in frame
+    # A bare frame: the fully connected nets' statistics (delta, no grad_h) stand for a mean-field model.
+    fully_connected = "delta" in frame and "grad_h" not in frame
+    name = info["model"] if info is not None else next(
+        (n for n, m in models.REGISTRY.items() if m.mean_field), "") if fully_connected else ""
     # The init (the row's, when it is an axis); no init column: the MLP's default, xavier_normal, which
     # sigma_w does not scale.
     inits = [row["init"]] if "init" in row else frame["init"].unique() if "init" in frame.columns else []
-    axis = mean_field_axis("mlp" if is_mlp else "", str(inits[0]), x) if len(inits) == 1 else None
+    axis = mean_field_axis(name, str(inits[0]), x) if len(inits) == 1 else None
     if axis is None:
         return nan
     acts = frame["activation"].unique() if "activation" in frame.columns else ["tanh"]

@@ -13,11 +13,12 @@ import numba
 import numpy as np
 import pandas as pd
 
+from fastgrad import models
 from fastgrad._numba import max_threads
 from fastgrad.version import __version__
 
 DESCRIPTION = ("fastgrad: statistics of vanishing and exploding gradients over thousands of random deep "
-               "networks (MLPs, RNNs, the one-neuron chain).")
+               f"networks ({', '.join(m.spec.__name__ for m in models.REGISTRY.values())}).")
 
 
 def _depths(text: str) -> tuple[int, ...]:
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a grid of configurations into a resumable store",
                        description="Grid parameters are given as --NAME VALUES (e.g. --depth 1:60 "
                                    "--activation tanh,relu --sigma-w 0.5:3:0.1) and/or --grid FILE.")
-    p.add_argument("--model", default="mlp", choices=["mlp", "resmlp", "rnn", "lstm", "gru", "chain"])
+    p.add_argument("--model", default="mlp", choices=list(models.REGISTRY))
     p.add_argument("--grid", help="TOML or JSON file with the grid")
     p.add_argument("--trials", type=int, default=100)
     p.add_argument("--batch", type=int, default=32)
@@ -277,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("warmup", help="compile kernels ahead of time (they are cached on disk)",
                        description="Compile the statistics kernels for the given models, dtypes and activations, "
                                    "so that later runs in any process on this machine start at once.")
-    p.add_argument("--model", default="mlp,resmlp,rnn,lstm,gru,chain",
+    p.add_argument("--model", default=",".join(models.REGISTRY),
                    help="comma-separated: mlp, resmlp, rnn, lstm, gru, chain (default all)")
     p.add_argument("--dtype", default="float64", help="comma-separated: float32, float64 (default float64)")
     p.add_argument("--activation", default="tanh,relu,sigmoid", help="comma-separated activation names")

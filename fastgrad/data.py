@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastgrad.specs import MLP, check_int
+from fastgrad.checks import check_int
+from fastgrad.models.mlp import MLP
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def teacher(task: str = "classification", samples: int = 2000, features: int = 1
     -------
     Dataset
     """
-    from fastgrad.trials import mlp_trial_arrays  # the package's own generator, trial 0 of ``seed``
+    from fastgrad.models.mlp import mlp_trial_arrays  # the package's own generator, trial 0 of ``seed``
 
     if task not in ("classification", "regression"):
         raise ValueError(f"task: unknown {task!r}; choose classification or regression")

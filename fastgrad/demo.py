@@ -13,8 +13,13 @@ from tqdm import tqdm
 from fastgrad import plot, stats, theory
 from fastgrad._numba import max_threads
 from fastgrad.engine import run
+from fastgrad.models.chain import Chain
+from fastgrad.models.gru import GRU
+from fastgrad.models.lstm import LSTM
+from fastgrad.models.mlp import MLP
+from fastgrad.models.resmlp import ResMLP
+from fastgrad.models.rnn import RNN
 from fastgrad.results import Result
-from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP
 from fastgrad.version import __version__
 from fastgrad.warmup import Job, compile_jobs, describe
 

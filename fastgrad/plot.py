@@ -25,7 +25,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
-from fastgrad.analysis import MAIN_METRIC  # noqa: E402
+from fastgrad import models  # noqa: E402
+from fastgrad.analysis import MAIN_METRIC, MEAN_FIELD_INITS  # noqa: E402
 from fastgrad.results import Result  # noqa: E402
 from fastgrad.stats import decay_curve  # noqa: E402
 
@@ -402,10 +403,17 @@ def _evenly(n: int, most: int) -> list[int]:
     return [int(i) for i in np.unique(np.linspace(0, n - 1, min(most, n)).round().astype(int))] if n else []
 
 
+def _mean_field_init(grid: dict[str, Any]) -> bool:
+    """Whether a sweep's single weight init is one mean-field theory's sigma_w^2 describes (scaled normal,
+    orthogonal: :data:`fastgrad.analysis.MEAN_FIELD_INITS`)."""
+    inits = grid.get("init", [])
+    return len(inits) == 1 and inits[0] in MEAN_FIELD_INITS
+
+
 def _setting(info: dict[str, Any], frame: pd.DataFrame, pinned: dict[str, Any] | None = None) -> str:
     """What a sweep's figure shows: the model, every single-valued grid setting (and ``pinned``), the trials."""
     grid = info["grid"]
-    recurrent = info["model"] in ("rnn", "lstm", "gru")
+    recurrent = models.named(info["model"]).recurrent
     parts = [info["model"]]
     if not ({"depth", "steps"} & set(grid)):
         parts.append(f"{int(frame['layer'].max())} {'steps' if recurrent else 'layers'}")
@@ -477,7 +485,7 @@ def sweep_curves(frame: pd.DataFrame, info: dict[str, Any], metric: str, per_pan
         notes.append(f"{len(shown)} of {len(grid[colour_by])} values of {colour_by}, evenly spread")
     if len(picked) < len(keys):
         notes.append(f"{len(picked)} of {len(keys)} panels, evenly spread over {', '.join(others)}")
-    recurrent = info["model"] in ("rnn", "lstm", "gru")
+    recurrent = models.named(info["model"]).recurrent
     what = (f"{metric} relative to the last {'step' if recurrent else 'layer'}, median over trials"
             + (f"; colour: {colour_by}, the same in every panel" if colour_by and others else ""))
     title = textwrap.fill(f"{_setting(info, frame)}: {what}" + (f" ({'; '.join(notes)})" if notes else ""), 120)
@@ -549,8 +557,8 @@ def plot_store(store: str | Path, out: str | Path | None = None) -> list[Path]:
         critical = None
         grid = info["grid"]
         variances = (xa, ya) == ("sigma_w2", "sigma_b2")
-        if (model == "mlp" and (variances or (xa, ya) == ("sigma_w", "sigma_b"))
-                and grid.get("init") == ["scaled_normal"] and len(grid.get("activation", ["tanh"])) == 1):
+        if (models.named(model).mean_field and (variances or (xa, ya) == ("sigma_w", "sigma_b"))
+                and _mean_field_init(grid) and len(grid.get("activation", ["tanh"])) == 1):
             act = grid.get("activation", ["tanh"])[0]
             b2 = np.linspace(min(ys), max(ys), 31) if variances else np.linspace(min(ys) ** 2, max(ys) ** 2, 31)
             layers = int(frame["layer"].max())
@@ -634,7 +642,7 @@ def _rate_figure(store: str | Path, info: dict[str, Any], frame: pd.DataFrame, x
     table = decay_table(frame, metric=metric, n_boot=200)
     grid = info["grid"]
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if (info["model"] == "mlp" and x in ("sigma_w2", "sigma_w") and grid.get("init") == ["scaled_normal"]
+    if (models.named(info["model"]).mean_field and x in ("sigma_w2", "sigma_w") and _mean_field_init(grid)
             and len(grid.get("activation", ["tanh"])) == 1):
         act = grid.get("activation", ["tanh"])[0]
         b = next((float(grid[n][0]) for n in ("sigma_b2", "sigma_b") if n in grid), 0.0)
@@ -647,7 +655,7 @@ def _rate_figure(store: str | Path, info: dict[str, Any], frame: pd.DataFrame, x
         curves["theory, infinite depth: -ln(chi_1) / 2"] = (xs, np.array([-0.5 * np.log(theory.chi1(act, v, b2))
                                                                           for v in w2]))
     fig = rate_curve(table, x, curves, title=f"{info['model']} sweep: decay rate of {metric}",
-                     unit="step" if info["model"] in ("rnn", "lstm", "gru") else "layer")
+                     unit="step" if models.named(info["model"]).recurrent else "layer")
     return save(fig, out / "decay_rate")
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from fastgrad.data import Dataset
-from fastgrad.specs import MLP, ResMLP
+from fastgrad.models.mlp import MLP
+from fastgrad.models.resmlp import ResMLP
 from fastgrad.train import TrainResult, train
 
 BASELINE: dict[str, Any] = {"activation": "sigmoid", "init": "normal", "sigma_w": 1.0, "sigma_b": 1.0}
@@ -100,7 +101,7 @@ def run_rnn_remedies(data: Dataset, hidden: int = 32, epochs: int = 10, trials: 
         One row per configuration: fraction diverged, median first and final loss, and the
         median first-epoch ||dL/dh_1|| / ||dL/dh_S|| (vanishing < 1 < exploding).
     """
-    from fastgrad.specs import RNN
+    from fastgrad.models.rnn import RNN
 
     steps = int(data.x_train.shape[1])
     results: dict[str, TrainResult] = {}
@@ -194,7 +195,9 @@ def run_cures_training(data: Dataset, hidden: int = 64, epochs: int = 15, trials
         (and, for classification, held-out accuracy), the mean predictor's loss, the
         fraction diverged, and seconds of training.
     """
-    from fastgrad.specs import GRU, LSTM, RNN
+    from fastgrad.models.gru import GRU
+    from fastgrad.models.lstm import LSTM
+    from fastgrad.models.rnn import RNN
 
     cells = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
     steps = int(data.x_train.shape[1])

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fastgrad import lowering
-from fastgrad.executor import check_dtype, check_threads, run_blocks, run_chunks, threads_context
-from fastgrad.kernels import cpu_spectrum
-from fastgrad.specs import GRU, LSTM, MLP, RNN, ResMLP, check_int
+from fastgrad import models
+from fastgrad.checks import check_int
+from fastgrad.executor import check_run, run_chunks
+from fastgrad.models.mlp import MLP
 from fastgrad.version import __version__
 
 SPECTRUM_CHUNK = 1024
@@ -45,7 +45,7 @@ class Spectrum:
     """
 
     singular_values: np.ndarray
-    spec: MLP | ResMLP | RNN | LSTM | GRU
+    spec: Any
     seed: int
     trials: int
     dtype: str = "float64"
@@ -135,7 +135,7 @@ class Spectrum:
                              "var_squared": self.var_squared})
 
 
-def spectrum(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int = 32, seed: int = 0, dtype: str = "float64",
+def spectrum(spec: Any, trials: int, batch: int = 32, seed: int = 0, dtype: str = "float64",
              threads: int | None = None, chunk: int | None = None, step: int = 1, first_trial: int = 0) -> Spectrum:
     """The singular values of the Jacobian of ``trials`` random networks of ``spec``.
 
@@ -167,93 +167,17 @@ def spectrum(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int = 32
     -------
     Spectrum
     """
-    if not isinstance(spec, (MLP, ResMLP, RNN, LSTM, GRU)):
-        raise ValueError(f"spec: spectra are computed for fastgrad.MLP, ResMLP, RNN, LSTM and GRU, "
-                         f"got {type(spec).__name__}")
-    trials = check_int("trials", trials)
-    batch = check_int("batch", batch)
-    seed = check_int("seed", seed, minimum=0)
-    first_trial = check_int("first_trial", first_trial, minimum=0)
-    dt = check_dtype(dtype)
+    model = models.of(spec)
+    if not model.spectrum:
+        known = ", ".join(m.spec.__name__ for m in models.REGISTRY.values() if m.spectrum)
+        raise ValueError(f"spec: spectra are computed for {known}, got {type(spec).__name__}")
+    args = check_run(trials, batch, seed, dtype, threads, first_trial)
+    trials, seed, dt = args.trials, args.seed, args.dtype
     chunk = SPECTRUM_CHUNK if chunk is None else check_int("chunk", chunk)
-    if threads is not None:
-        check_threads(threads)
-    block = _block(spec, trials, batch, seed, dt.name, step, first_trial)
-    n_threads, compile_seconds, run_seconds = run_chunks(block, block.key, trials, chunk, threads)
-    return Spectrum(block.sv, spec=spec, seed=seed, trials=trials, dtype=dt.name, threads=n_threads,
+    block, sv, key = model.spectrum_block(spec, trials, args.batch, seed, dt.name, step, args.first_trial)
+    n_threads, compile_seconds, run_seconds = run_chunks(block, key, trials, chunk, threads)
+    return Spectrum(sv, spec=spec, seed=seed, trials=trials, dtype=dt.name, threads=n_threads,
                     compile_seconds=compile_seconds, run_seconds=run_seconds)
-
-
-class _Block:
-    """One spectrum kernel call over trials lo .. hi - 1, its output rows ``sv`` and its kernel's ``key``."""
-
-    def __init__(self, call: Any, sv: np.ndarray, key: tuple[Any, ...]) -> None:
-        self.call, self.sv, self.key = call, sv, key
-
-    def __call__(self, lo: int, hi: int) -> None:
-        self.call(lo, hi)
-
-
-def _block(spec: MLP | ResMLP | RNN | LSTM | GRU, trials: int, batch: int, seed: int, dtype: str, step: int,
-           first: int = 0) -> _Block:
-    """The kernel call of ``spec``'s spectra (validating ``step`` for recurrent models)."""
-    if isinstance(spec, (MLP, ResMLP)) and step != 1:
-        raise ValueError(f"step: applies to recurrent models (RNN, LSTM, GRU); a {type(spec).__name__}'s J is "
-                         "dh_L/dh_0")
-    if isinstance(spec, ResMLP):
-        res_net, res_init = lowering.resmlp(spec, dtype)
-        sv = np.empty((trials, int(min(spec.dims[0], spec.dims[-1]))), dtype=dtype)
-        return _Block(lambda lo, hi: cpu_spectrum.resmlp_generated(res_net, res_init, seed, first, batch, sv, lo, hi),
-                      sv, (cpu_spectrum.resmlp_generated, dtype, res_net.hidden, res_net.last, res_init.draw))
-    if isinstance(spec, MLP):
-        net, init = lowering.mlp(spec, dtype)
-        sv = np.empty((trials, int(min(spec.dims[0], spec.dims[-1]))), dtype=dtype)
-        return _Block(lambda lo, hi: cpu_spectrum.mlp_generated(net, init, seed, first, batch, sv, lo, hi), sv,
-                      (cpu_spectrum.mlp_generated, dtype, net.hidden, net.last, init.draw))
-    step = check_int("step", step)
-    if step > spec.steps:
-        raise ValueError(f"step: must be 1..{spec.steps} (the spec's steps), got {step}")
-    sv = np.empty((trials, spec.hidden), dtype=dtype)
-    if isinstance(spec, RNN):
-        rnet, rinit = lowering.rnn(spec, dtype)
-        return _Block(lambda lo, hi: cpu_spectrum.rnn_generated(rnet, rinit, seed, first, spec.steps, batch, step, sv,
-                                                                lo, hi),
-                      sv, (cpu_spectrum.rnn_generated, dtype, rnet.act, rinit.draw))
-    gnet, ginit = lowering.gated(spec, dtype)
-    kernel = cpu_spectrum.lstm_generated if isinstance(spec, LSTM) else cpu_spectrum.gru_generated
-    return _Block(lambda lo, hi: kernel(gnet, ginit, seed, first, spec.steps, batch, step, sv, lo, hi), sv,
-                  (kernel, dtype, ginit.draw))
-
-
-def mlp_jacobian(W: np.ndarray | Sequence[np.ndarray], b: np.ndarray | Sequence[np.ndarray], x: np.ndarray,
-                 activation: str = "tanh", last_activation: str | None = None, alpha: float | None = None,
-                 threads: int | None = None) -> np.ndarray:
-    """J = dh_L/dh_0 of given MLPs at the first row of each trial's x, as row-vector Jacobians (T, n_0, n_L).
-
-    ``J[t][i, k] = dh_L[k] / dh_0[i]``; its transpose is the usual (n_L, n_0) Jacobian.
-
-    Parameters
-    ----------
-    W, b, x, activation, last_activation, alpha, threads
-        As for :func:`fastgrad.mlp_backprop` (no targets needed).
-
-    Returns
-    -------
-    numpy.ndarray
-        Float64 (T, n_0, n_L).
-    """
-    from fastgrad.explicit import _mlp_arrays
-
-    x = np.asarray(x)
-    dims, w_flat, b_flat, x, _ = _mlp_arrays(W, b, x, np.zeros(x.shape[:2] + (np.asarray(W[-1]).shape[-1],),
-                                                                 dtype=x.dtype),
-                                             activation, "mse", last_activation, alpha)
-    net = lowering.mlp_net(dims, activation, last_activation, alpha, "mse", x.dtype.name)
-    jac = np.empty((x.shape[0], int(dims[0]), int(dims[-1])))
-    with threads_context(threads) as n_threads:
-        run_blocks(lambda lo, hi: cpu_spectrum.mlp_explicit(net, w_flat, b_flat, x, jac, lo, hi), 0, x.shape[0],
-                   n_threads)
-    return jac
 
 
 ISOMETRY_NETS: dict[str, tuple[str, float]] = {

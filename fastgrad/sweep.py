@@ -29,17 +29,12 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
-from fastgrad import rng
+from fastgrad import models, rng
 from fastgrad import store as store_module
-from fastgrad.engine import SCALE_FIELDS, check_backend, run, run_cells, shares_draws
+from fastgrad.checks import check_float, check_int
+from fastgrad.engine import check_backend, run, run_cells
 from fastgrad.executor import check_dtype, check_threads
-from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP, check_float, check_int
 from fastgrad.version import __version__
-
-MODELS: dict[str, type] = {"mlp": MLP, "rnn": RNN, "chain": Chain}
-MODELS["resmlp"] = ResMLP
-MODELS["lstm"] = LSTM
-MODELS["gru"] = GRU
 
 
 @dataclass
@@ -106,11 +101,11 @@ def expand_grid(model: str, grid: dict[str, Any]) -> list[dict[str, Any]]:
 
     Parameters
     ----------
-    model : {"mlp", "resmlp", "rnn", "lstm", "gru", "chain"}
+    model : str
+        A model family's name (``fastgrad.models.REGISTRY``).
     grid : dict
         Parameter name -> a value or a list of values. Names are the fields of the
-        model's spec (:class:`fastgrad.MLP`, :class:`fastgrad.ResMLP`, :class:`fastgrad.RNN`,
-        :class:`fastgrad.LSTM`, :class:`fastgrad.GRU` or :class:`fastgrad.Chain`).
+        model's spec (:class:`fastgrad.MLP`, :class:`fastgrad.RNN`, ...).
 
     Returns
     -------
@@ -121,11 +116,10 @@ def expand_grid(model: str, grid: dict[str, Any]) -> list[dict[str, Any]]:
     ValueError
         Naming the unknown parameter, the empty range or the bad value.
     """
-    if model not in MODELS:
-        raise ValueError(f"model: unknown {model!r}; choose one of {', '.join(MODELS)}")
+    family = models.named(model)
     if not isinstance(grid, dict) or not grid:
         raise ValueError("grid: expected a non-empty dict of parameter -> values")
-    cls = MODELS[model]
+    cls = family.spec
     known = [f.name for f in dataclasses.fields(cls) if f.init]
     axes: dict[str, list[Any]] = {}
     for name, values in grid.items():
@@ -176,7 +170,7 @@ def _compute_timed(model: str, params: dict[str, Any], trials: int, batch: int, 
                    backend: str, threads: int | None, spectrum: bool, first_trial: int) -> tuple[dict[str, np.ndarray],
                                                                                                   float]:
     """:func:`compute_cell` and its run time in seconds (compiling and loading kernels excluded)."""
-    spec = MODELS[model](**params)
+    spec = models.named(model).spec(**params)
     res = run(spec, trials=trials, batch=batch, seed=seed, dtype=dtype,
               backend=backend,  # type: ignore[arg-type]
               threads=threads, first_trial=first_trial)
@@ -203,7 +197,7 @@ sharing draws saves little more beyond (the draws' share of a trial is divided b
 
 
 def sweep(
-    model: Literal["mlp", "resmlp", "rnn", "lstm", "gru", "chain"] = "mlp",
+    model: str = "mlp",
     grid: dict[str, Any] | None = None,
     trials: int = 100,
     batch: int = 32,
@@ -233,7 +227,8 @@ def sweep(
 
     Parameters
     ----------
-    model : {"mlp", "resmlp", "rnn", "lstm", "gru", "chain"}
+    model : str
+        A model family's name (``fastgrad.models.REGISTRY``: mlp, resmlp, rnn, lstm, gru, chain, ...).
     grid : dict
         Parameter -> value or list of values (see :func:`expand_grid`).
     trials, batch, seed : int
@@ -281,17 +276,17 @@ def sweep(
     batch = check_int("batch", batch)
     seed = check_int("seed", seed, minimum=0)
     dt = check_dtype(dtype).name
-    from fastgrad.engine import CPU_ONLY
-
-    if backend == "cuda" and MODELS[model] in CPU_ONLY:
-        raise ValueError(f"backend: {model} runs on the CPU only ({CPU_ONLY[MODELS[model]]}); use backend='cpu'")
+    family = models.named(model)
+    if backend == "cuda" and family.cpu_only is not None:
+        raise ValueError(f"backend: {model} runs on the CPU only ({family.cpu_only}); use backend='cpu'")
     check_backend(backend)
     if executor not in ("local", "dask"):
         raise ValueError(f"executor: unknown {executor!r}; choose local or dask")
     if not isinstance(spectrum, (bool, np.bool_)):
         raise ValueError(f"spectrum: expected True or False, got {spectrum!r}")
-    if spectrum and (model == "chain" or backend != "cpu"):
-        raise ValueError(f"spectrum: Jacobian spectra are computed for mlp, resmlp, rnn, lstm and gru, on the CPU; "
+    if spectrum and (not family.spectrum or backend != "cpu"):
+        known = ", ".join(name for name, m in models.REGISTRY.items() if m.spectrum)
+        raise ValueError(f"spectrum: Jacobian spectra are computed for {known}, on the CPU; "
                          f"got model {model!r}, backend {backend!r}")
     save_every = check_float("save_every", save_every)
     if save_every < 0:
@@ -302,7 +297,8 @@ def sweep(
     canonical_grid = {k: sorted({json.dumps(c[k]): c[k] for c in cells}.values(), key=_order)
                       for k in sorted(cells[0])}
     manifest = {"model": model, "grid": canonical_grid, "seed": seed, "trials": trials, "batch": batch,
-                "dtype": dt, "generator": rng.generator("float64" if model == "chain" else dt), "version": __version__}
+                "dtype": dt, "generator": rng.generator("float64" if family.float64_draws else dt),
+                "version": __version__}
     if spectrum:  # only when asked: stores written before the option keep their identity
         manifest["spectrum"] = True
     if any(c.get("init") in ("orthogonal", "identity") and (c.get("sigma_w") is not None or c.get("sigma_w2")
@@ -323,8 +319,8 @@ def sweep(
     try:
         with _sigterm_as_interrupt():
             if executor == "local":
-                shared = _compute is None and model == "mlp" and backend == "cpu" and not spectrum
-                groups = _share_draws(todo) if shared else [[p] for p in todo]
+                shared = _compute is None and family.scale_fields and backend == "cpu" and not spectrum
+                groups = _share_draws(family, todo) if shared else [[p] for p in todo]
                 pace = _Pace(threads)
                 for group in groups:
                     run.local_group(group, pace, lambda g, lo, m: _chunk(g, lo, m, model, batch, seed, dt, backend,
@@ -371,8 +367,8 @@ def _chunk(group: list[dict[str, Any]], lo: int, m: int, model: str, batch: int,
            custom: Callable[..., dict[str, np.ndarray]] | None) -> tuple[list[dict[str, np.ndarray]], float]:
     """Trials lo .. lo + m - 1 of every cell of a group: their statistics and the run time (compiling excluded)."""
     if len(group) > 1:  # cells that differ only in scales: one draw per trial for all of them
-        results = run_cells([MLP(**p) for p in group], trials=m, batch=batch, seed=seed, dtype=dtype,
-                            threads=threads, first_trial=lo)
+        results = run_cells([models.named(model).spec(**p) for p in group], trials=m, batch=batch, seed=seed,
+                            dtype=dtype, threads=threads, first_trial=lo)
         return [dict(r.arrays) for r in results], sum(r.run_seconds for r in results)
     if custom is not None:
         t0 = time.perf_counter()
@@ -527,18 +523,18 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _share_draws(todo: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The MLP cells to run, grouped: cells that differ only in scales together (engine.run_cells).
+def _share_draws(family: models.Model, todo: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The cells to run, grouped: cells that differ only in scales together (engine.run_cells).
 
     Groups keep the grid's order of first appearance and hold at most :data:`GROUP_CELLS` cells.
     """
     groups: dict[str, list[dict[str, Any]]] = {}
     for params in todo:
-        key = json.dumps({k: v for k, v in params.items() if k not in SCALE_FIELDS}, sort_keys=True)
+        key = json.dumps({k: v for k, v in params.items() if k not in family.scale_fields}, sort_keys=True)
         groups.setdefault(key, []).append(params)
     out = []
     for group in groups.values():
-        if not shares_draws([MLP(**p) for p in group]):
+        if not family.shares_draws([family.spec(**p) for p in group]):
             out += [[p] for p in group]
             continue
         out += [group[i:i + GROUP_CELLS] for i in range(0, len(group), GROUP_CELLS)]

@@ -30,7 +30,6 @@ from fastgrad.codes import CONSTANT, NORMAL, ORTHOGONAL, UNIFORM
 from fastgrad.specs import (
     LAYER_NORM_EPS,
     NORMS,
-    ResMLP,
     check_alpha,
     check_choice,
     check_float,
@@ -408,7 +407,7 @@ RESIDUAL_LOSSES = ("probe",)
 """The losses under which :func:`residual_delta_curve` describes a ResMLP's ``grad_h``."""
 
 
-def residual_delta_curve_for(spec: ResMLP, q_in: float = 1.0) -> np.ndarray:
+def residual_delta_curve_for(spec: Any, q_in: float = 1.0) -> np.ndarray:
     """:func:`residual_delta_curve` for a :class:`fastgrad.ResMLP`; warns when it does not describe the spec's loss.
 
     Reads the activation, sigma_w^2, sigma_b^2, depth, branch scale, norm and alpha off
@@ -439,7 +438,7 @@ def residual_delta_curve_for(spec: ResMLP, q_in: float = 1.0) -> np.ndarray:
         Naming the loss when it is not in :data:`RESIDUAL_LOSSES` (``mse``): the law
         assumes an output gradient independent of the block weights.
     """
-    if not isinstance(spec, ResMLP):
+    if not hasattr(spec, "residual_scale") or not hasattr(spec, "layer_inits"):  # a residual MLP's spec
         raise ValueError(f"spec: expected a fastgrad.ResMLP, got {type(spec).__name__}")
     w_kind, w_scale, b_kind, b_scale = spec.layer_inits()
     dims = spec.dims

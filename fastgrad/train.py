@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -10,12 +9,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from fastgrad import lowering
+from fastgrad import models
+from fastgrad.checks import check_choice, check_float, check_int
 from fastgrad.codes import ADAM, MOMENTUM, NESTEROV, RMSPROP, SGD
 from fastgrad.data import Dataset
-from fastgrad.executor import check_dtype, run_blocks, threads_context
-from fastgrad.kernels import cpu_train, cpu_train_seq
-from fastgrad.specs import GRU, LSTM, MLP, RNN, ResMLP, check_choice, check_float, check_int
+from fastgrad.executor import check_run, run_blocks, threads_context
+from fastgrad.kernels import cpu_train
 from fastgrad.version import __version__
 
 OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adam": ADAM, "rmsprop": RMSPROP}
@@ -58,7 +57,7 @@ class TrainResult:
     grad_w: np.ndarray
     grad_b: np.ndarray
     diverged: np.ndarray
-    spec: MLP | ResMLP | RNN | LSTM | GRU
+    spec: Any
     config: dict[str, Any]
     seed: int
     seconds: float
@@ -97,7 +96,7 @@ class TrainResult:
 
 
 def train(
-    spec: MLP | ResMLP | RNN | LSTM | GRU,
+    spec: Any,
     data: Dataset,
     optimizer: Literal["sgd", "momentum", "nesterov", "adam", "rmsprop"] = "sgd",
     lr: float = 0.1,
@@ -169,8 +168,10 @@ def train(
     -------
     TrainResult
     """
-    if not isinstance(spec, (MLP, ResMLP, RNN, LSTM, GRU)):
-        raise ValueError(f"spec: expected fastgrad.MLP, ResMLP, RNN, LSTM or GRU, got {type(spec).__name__}")
+    model = models.of(spec)
+    if not model.trainable:
+        known = ", ".join(m.spec.__name__ for m in models.REGISTRY.values() if m.trainable)
+        raise ValueError(f"spec: fastgrad.train trains {known}, got {type(spec).__name__}")
     if not isinstance(data, Dataset):
         raise ValueError(f"data: expected fastgrad.data.Dataset, got {type(data).__name__}")
     check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
@@ -184,44 +185,28 @@ def train(
     weight_decay = check_float("weight_decay", weight_decay)
     clip = 0.0 if clip_norm is None else check_float("clip_norm", clip_norm, positive=True)
     epochs = check_int("epochs", epochs)
-    batch = check_int("batch", batch)
-    trials = check_int("trials", trials)
-    seed = check_int("seed", seed, minimum=0)
-    dt = check_dtype(dtype)
+    args = check_run(trials, batch, seed, dtype, threads)
+    batch, trials, seed, dt = args.batch, args.trials, args.seed, args.dtype
     if batch > data.x_train.shape[0]:
         raise ValueError(f"batch: {batch} is more than the {data.x_train.shape[0]} training samples")
     config = {"optimizer": optimizer, "lr": lr, "momentum": momentum, "betas": (beta1, beta2), "eps": eps,
               "alpha": alpha, "weight_decay": weight_decay, "clip_norm": clip_norm, "epochs": epochs, "batch": batch,
               "trials": trials, "data": data.name, "dtype": dt.name}
     opt = cpu_train.Optimizer(OPTIMIZERS[optimizer], lr, momentum, weight_decay, clip, beta1, beta2, eps, alpha)
-    if isinstance(spec, (RNN, LSTM, GRU)):
-        return _train_sequence(spec, data, opt, epochs, batch, trials, seed, dt, threads, config)
-    if data.x_train.ndim != 2:
-        raise ValueError(f"data: an MLP or ResMLP needs inputs of shape (N, features), got {data.x_train.shape}")
     classification = data.task == "classification"
-    spec = dataclasses.replace(
-        spec, input_width=data.features, output_width=data.outputs,
-        last_activation=spec.last_activation or ("linear" if classification else None))
-    residual = isinstance(spec, ResMLP)
-    net, init = (lowering.resmlp_training(spec, classification, dt.name) if isinstance(spec, ResMLP)
-                 else lowering.mlp_training(spec, classification, dt.name))
-    depth = spec.depth
-    dims = spec.dims
-    n_params = int(np.sum(dims[:-1] * dims[1:]) + np.sum(dims[1:]))
-    record = _record(trials, epochs, n_params, (depth, depth), depth if residual else 0, dt)
-    arrays = cpu_train.Data(*(np.ascontiguousarray(a, dtype=dt)
-                              for a in (data.x_train, data.y_train, data.x_test, data.y_test)))
+    setup = model.train_setup(spec, data, classification, dt)
+    record = _record(trials, epochs, setup.n_params, setup.layers, setup.steps, dt)
+    arrays = cpu_train.Data(*setup.arrays)
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
-        run_blocks(lambda lo, hi: cpu_train.train_mlp(net, init, seed, 0, arrays, opt, epochs, batch, record, lo, hi),
-                   0, trials, n_threads)
+        run_blocks(lambda lo, hi: setup.call(seed, arrays, opt, epochs, batch, record, lo, hi), 0, trials, n_threads)
         seconds = time.perf_counter() - t0
     acc = record.accuracy
     if not classification:
         acc[:] = np.nan
-    return TrainResult(record.loss, acc, record.test_accuracy, record.grad_w, record.grad_b, record.diverged, spec,
-                       config, seed, seconds, __version__, record.params0, record.params1,
-                       record.grad_h if residual else None)
+    return TrainResult(record.loss, acc, record.test_accuracy, record.grad_w, record.grad_b, record.diverged,
+                       setup.spec, config, seed, seconds, __version__, record.params0, record.params1,
+                       record.grad_h if setup.steps else None)
 
 
 def _check_betas(betas: Any) -> tuple[float, float]:
@@ -243,47 +228,3 @@ def _record(trials: int, epochs: int, n_params: int, layers: tuple[int, int], st
                             np.empty((trials, epochs)), np.empty((trials, epochs)), np.empty((trials, epochs)),
                             np.empty((trials, epochs, layers[0])), np.empty((trials, epochs, layers[1])),
                             np.empty((trials, epochs if steps else 0, steps)), np.empty(trials, dtype=np.int64))
-
-
-def _sequences(x: np.ndarray, y: np.ndarray, which: str) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (N, S, d) and targets (N, K, k) of one split, K = 1 for targets of shape (N, k)."""
-    if x.ndim != 3:
-        raise ValueError(f"data: an RNN, LSTM or GRU trains on sequences (N, steps, features), got {which} inputs "
-                         f"of shape {x.shape}")
-    if y.ndim == 2:
-        y = y[:, None, :]
-    if y.ndim != 3 or y.shape[0] != x.shape[0] or not 1 <= y.shape[1] <= x.shape[1]:
-        raise ValueError(f"data: {which} targets must be (N, outputs) or (N, K, outputs) with 1 <= K <= steps "
-                         f"for inputs {x.shape}, got {y.shape}")
-    return x, y
-
-
-def _train_sequence(spec: RNN | LSTM | GRU, data: Dataset, opt: cpu_train.Optimizer, epochs: int, batch: int,
-                    trials: int, seed: int, dt: np.dtype, threads: int | None, config: dict[str, Any]) -> TrainResult:
-    """A recurrent cell with a linear read-out of its last K steps, trained by BPTT (``kernels/cpu_train_seq``)."""
-    x, y = _sequences(data.x_train, data.y_train, "training")
-    x_test, y_test = x[:0], y[:0]
-    if data.x_test.shape[0]:
-        x_test, y_test = _sequences(data.x_test, data.y_test, "held-out")
-        if x_test.shape[1:] != x.shape[1:] or y_test.shape[1:] != y.shape[1:]:
-            raise ValueError(f"data: held-out shapes {x_test.shape}, {y_test.shape} differ from the training "
-                             f"shapes {x.shape}, {y.shape}")
-    classification = data.task == "classification"
-    spec = dataclasses.replace(spec, inputs=data.features, steps=x.shape[1])
-    net, init = lowering.sequence_training(spec, classification, dt.name)
-    n, d, k = spec.hidden, data.features, y.shape[2]
-    g = n if isinstance(spec, RNN) else spec.GATES * n
-    cell_biases = 2 if isinstance(spec, GRU) else 1
-    size = n * g + d * g + cell_biases * g + n * k + k
-    record = _record(trials, epochs, size, (3, cell_biases + 1), spec.steps, dt)
-    arrays = cpu_train.Data(*(np.ascontiguousarray(a, dtype=dt) for a in (x, y, x_test, y_test)))
-    kernel = (cpu_train_seq.train_rnn if isinstance(spec, RNN)
-              else cpu_train_seq.train_lstm if isinstance(spec, LSTM) else cpu_train_seq.train_gru)
-    with threads_context(threads) as n_threads:
-        t0 = time.perf_counter()
-        run_blocks(lambda lo, hi: kernel(net, init, seed, 0, arrays, opt, epochs, batch, record, lo, hi),
-                   0, trials, n_threads)
-        seconds = time.perf_counter() - t0
-    return TrainResult(record.loss, record.accuracy, record.test_accuracy, record.grad_w, record.grad_b,
-                       record.diverged, spec, config, seed, seconds, __version__, record.params0, record.params1,
-                       record.grad_h)

@@ -24,22 +24,23 @@ from typing import Any
 
 import numpy as np
 
+from fastgrad import models as model_table
 from fastgrad.activations import NAMES
+from fastgrad.checks import check_choice, check_int
 from fastgrad.data import Dataset
 from fastgrad.engine import run
 from fastgrad.executor import DTYPES
-from fastgrad.specs import GRU, LSTM, MLP, RNN, Chain, ResMLP, check_choice, check_int
 from fastgrad.train import train
 
-MODELS = ("mlp", "resmlp", "rnn", "lstm", "gru", "chain")
+MODELS = tuple(model_table.REGISTRY)
 Job = tuple[str, Any, str]
 """``(kind, spec, dtype)``: ``kind`` is ``"run"`` (statistics of generated trials) or ``"train"``."""
 
 
-def _tiny_data(spec: MLP | RNN) -> Dataset:
-    """A 4-sample dataset of the shape ``train`` needs for ``spec`` (classification for an MLP)."""
+def _tiny_data(spec: Any) -> Dataset:
+    """A 4-sample dataset of the shape ``train`` needs for ``spec`` (classification for a dense net)."""
     rng = np.random.default_rng(0)
-    if isinstance(spec, RNN):
+    if model_table.of(spec).recurrent:
         x = rng.random((4, spec.steps, spec.inputs))
         return Dataset(x, rng.random((4, 1)), x[:0], np.empty((0, 1)), "regression", "warmup")
     n_in = spec.input_width or spec.width
@@ -77,7 +78,7 @@ def describe(job: Job) -> str:
     words = [kind, type(spec).__name__, dtype]
     if hasattr(spec, "activation"):  # the gated cells' activations are fixed
         words.append(spec.activation)
-    if isinstance(spec, MLP) and spec.last_activation:
+    if getattr(spec, "last_activation", None):
         words.append(f"last={spec.last_activation}")
     if getattr(spec, "init", "") in ("orthogonal", "spectral"):
         words.append(spec.init)
@@ -138,25 +139,20 @@ def standard_jobs(models: Iterable[str] = MODELS, dtypes: Iterable[str] = ("floa
     list of (kind, spec, dtype)
     """
     jobs: list[Job] = []
+    models, activations = list(models), list(activations)
     for dtype in dtypes:
         check_choice("dtypes", dtype, DTYPES)
-        for model in models:  # the gated cells' activations are fixed: one job each
-            check_choice("models", model, MODELS)
-            if model in ("lstm", "gru"):
-                jobs.append(("run", (LSTM if model == "lstm" else GRU)(steps=2, hidden=2, inputs=1), dtype))
+        for name in models:
+            check_choice("models", name, MODELS)
         for activation in activations:
             check_choice("activations", activation, NAMES)
-            for model in (m for m in models if m not in ("lstm", "gru")):
-                spec: MLP | ResMLP | RNN | Chain
-                if model == "mlp":
-                    spec = MLP(depth=2, width=2, activation=activation)
-                elif model == "resmlp":  # one kernel for both norms: LayerNorm is a run-time flag
-                    spec = ResMLP(depth=3, width=2, activation=activation)
-                elif model == "rnn":
-                    spec = RNN(steps=2, hidden=2, inputs=1, activation=activation)
-                else:
-                    spec = Chain(depth=2, activation=activation)
-                jobs.append(("run", spec, dtype))
+        for name in models:
+            seen = set()
+            for activation in activations:  # a model without an activation (the gated cells) gives one job
+                for spec in model_table.named(name, "models").warmup_specs(activation):
+                    if spec not in seen:
+                        seen.add(spec)
+                        jobs.append(("run", spec, dtype))
     return jobs
 
 
@@ -172,7 +168,8 @@ def warmup(dtypes: Sequence[str] = ("float64",), activations: Sequence[str] = ("
     dtypes : sequence of {"float32", "float64"}
     activations : sequence of str
         Activation names (``fastgrad.activations.NAMES``).
-    models : sequence of {"mlp", "resmlp", "rnn", "chain"}
+    models : sequence of str
+        Model names (``fastgrad.models.REGISTRY``).
     processes : int
         Worker processes compiling side by side (1: in this process).
     progress : bool

@@ -21,10 +21,11 @@ LAYERS = [
     {"_math"},  # vectorisable elementary functions
     {"activations", "rng", "initializers"},  # building blocks the kernels inline
     {"kernels"},  # compiled loops (CPU and CUDA); kernels.* import each other
-    {"specs"},  # validated model specifications
-    {"lowering"},  # spec -> kernel arguments, in one place
-    {"executor"},  # the one check of run arguments; threads, chunks and timing
-    {"engine", "gpu", "explicit", "trials", "data", "train", "theory", "stats", "spectra"},  # running, analysing
+    {"specs"},  # what model specs share: checks, scales, activations
+    {"lowering"},  # what the models' lowerings share
+    {"executor", "gpu", "explicit", "trials"},  # running trials: the one argument check, threads, chunks, arrays
+    {"models"},  # the model table: one module per family (models.* import each other)
+    {"engine", "data", "train", "theory", "stats", "spectra"},  # running and analysing, through the table
     {"sweep", "remedies", "plot", "warmup", "analysis"},  # many runs: stores, experiments, figures, warm-up
     {"demo", "cli", "__init__"},  # applications and the public namespace
 ]
@@ -110,3 +111,53 @@ def test_references_in_the_code_point_to_files_that_exist():
             if not (ROOT / name).exists():
                 missing.append(f"{path.relative_to(ROOT)} names {name}")
     assert not missing, "\n".join(missing)
+
+
+MODEL_NAMES = {"mlp", "resmlp", "rnn", "lstm", "gru", "chain"}
+SPEC_NAMES = {"MLP", "ResMLP", "RNN", "LSTM", "GRU", "Chain"}
+OUTSIDE_THE_TABLE = {"demo", "remedies"}
+"""Studies: they build specs of chosen families (what they study), and switch on none."""
+
+
+def model_switches(path: Path) -> list[str]:
+    """Places where a module decides something by a model's type or name.
+
+    ``isinstance``/``issubclass`` against a spec class, ``type(x) is`` a spec class, a comparison with a
+    model's name (``== "mlp"``, ``in ("lstm", "gru")``), and a dict keyed by model names or spec classes.
+    """
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("isinstance",
+                                                                                                 "issubclass"):
+            names = {n.id for n in ast.walk(node.args[1]) if isinstance(n, ast.Name)} if len(node.args) > 1 else set()
+            if names & SPEC_NAMES:
+                found.append(f"{node.lineno}: isinstance against {sorted(names & SPEC_NAMES)}")
+        elif isinstance(node, ast.Compare):
+            values = [node.left, *node.comparators]
+            strings = {n.value for v in values for n in ast.walk(v) if isinstance(n, ast.Constant)}
+            names = {n.id for v in values for n in ast.walk(v) if isinstance(n, ast.Name)}
+            if strings & MODEL_NAMES or (names & SPEC_NAMES and any(isinstance(op, (ast.Is, ast.IsNot, ast.Eq))
+                                                                     for op in node.ops)):
+                found.append(f"{node.lineno}: compares with {sorted((strings & MODEL_NAMES) | (names & SPEC_NAMES))}")
+        elif isinstance(node, ast.Dict):
+            keys = {k.value if isinstance(k, ast.Constant) else getattr(k, "id", None) for k in node.keys if k}
+            if keys & (MODEL_NAMES | SPEC_NAMES):
+                found.append(f"{node.lineno}: a dict keyed by {sorted(keys & (MODEL_NAMES | SPEC_NAMES))}")
+    return found
+
+
+def test_no_module_outside_the_model_table_switches_on_a_model():
+    bad = []
+    for module, path in modules().items():
+        top = module.split(".")[0]
+        if top in ("models", "kernels") or top in OUTSIDE_THE_TABLE:
+            continue
+        bad += [f"fastgrad/{path.relative_to(PACKAGE)}:{place}" for place in model_switches(path)]
+    assert not bad, "ask the model table (fastgrad.models) instead:\n" + "\n".join(bad)
+
+
+def test_the_switch_scan_finds_switches(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("def f(spec, name):\n    if isinstance(spec, (MLP, RNN)):\n        return 1\n"
+                      "    if name == 'lstm':\n        return 2\n    return {'gru': 3}\n")
+    assert len(model_switches(sample)) == 3

@@ -195,7 +195,10 @@ def test_orthogonal_init_is_the_q_of_numpy_qr_of_the_stream():
 
 
 def test_cells_that_differ_only_in_scales_run_over_one_draw_and_equal_their_own_runs():
-    from fastgrad.engine import run_cells, shares_draws
+    from fastgrad import models
+    from fastgrad.engine import run_cells
+
+    shares_draws = models.named("mlp").shares_draws
 
     specs = [fg.MLP(depth=5, width=7, activation="tanh", init="scaled_normal", sigma_w2=w2, sigma_b2=b2,
                     loss="probe") for w2 in (0.5, 1.7) for b2 in (0.0, 0.05)]
@@ -209,7 +212,7 @@ def test_cells_that_differ_only_in_scales_run_over_one_draw_and_equal_their_own_
     assert not shares_draws([specs[0], fg.MLP(depth=5, width=7, activation="relu", init="scaled_normal")])
     assert not shares_draws([fg.MLP(depth=3, width=4, init="orthogonal"), fg.MLP(depth=3, width=4, init="orthogonal",
                                                                                   sigma_w=2.0)])
-    with pytest.raises(ValueError, match="specs: run_cells takes"):
+    with pytest.raises(ValueError, match="specs: these mlp cells cannot run over shared draws"):
         run_cells([specs[0], fg.MLP(depth=6, width=7)], trials=2)
 
 

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 import fastgrad as fg
-from fastgrad import theory
-from fastgrad.spectra import mlp_jacobian, spectrum
+from fastgrad import mlp_jacobian, spectrum, theory
 
 
 def _forward(W, b, x, act):

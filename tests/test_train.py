@@ -658,8 +658,8 @@ def test_training_starts_from_the_draws_whose_spectrum_is_measured(weights):
     initial weights, trial by trial; so is the body's (the first L - 1 layers); the spec's own widths are not."""
     import dataclasses
 
+    from fastgrad import mlp_jacobian
     from fastgrad.remedies import isometry_specs
-    from fastgrad.spectra import mlp_jacobian
 
     data = teacher("classification", samples=60, features=5, outputs=3, seed=1)
     spec = isometry_specs(depth=5, width=7, sigma_b2=0.05, weights=weights)

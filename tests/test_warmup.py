@@ -6,7 +6,7 @@ from fastgrad import _cache
 from fastgrad.cli import main
 from fastgrad.engine import run
 from fastgrad.kernels import cpu_chain
-from fastgrad.specs import Chain
+from fastgrad.models.chain import Chain
 from fastgrad.warmup import compile_jobs, standard_jobs, warmup
 
 
