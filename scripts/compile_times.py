@@ -38,6 +38,9 @@ ENTRY_POINTS = {
     "run ResMLP": "fg.run(fg.ResMLP(depth=10, width=16, norm='layer'), trials=8, batch=4)",
     "run LSTM": "fg.run(fg.LSTM(steps=10, hidden=16, inputs=4), trials=8, batch=4)",
     "run GRU": "fg.run(fg.GRU(steps=10, hidden=16, inputs=4), trials=8, batch=4)",
+    "run IndRNN": "fg.run(fg.IndRNN(steps=10, hidden=16, inputs=4), trials=8, batch=4)",
+    "train IndRNN": "fg.train(fg.IndRNN(steps=10, hidden=8, inputs=2), fg.data.adding(samples=64, steps=10), epochs=1, "
+                    "batch=8, trials=2)",
     "train MLP": "fg.train(fg.MLP(depth=3, width=8), fg.data.teacher(samples=64, features=4, outputs=3), epochs=1, "
                  "batch=8, trials=2)",
 }
