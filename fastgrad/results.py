@@ -84,13 +84,29 @@ class Result:
             the earliest step) and one column per statistic; per-trial totals
             are repeated on every row of their trial.
         """
-        t, depth = self.q.shape
-        frame = pd.DataFrame(
-            {
-                "trial": np.repeat(np.arange(t, dtype=np.int64), depth),
-                "layer": np.tile(np.arange(1, depth + 1, dtype=np.int64), t),
-            }
-        )
-        for k, v in self.arrays.items():
-            frame[k] = v.ravel() if v.ndim == 2 else np.repeat(v, depth)
-        return frame
+        return pd.DataFrame(tidy_columns(self.arrays))
+
+
+def tidy_columns(arrays: dict[str, np.ndarray], first_trial: int = 0) -> dict[str, np.ndarray]:
+    """Per-trial statistics as tidy columns, a row per trial x layer: the one layout of frames and stores.
+
+    Parameters
+    ----------
+    arrays : dict of str to numpy.ndarray
+        (trials, layers) statistics become columns; (trials,) totals are repeated on each of
+        their trial's rows.
+    first_trial : int
+        The trial of the arrays' first row.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``trial``, ``layer`` (1-based: 1 is nearest the input, or the earliest step), then one
+        column per statistic, in the order of ``arrays``.
+    """
+    trials, depth = next(v for v in arrays.values() if v.ndim == 2).shape
+    columns = {"trial": np.repeat(np.arange(first_trial, first_trial + trials, dtype=np.int64), depth),
+               "layer": np.tile(np.arange(1, depth + 1, dtype=np.int64), trials)}
+    for k, v in arrays.items():
+        columns[k] = v.ravel() if v.ndim == 2 else np.repeat(v, depth)
+    return columns

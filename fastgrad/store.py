@@ -32,6 +32,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fastgrad.results import tidy_columns
+
 MANIFEST = "manifest.json"
 CELLS = "cells"
 PARTIAL = "partial"
@@ -141,17 +143,12 @@ def cell_table(params: dict[str, Any], arrays: dict[str, np.ndarray], first_tria
     clash = sorted(set(params) & (set(arrays) | {"trial", "layer"}))
     if clash:  # a column would silently replace another
         raise ValueError(f"grid: parameter {clash[0]!r} has the name of a result column")
-    per_layer = {k: v for k, v in arrays.items() if v.ndim == 2}
-    trials, depth = next(iter(per_layer.values())).shape
-    columns: dict[str, Any] = {}
-    for k, v in params.items():
-        columns[k] = pa.array([v] * (trials * depth))
-    columns["trial"] = pa.array(np.repeat(np.arange(first_trial, first_trial + trials, dtype=np.int64), depth))
-    columns["layer"] = pa.array(np.tile(np.arange(1, depth + 1, dtype=np.int64), trials))
-    for k, v in arrays.items():
-        columns[k] = pa.array(v.ravel() if v.ndim == 2 else np.repeat(v, depth))
+    tidy = tidy_columns(arrays, first_trial)
+    rows = tidy["trial"].size
+    columns: dict[str, Any] = {k: pa.array([v] * rows) for k, v in params.items()}
+    columns.update({k: pa.array(v) for k, v in tidy.items()})
     table = pa.table(columns)
-    meta = json.dumps({"params": params, "rows": trials * depth}).encode()
+    meta = json.dumps({"params": params, "rows": rows}).encode()
     return table.replace_schema_metadata({_META_KEY: meta})
 
 
