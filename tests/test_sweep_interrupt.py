@@ -33,8 +33,8 @@ def _pieces(store: Path) -> list[Path]:
 def _start(store: Path, cli: bool = False) -> subprocess.Popen:
     if cli:
         args = [sys.executable, "-X", "faulthandler", "-m", "fastgrad.cli", "sweep", "--store", str(store),
-                "--trials", str(TRIALS), "--batch", str(BATCH), "--seed", str(SEED), "--quiet", "--save-every", "0", "--depth", "12",
-                "--width", "48", "--init", "scaled_normal", "--activation", "tanh",
+                "--trials", str(TRIALS), "--batch", str(BATCH), "--seed", str(SEED), "--quiet", "--save-every", "0",
+                "--depth", "12", "--width", "48", "--init", "scaled_normal", "--activation", "tanh",
                 "--sigma-w2", "0.6,1.0,1.4,1.8,2.2,2.6", "--sigma-b2", "0.0,0.05"]
     else:
         args = [sys.executable, "-c", f"import fastgrad; fastgrad.sweep('mlp', {GRID!r}, trials={TRIALS}, "
@@ -100,7 +100,8 @@ def test_sigint_stops_a_grouped_sweep_fast_and_saves(tmp_path, reference):
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired as stuck:  # say where (faulthandler dumps every thread on SIGABRT)
         proc.send_signal(signal.SIGABRT)
-        raise AssertionError(f"the sweep did not stop within 60 s of SIGINT:\n{proc.communicate()[1][-4000:]}") from stuck
+        dump = proc.communicate()[1][-4000:]
+        raise AssertionError(f"the sweep did not stop within 60 s of SIGINT:\n{dump}") from stuck
     waited = time.perf_counter() - t0
     assert proc.returncode == 130
     message = err.strip().splitlines()[-1]
