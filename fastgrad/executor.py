@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,11 +32,30 @@ _pool_lock = threading.Lock()
 
 
 def _executor() -> ThreadPoolExecutor:
-    """The process's worker threads (one per core but the calling thread's), created on first use."""
+    """The process's worker threads (one per core but the calling thread's), all started on first use.
+
+    They are started at once, with SIGINT and SIGTERM held back meanwhile: a ThreadPoolExecutor
+    starts a thread inside ``submit``, and a Ctrl-C landing between the thread's start and its
+    registration left a worker that nothing wakes at exit, so the interpreter waited for it for ever
+    (seen in a sweep interrupted on its second chunk).
+    """
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=max(max_threads() - 1, 1), thread_name_prefix="fastgrad")
+            workers = max(max_threads() - 1, 1)
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastgrad")
+            held = {signal.SIGINT, signal.SIGTERM}
+            in_main = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+            before = signal.pthread_sigmask(signal.SIG_BLOCK, held) if in_main else None
+            try:
+                started = threading.Barrier(workers + 1)
+                for _ in range(workers):  # each task holds its thread until all have started
+                    pool.submit(started.wait, 60)
+                started.wait(60)
+            finally:
+                if before is not None:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, before)
+            _pool = pool
         return _pool
 
 

@@ -193,3 +193,17 @@ def test_a_store_from_when_orthogonal_ignored_sigma_w_is_refused(tmp_path):
     gain_grid = {"depth": 3, "width": 4, "init": "orthogonal", "gain": [1.0, 1.5]}  # gain meant then what it means now
     fg.sweep("mlp", gain_grid, trials=3, batch=2, store=tmp_path / "g", progress=False)
     assert "scales" not in json.loads((tmp_path / "g" / "manifest.json").read_text())
+
+
+def test_the_worker_threads_start_together_so_a_ctrl_c_cannot_strand_one():
+    # A ThreadPoolExecutor starts a thread inside submit(); a Ctrl-C between its start and its registration
+    # left a worker nothing wakes at exit (the interpreter then waited for ever). fastgrad's pool starts every
+    # worker at once, signals held back, so each is registered before any kernel is handed out.
+    code = ("import concurrent.futures.thread as t\n"
+            "from fastgrad import executor\n"
+            "pool = executor._executor()\n"
+            "assert len(pool._threads) == pool._max_workers, (len(pool._threads), pool._max_workers)\n"
+            "assert all(th in t._threads_queues for th in pool._threads)\n"
+            "raise KeyboardInterrupt\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr and "AssertionError" not in proc.stderr
