@@ -49,6 +49,8 @@ WORKLOADS = {
     "width-256 MLP batch 16 float32": ("wide", 128, 16, "float32"),
     "ResMLP batch 8 float64": ("resmlp", 1024, 8, "float64"),
     "ResMLP batch 8 float32": ("resmlp", 1024, 8, "float32"),
+    "LSTM float64": ("lstm", 128, 16, "float64"),
+    "GRU float64": ("gru", 128, 16, "float64"),
     "chain float64": ("chain", 400_000, 1, "float64"),
     "chain float32": ("chain", 400_000, 1, "float32"),
 }
@@ -65,6 +67,10 @@ def spec(fg: Any, model: str) -> Any:
         return fg.MLP(depth=20, width=256, activation="tanh", init="scaled_normal", sigma_b=0.1)
     if model == "rnn":
         return fg.RNN(steps=100, hidden=64, inputs=16, gain=1.0)
+    if model == "lstm":  # W-rnn's shape through the gated cells
+        return fg.LSTM(steps=100, hidden=64, inputs=16)
+    if model == "gru":
+        return fg.GRU(steps=100, hidden=64, inputs=16)
     return fg.Chain(depth=30)
 
 

@@ -41,6 +41,14 @@ ENTRY_POINTS = {
     "run IndRNN": "fg.run(fg.IndRNN(steps=10, hidden=16, inputs=4), trials=8, batch=4)",
     "train IndRNN": "fg.train(fg.IndRNN(steps=10, hidden=8, inputs=2), fg.data.adding(samples=64, steps=10), epochs=1, "
                     "batch=8, trials=2)",
+    "train RNN": "fg.train(fg.RNN(steps=10, hidden=8, inputs=2), fg.data.adding(samples=64, steps=10), epochs=1, "
+                 "batch=8, trials=2)",
+    "train LSTM": "fg.train(fg.LSTM(steps=10, hidden=8, inputs=2), fg.data.adding(samples=64, steps=10), epochs=1, "
+                  "batch=8, trials=2)",
+    "train GRU": "fg.train(fg.GRU(steps=10, hidden=8, inputs=2), fg.data.adding(samples=64, steps=10), epochs=1, "
+                 "batch=8, trials=2)",
+    "spectrum RNN": "fg.spectrum(fg.RNN(steps=10, hidden=8, inputs=2), trials=4, batch=2)",
+    "spectrum LSTM": "fg.spectrum(fg.LSTM(steps=10, hidden=8, inputs=2), trials=4, batch=2)",
     "train MLP": "fg.train(fg.MLP(depth=3, width=8), fg.data.teacher(samples=64, features=4, outputs=3), epochs=1, "
                  "batch=8, trials=2)",
 }

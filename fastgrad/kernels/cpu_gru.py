@@ -19,7 +19,10 @@ the pre-activation gradients of step t are ``dn = g (1 - z) tanh'``,
 
 Statistics per trial (rows of :class:`Stats`): ``||g_t||``, the mean square of the
 pre-activations, per step the norm of ``h_{t-1}^T dah_t`` over all gates and per
-gate; the totals of dW_h (all gates, per gate), dW_x, db_ih and db_hh.
+gate; the totals of dW_h (all gates, per gate), dW_x, db_ih and db_hh. ``GATES``,
+``BIASES``, ``READOUT``, :func:`workspace`, :func:`draw_params`, :func:`draw_inputs`,
+:func:`forward`, :func:`train_backward` and :func:`jacobian_step` are the cell interface
+every recurrent kernel file exposes with the same signatures (see :mod:`cpu_rnn`).
 """
 
 from __future__ import annotations
@@ -29,13 +32,20 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba.extending import overload
 
-from fastgrad._numba import call, chosen, jit, kernel
-from fastgrad.codes import GATED_X, GATED_Y, NORMAL, RNN_ALL, RNN_DIRECT, RNN_PROBE
+from fastgrad._numba import call, chosen, copy, jit, kernel
+from fastgrad.codes import GATED_WO, GATED_X, GATED_Y, NORMAL, RNN_ALL, RNN_DIRECT, RNN_PROBE
 from fastgrad.kernels.draw import draw_vector
 from fastgrad.kernels.gates import Init, draw_weights, gate_norms, gate_parts
 from fastgrad.kernels.norms import sum_squares
 
 GATES = 3
+"""Gate blocks of W_h (n, G n) and W_x (d, G n): r, z, n."""
+BIASES = 2
+"""Bias vectors of G n entries: b_ih, then b_hh."""
+READOUT = GATED_WO
+"""The tensor of training's read-out W_o."""
+draw_params = draw_weights
+"""``draw_params(init, wh, wx, b_ih, b_hh, square, wide, seed, trial)``: a trial's weights and biases."""
 
 
 class Net(NamedTuple):
@@ -289,12 +299,32 @@ def trial(wh: np.ndarray, wx: np.ndarray, bx: np.ndarray, bh: np.ndarray, x: np.
 
 
 @jit(inline="always")
-def draw_trial(wh: np.ndarray, wx: np.ndarray, bx: np.ndarray, bh: np.ndarray, x: np.ndarray, y: np.ndarray,
-               square: np.ndarray, wide: np.ndarray, seed: int, trial_id: int, init: Init) -> None:
-    """Every array of generated trial ``trial_id``; inputs x and targets (or probes) y ~ N(0, 1)."""
-    draw_weights(init, wh, wx, bx, bh, square, wide, seed, trial_id)
+def train_backward(wh: np.ndarray, direct: np.ndarray, mode: int, work: Work, grad_h: np.ndarray,
+                   grad_wh: np.ndarray, grad_bh: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """Training's backward pass from ``work.gh = dLoss/dh_S``: returns dax_t of every step, (S B, 3n).
+
+    As :func:`cpu_rnn.train_backward`: dLoss/dW_h into the float64 ``grad_wh``, dLoss/db_hh
+    into ``grad_bh`` (3n), ||dLoss/dh_t|| into ``grad_h``; ``norms`` (S, G + 2) is scratch.
+    """
+    backward(wh, direct, mode, work, grad_h, norms[:, : GATES + 1])
+    copy(grad_wh, work.total_w)
+    copy(grad_bh, work.dbh)
+    return work.za
+
+
+@jit(inline="always")
+def draw_inputs(init: Init, x: np.ndarray, y: np.ndarray, seed: int, trial_id: int) -> None:
+    """Trial ``trial_id``'s inputs x and targets (or probes) y ~ N(0, 1); either may be empty."""
     draw_vector(init.draw, x.reshape(x.size), NORMAL, 1.0, seed, trial_id, GATED_X)
     draw_vector(init.draw, y.reshape(y.size), NORMAL, 1.0, seed, trial_id, GATED_Y)
+
+
+@jit(inline="always")
+def draw_trial(wh: np.ndarray, wx: np.ndarray, bx: np.ndarray, bh: np.ndarray, x: np.ndarray, y: np.ndarray,
+               square: np.ndarray, wide: np.ndarray, seed: int, trial_id: int, init: Init) -> None:
+    """Every array of generated trial ``trial_id``: :func:`draw_params`, then :func:`draw_inputs`."""
+    draw_params(init, wh, wx, bx, bh, square, wide, seed, trial_id)
+    draw_inputs(init, x, y, seed, trial_id)
 
 
 @kernel

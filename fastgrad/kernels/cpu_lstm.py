@@ -22,7 +22,10 @@ Statistics per trial (rows of :class:`Stats`): ``||g_t||``, ``||e_t||``, mean(a_
 and per step the norm of ``h_{t-1}^T da_t`` (step t's share of dLoss/dW_h) over
 all gates and per gate; the totals of dW_h (all gates, per gate), dW_x and db.
 The entry points run trials ``lo .. hi - 1`` of their output rows on the
-calling thread, without the GIL, like every kernel file's.
+calling thread, without the GIL, like every kernel file's. ``GATES``, ``BIASES``,
+``READOUT``, :func:`workspace`, :func:`draw_params`, :func:`draw_inputs`, :func:`forward`,
+:func:`train_backward` and :func:`jacobian_step` are the cell interface every recurrent
+kernel file exposes with the same signatures (see :mod:`cpu_rnn`).
 """
 
 from __future__ import annotations
@@ -32,13 +35,20 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba.extending import overload
 
-from fastgrad._numba import call, chosen, jit, kernel
-from fastgrad.codes import GATED_X, GATED_Y, NORMAL, RNN_ALL, RNN_DIRECT, RNN_PROBE
+from fastgrad._numba import call, chosen, copy, jit, kernel
+from fastgrad.codes import GATED_WO, GATED_X, GATED_Y, NORMAL, RNN_ALL, RNN_DIRECT, RNN_PROBE
 from fastgrad.kernels.draw import draw_vector
 from fastgrad.kernels.gates import Init, draw_weights, gate_norms, gate_parts
 from fastgrad.kernels.norms import sum_squares
 
 GATES = 4
+"""Gate blocks of W_h (n, G n) and W_x (d, G n): i, f, g, o."""
+BIASES = 1
+"""Bias vectors of G n entries: b = b_ih + b_hh."""
+READOUT = GATED_WO
+"""The tensor of training's read-out W_o."""
+draw_params = draw_weights
+"""``draw_params(init, wh, wx, b, bh, square, wide, seed, trial)``: a trial's weights and biases (``bh`` empty)."""
 
 
 class Net(NamedTuple):
@@ -117,9 +127,12 @@ def workspace(steps: int, batch: int, n: int, dtype: Any) -> Work:
 
 
 @jit(inline="always")
-def forward(wh: np.ndarray, wx: np.ndarray, b: np.ndarray, x: np.ndarray, net: Net, work: Work,
+def forward(wh: np.ndarray, wx: np.ndarray, b: np.ndarray, bh: np.ndarray, x: np.ndarray, net: Net, work: Work,
             q: np.ndarray) -> None:
-    """h_t, c_t, the gates and their derivatives for t = 1..S into ``work``; mean(a_t^2) into ``q``."""
+    """h_t, c_t, the gates and their derivatives for t = 1..S into ``work``; mean(a_t^2) into ``q``.
+
+    ``bh`` is not read (one bias; the cells share this signature).
+    """
     steps, batch, d_in = x.shape
     n = wh.shape[0]
     g4 = GATES * n
@@ -279,7 +292,7 @@ def trial(wh: np.ndarray, wx: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.nd
     steps, batch, d_in = x.shape
     n = wh.shape[0]
     g4 = GATES * n
-    forward(wh, wx, b, x, net, work, stats.q[t])
+    forward(wh, wx, b, b[:0], x, net, work, stats.q[t])
     inv_b = 1.0 / batch
     gh = work.gh
     if net.loss == RNN_PROBE:
@@ -309,12 +322,31 @@ def trial(wh: np.ndarray, wx: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.nd
 
 
 @jit(inline="always")
-def draw_trial(wh: np.ndarray, wx: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, square: np.ndarray,
-               wide: np.ndarray, seed: int, trial_id: int, init: Init) -> None:
-    """Every array of generated trial ``trial_id``; inputs x and targets (or probes) y ~ N(0, 1)."""
-    draw_weights(init, wh, wx, b, b[:0], square, wide, seed, trial_id)
+def train_backward(wh: np.ndarray, direct: np.ndarray, mode: int, work: Work, grad_h: np.ndarray,
+                   grad_wh: np.ndarray, grad_bh: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """Training's backward pass from ``work.gh = dLoss/dh_S``: returns da_t of every step, (S B, 4n).
+
+    As :func:`cpu_rnn.train_backward`: dLoss/dW_h into the float64 ``grad_wh``, ||dLoss/dh_t||
+    into ``grad_h``; ``norms`` (S, G + 2) is scratch; ``grad_bh`` is not written (one bias).
+    """
+    backward(wh, direct, mode, work, grad_h, norms[:, 0], norms[:, 1:])
+    copy(grad_wh, work.total_w)
+    return work.za
+
+
+@jit(inline="always")
+def draw_inputs(init: Init, x: np.ndarray, y: np.ndarray, seed: int, trial_id: int) -> None:
+    """Trial ``trial_id``'s inputs x and targets (or probes) y ~ N(0, 1); either may be empty."""
     draw_vector(init.draw, x.reshape(x.size), NORMAL, 1.0, seed, trial_id, GATED_X)
     draw_vector(init.draw, y.reshape(y.size), NORMAL, 1.0, seed, trial_id, GATED_Y)
+
+
+@jit(inline="always")
+def draw_trial(wh: np.ndarray, wx: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, square: np.ndarray,
+               wide: np.ndarray, seed: int, trial_id: int, init: Init) -> None:
+    """Every array of generated trial ``trial_id``: :func:`draw_params`, then :func:`draw_inputs`."""
+    draw_params(init, wh, wx, b, b[:0], square, wide, seed, trial_id)
+    draw_inputs(init, x, y, seed, trial_id)
 
 
 @kernel

@@ -246,7 +246,11 @@ def sizes(dims: np.ndarray) -> tuple[int, int]:
 
 @jit(inline="always")
 def draw_weights(w: np.ndarray, b: np.ndarray, seed: int, trial_id: int, dims: np.ndarray, init: Init) -> None:
-    """Trial ``trial_id``'s weights and biases, packed: W_l from tensor MLP_W0 + 2l, b_l from MLP_B0 + 2l."""
+    """Trial ``trial_id``'s weights and biases, packed: W_l from tensor MLP_W0 + 2l, b_l from MLP_B0 + 2l.
+
+    This order of draws (with :func:`draw_trial`'s inputs and targets after it) defines trial
+    identity; :func:`generated_cells` draws its standard normals through it too.
+    """
     woff = 0
     boff = 0
     for l in range(dims.size - 1):
@@ -349,10 +353,11 @@ def generated_cells(net: Net, init: Init, w_kind: np.ndarray, w_scale: np.ndarra
     """Rows ``lo .. hi - 1`` of K cells that differ only in their scales, from one draw per trial.
 
     Trial k's standard normals (every layer's weights and biases, in the run's dtype, by
-    ``init.draw``, the plain draw function) and its inputs and targets are drawn once; each cell
-    c then scales them by its ``w_scale[c]``, ``b_scale[c]`` (kinds NORMAL or CONSTANT
-    per layer, (K, L) arrays) and runs the trial into ``grad_w[c]`` ... ``q[c]`` (K, T, L).
-    Bitwise equal to :func:`generated` of each cell alone.
+    ``init.draw``, the plain draw function) and its inputs and targets are drawn once, by
+    :func:`draw_trial` itself with every tensor N(0, 1): the schedule of draws, which defines
+    the trial, is written once. Each cell c then scales them by its ``w_scale[c]``,
+    ``b_scale[c]`` (kinds NORMAL or CONSTANT per layer, (K, L) arrays) and runs the trial into
+    ``grad_w[c]`` ... ``q[c]`` (K, T, L). Bitwise equal to :func:`generated` of each cell alone.
     """
     dims = net.dims
     depth = dims.size - 1
@@ -365,20 +370,12 @@ def generated_cells(net: Net, init: Init, w_kind: np.ndarray, w_scale: np.ndarra
     x = np.empty((batch, dims[0]), dtype=dtype)
     y = np.empty((batch, dims[depth]), dtype=dtype)
     work = workspace(dims, batch, dtype)
+    normal = np.full(depth, NORMAL, dtype=np.int64)
+    unit = np.ones(depth)
+    standard = Init(init.draw, normal, unit, normal, unit)  # every tensor N(0, 1)
     cells = w_scale.shape[0]
     for t in range(lo, hi):
-        trial_id = trial0 + t
-        woff = 0
-        boff = 0
-        for l in range(depth):
-            n_in, n_out = dims[l], dims[l + 1]
-            draw_matrix(init.draw, zw[woff : woff + n_in * n_out].reshape(n_in, n_out), NORMAL, 1.0, seed, trial_id,
-                        MLP_W0 + 2 * l)
-            draw_vector(init.draw, zb[boff : boff + n_out], NORMAL, 1.0, seed, trial_id, MLP_B0 + 2 * l)
-            woff += n_in * n_out
-            boff += n_out
-        draw_vector(init.draw, x.reshape(x.size), NORMAL, 1.0, seed, trial_id, MLP_X)
-        draw_vector(init.draw, y.reshape(y.size), NORMAL, 1.0, seed, trial_id, MLP_Y)
+        draw_trial(zw, zb, x, y, seed, trial0 + t, dims, standard)
         for c in range(cells):
             scale_cell(zw, zb, dims, w_kind[c], w_scale[c], b_kind[c], b_scale[c], w, b)
             trial(w, b, x, y, net, work, Stats(grad_w[c], grad_b[c], delta[c], q[c]), t)

@@ -19,6 +19,13 @@ calling thread, without the GIL. Their arguments are :class:`Net`, :class:`Init`
 and :class:`Stats`, built by :mod:`fastgrad.lowering`. The Jacobian norms are a
 compile-time choice (``JACOBIAN``/``NO_JACOBIAN``): kernels that do not compute
 them do not compile them.
+
+The RNN is also a recurrent *cell* as the LSTM's and GRU's files are: the same
+``GATES``, ``BIASES``, ``READOUT``, :func:`workspace`, :func:`draw_params`,
+:func:`draw_inputs`, :func:`forward`, :func:`train_backward` and :func:`jacobian_step`,
+with the same signatures, through which ``cpu_train_seq`` trains and ``cpu_spectrum``
+takes the Jacobian spectra of every cell with one loop each. One gate: W_h = W_hh is
+(n, n), W_x = W_xh (d, n), one bias.
 """
 
 from __future__ import annotations
@@ -29,12 +36,19 @@ import numpy as np
 from numba.extending import overload
 
 from fastgrad._numba import Choice, call, chosen, jit, kernel
-from fastgrad.codes import NORMAL, RNN_ALL, RNN_B, RNN_DIRECT, RNN_PROBE, RNN_WHH, RNN_WXH, RNN_X, RNN_Y
+from fastgrad.codes import NORMAL, RNN_ALL, RNN_B, RNN_DIRECT, RNN_PROBE, RNN_WHH, RNN_WO, RNN_WXH, RNN_X, RNN_Y
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import accumulate_norm_squared, sum_squares
 
 JACOBIAN = Choice("jacobian", "yes")
 NO_JACOBIAN = Choice("jacobian", "no")
+
+GATES = 1
+"""Gate blocks of W_h (n, G n) and W_x (d, G n): the vanilla RNN's are W_hh and W_xh themselves."""
+BIASES = 1
+"""Bias vectors of G n entries: b."""
+READOUT = RNN_WO
+"""The tensor of training's read-out W_o."""
 
 
 class Net(NamedTuple):
@@ -89,16 +103,33 @@ class Stats(NamedTuple):
     jac: np.ndarray
 
 
-@jit(inline="always")
-def forward(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, act: Any, alpha: float, hs: np.ndarray,
-            ds: np.ndarray, zx: np.ndarray, q: np.ndarray) -> None:
-    """h_1 .. h_S into ``hs[1:]`` (hs[0] = h_0 = 0), phi'(z_t) into ``ds[t - 1]``, mean(z_t^2) into ``q``.
+class Work(NamedTuple):
+    """One thread's buffers, reused from trial to trial.
 
-    x (S, B, d); hs (S + 1, B, n); ds (S, B, n); zx (S B, n) is scratch for
-    x_t @ W_xh + b of all steps, formed in one product.
+    ``hs`` (S + 1, B, n): h_t; ``ds`` (S, B, n): phi'(z_t); ``zx`` (S B, n): the input
+    products x_t W_xh + b of all steps; ``deltas`` (S, B, n): delta_t; ``gh`` (B, n):
+    dLoss/dh_t, from dLoss/dh_S down. The first four are ~S B n elements, above malloc's
+    mmap threshold: allocated per trial, every page would fault in afresh.
+    """
+
+    hs: np.ndarray
+    ds: np.ndarray
+    zx: np.ndarray
+    deltas: np.ndarray
+    gh: np.ndarray
+
+
+@jit(inline="always")
+def forward(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, bh: np.ndarray, x: np.ndarray, net: Net, work: Work,
+            q: np.ndarray) -> None:
+    """h_1 .. h_S into ``work.hs[1:]`` (h_0 = 0), phi'(z_t) into ``work.ds[t - 1]``, mean(z_t^2) into ``q``.
+
+    x (S, B, d); ``work.zx`` holds x_t @ W_xh + b of all steps, formed in one product.
+    ``bh`` is not read (one bias; the cells share this signature).
     """
     steps, batch, d_in = x.shape
     n = whh.shape[0]
+    hs, ds, zx = work.hs, work.ds, work.zx
     hs[0] = 0.0
     np.dot(x.reshape(steps * batch, d_in), wxh, zx)
     for r in range(steps * batch):
@@ -113,7 +144,7 @@ def forward(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, act:
                 z[i, j] += zt[i, j]
         zf = z.reshape(batch * n)
         q[t] = sum_squares(zf) / zf.size
-        call(act, zf, hs[t + 1].reshape(batch * n), ds[t].reshape(batch * n), alpha)
+        call(net.act, zf, hs[t + 1].reshape(batch * n), ds[t].reshape(batch * n), net.alpha)
 
 
 @jit(inline="always")
@@ -150,15 +181,30 @@ def backward(whh: np.ndarray, hs: np.ndarray, ds: np.ndarray, g: np.ndarray, y: 
 
 
 @jit(inline="always")
-def jacobian_norms(whh: np.ndarray, ds: np.ndarray, jac: np.ndarray) -> None:
+def jacobian_step(w64: np.ndarray, work: Work, t: int, m: np.ndarray, carry: np.ndarray, scaled: np.ndarray) -> None:
+    """Back through step ``t`` (0-based) of the batch's first sequence: ``m`` (n, n), dh_S/dh_{t+1} -> dh_S/dh_t.
+
+    ``m[i, k] = dh_{S,k} / dh_{t,i}`` (the transpose of the gated cells' rows, with the
+    same singular values): ``M_{t-1} = W_hh diag(phi'(z_t)) M_t``. ``scaled`` (n, n) is
+    scratch; ``carry`` is not read (the RNN's state is h alone); ``w64`` is W_hh in float64.
+    """
+    n = w64.shape[0]
+    for i in range(n):
+        d = np.float64(work.ds[t, 0, i])
+        for k in range(n):
+            scaled[i, k] = d * m[i, k]
+    np.dot(w64, scaled, m)
+
+
+@jit(inline="always")
+def jacobian_norms(whh: np.ndarray, work: Work, jac: np.ndarray) -> None:
     """``jac[t] = ||dh_S / dh_{t+1}||_F`` for the first sequence of the batch (index 0 is h_1).
 
-    With ``M_t[i, k] = dh_{S,k} / dh_{t,i}``: ``M_S = I`` and
-    ``M_{t-1} = W_hh diag(phi'(z_t)) M_t``. One (n, n) product per step, in
+    From ``M_S = I``, one :func:`jacobian_step` per step: one (n, n) product, in
     float64 whatever the run's dtype: n times the cost of back-propagating one
     vector, so this is opt-in.
     """
-    steps = ds.shape[0]
+    steps = work.ds.shape[0]
     n = whh.shape[0]
     w64 = whh.astype(np.float64)
     m = np.eye(n)
@@ -166,30 +212,26 @@ def jacobian_norms(whh: np.ndarray, ds: np.ndarray, jac: np.ndarray) -> None:
     for t in range(steps - 1, -1, -1):
         jac[t] = np.sqrt(sum_squares(m.reshape(n * n)))
         if t > 0:
-            for i in range(n):
-                d = np.float64(ds[t, 0, i])
-                for k in range(n):
-                    scaled[i, k] = d * m[i, k]
-            np.dot(w64, scaled, m)
+            jacobian_step(w64, work, t, m, m, scaled)
 
 
-def _maybe_jacobian(choice: Any, whh: Any, ds: Any, jac: Any) -> None:
+def _maybe_jacobian(choice: Any, whh: Any, work: Any, jac: Any) -> None:
     raise NotImplementedError("compiled code only")
 
 
 @overload(_maybe_jacobian, inline="always")
-def _maybe_jacobian_impl(choice, whh, ds, jac):  # type: ignore[no-untyped-def]
+def _maybe_jacobian_impl(choice, whh, work, jac):  # type: ignore[no-untyped-def]
     name = chosen(choice, "jacobian")
     if name == "yes":
-        return lambda choice, whh, ds, jac: jacobian_norms(whh, ds, jac)
+        return lambda choice, whh, work, jac: jacobian_norms(whh, work, jac)
     if name == "no":
-        return lambda choice, whh, ds, jac: None
+        return lambda choice, whh, work, jac: None
     return None
 
 
 @jit(inline="always")
-def trial(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net: Net,
-          work: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], stats: Stats, t: int) -> None:
+def trial(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, net: Net, work: Work,
+          stats: Stats, t: int) -> None:
     """One trial into row ``t`` of ``stats``. x (S, B, d); y (1, B, n) for LAST and PROBE, (S, B, n) for ALL.
 
     ``work`` is the caller's :func:`workspace`, reused from trial to trial.
@@ -197,10 +239,9 @@ def trial(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.
     steps, batch, d_in = x.shape
     n = whh.shape[0]
     dtype = x.dtype
-    hs, ds, zx, deltas = work
-    forward(whh, wxh, b, x, net.act, net.alpha, hs, ds, zx, stats.q[t])
+    hs, ds, deltas, g = work.hs, work.ds, work.deltas, work.gh
+    forward(whh, wxh, b, b[:0], x, net, work, stats.q[t])
     inv_b = 1.0 / batch
-    g = np.empty((batch, n), dtype=dtype)
     if net.loss == RNN_PROBE:
         for i in range(batch):
             for j in range(n):
@@ -212,7 +253,7 @@ def trial(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.
                 g[i, j] = (hs[steps, i, j] - last_y[i, j]) * inv_b
     total_w = np.zeros(n * n)  # dLoss/dW_hh
     backward(whh, hs, ds, g, y, net.loss, deltas, stats.grad_h[t], stats.grad_whh_step[t], total_w)
-    _maybe_jacobian(net.jacobian, whh, ds, stats.jac[t])
+    _maybe_jacobian(net.jacobian, whh, work, stats.jac[t])
 
     totals = stats.totals[t]
     flat_d = deltas.reshape(steps * batch, n)
@@ -228,25 +269,55 @@ def trial(whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.
 
 
 @jit(inline="always")
-def workspace(steps: int, batch: int, n: int, dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The large buffers of :func:`trial` (hs, ds, zx, deltas): allocate once per block of trials.
+def train_backward(whh: np.ndarray, direct: np.ndarray, mode: int, work: Work, grad_h: np.ndarray,
+                   grad_wh: np.ndarray, grad_bh: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """Training's backward pass from ``work.gh = dLoss/dh_S``: returns da_t of every step, (S B, n).
 
-    Each is ~S B n elements, above malloc's mmap threshold: allocated per
-    trial, every page would fault in afresh.
+    dLoss/dW_hh goes into the float64 ``grad_wh`` (n n), ||dLoss/dh_t|| into ``grad_h``;
+    ``direct`` (S, B, n) holds the read-out's direct term at each step (``mode``
+    ``RNN_DIRECT``; ``RNN_LAST``: none). ``norms`` (S, G + 2) is scratch for the
+    per-step norms the statistics keep; ``grad_bh`` is not written (one bias).
     """
-    return (np.empty((steps + 1, batch, n), dtype=dtype), np.empty((steps, batch, n), dtype=dtype),
-            np.empty((steps * batch, n), dtype=dtype), np.empty((steps, batch, n), dtype=dtype))
+    steps, batch, n = work.deltas.shape
+    grad_wh[:] = 0.0
+    backward(whh, work.hs, work.ds, work.gh, direct, mode, work.deltas, grad_h, norms[:, 0], grad_wh)
+    return work.deltas.reshape(steps * batch, n)
+
+
+@jit(inline="always")
+def workspace(steps: int, batch: int, n: int, dtype: Any) -> Work:
+    """A :class:`Work` for ``steps`` x ``batch`` x ``n``: allocate once per block of trials."""
+    return Work(np.empty((steps + 1, batch, n), dtype=dtype), np.empty((steps, batch, n), dtype=dtype),
+                np.empty((steps * batch, n), dtype=dtype), np.empty((steps, batch, n), dtype=dtype),
+                np.empty((batch, n), dtype=dtype))
+
+
+@jit(inline="always")
+def draw_params(init: Init, whh: np.ndarray, wxh: np.ndarray, b: np.ndarray, bh: np.ndarray, square: np.ndarray,
+                wide: np.ndarray, seed: int, trial_id: int) -> None:
+    """Trial ``trial_id``'s W_hh (n, n), W_xh (d, n) and b (n): the order of the draws is trial identity.
+
+    ``bh``, ``square`` and ``wide`` are not used: the gated cells' second bias and one gate
+    block's scratch (the RNN draws its one block in place); the cells share this signature.
+    """
+    draw_matrix(init.draw, whh, init.w_kind, init.w_scale, seed, trial_id, RNN_WHH)
+    draw_matrix(init.draw, wxh, NORMAL, init.x_scale, seed, trial_id, RNN_WXH)
+    draw_vector(init.draw, b, init.b_kind, init.b_scale, seed, trial_id, RNN_B)
+
+
+@jit(inline="always")
+def draw_inputs(init: Init, x: np.ndarray, y: np.ndarray, seed: int, trial_id: int) -> None:
+    """Trial ``trial_id``'s inputs x and targets (or probes) y ~ N(0, 1); either may be empty."""
+    draw_vector(init.draw, x.reshape(x.size), NORMAL, 1.0, seed, trial_id, RNN_X)
+    draw_vector(init.draw, y.reshape(y.size), NORMAL, 1.0, seed, trial_id, RNN_Y)
 
 
 @jit(inline="always")
 def draw_trial(whh: np.ndarray, wxh: np.ndarray, bias: np.ndarray, x: np.ndarray, y: np.ndarray, seed: int,
                trial_id: int, init: Init) -> None:
-    """Every array of generated trial ``trial_id``; inputs x and targets (or probes) y ~ N(0, 1)."""
-    draw_matrix(init.draw, whh, init.w_kind, init.w_scale, seed, trial_id, RNN_WHH)
-    draw_matrix(init.draw, wxh, NORMAL, init.x_scale, seed, trial_id, RNN_WXH)
-    draw_vector(init.draw, bias, init.b_kind, init.b_scale, seed, trial_id, RNN_B)
-    draw_vector(init.draw, x.reshape(x.size), NORMAL, 1.0, seed, trial_id, RNN_X)
-    draw_vector(init.draw, y.reshape(y.size), NORMAL, 1.0, seed, trial_id, RNN_Y)
+    """Every array of generated trial ``trial_id``: :func:`draw_params`, then :func:`draw_inputs`."""
+    draw_params(init, whh, wxh, bias, bias[:0], whh, wxh, seed, trial_id)  # no scratch: one block, in place
+    draw_inputs(init, x, y, seed, trial_id)
 
 
 @kernel

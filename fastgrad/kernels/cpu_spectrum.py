@@ -14,17 +14,23 @@ singular values. J is formed in float64 whatever the run's dtype (L products of
 The draws are :mod:`cpu_mlp`'s: trial k's weights, biases and inputs are those
 of :func:`fastgrad.run` of the same spec, seed and batch (the whole batch is
 drawn: its first row depends on the batch size), and J is taken at the first input.
+The residual MLP's J is :func:`resmlp_generated`'s. The recurrent cells' dh_S/dh_t is one
+loop for every cell (:func:`spectrum_kernel`), which calls the interface every recurrent
+kernel file exposes (``workspace``, ``draw_params``, ``draw_inputs``, ``forward``,
+``jacobian_step``); each cell's entry point is that loop compiled with its file.
 """
 
 from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 from numba import types
 from numba.np.linalg import _LAPACK
 
 from fastgrad._numba import jit, kernel
-from fastgrad.codes import RNN_ALL
-from fastgrad.kernels import cpu_gru, cpu_lstm, cpu_mlp, cpu_resmlp, cpu_rnn, gates
+from fastgrad.kernels import cpu_gru, cpu_lstm, cpu_mlp, cpu_resmlp, cpu_rnn
 
 _GESDD = _LAPACK().numba_ez_gesdd(types.float64)
 """LAPACK's dgesdd through Numba's own binding (the one behind ``np.linalg.svd``), called with
@@ -32,6 +38,15 @@ jobz = 'N': singular values only, without the vectors ``np.linalg.svd`` always f
 the time of a depth-32, width-64 trial went into them)."""
 _JOBZ_N = ord("N")
 _KIND_D = ord("d")
+
+
+@jit(inline="always")
+def identity(m: np.ndarray) -> None:
+    """``m`` (n, n) = I."""
+    n = m.shape[0]
+    for i in range(n):
+        for k in range(n):
+            m[i, k] = 1.0 if i == k else 0.0
 
 
 @jit(inline="always")
@@ -45,10 +60,7 @@ def jacobian(w: np.ndarray, dims: np.ndarray, work: cpu_mlp.Work, row: int, out:
     n0 = dims[0]
     hoff, ds = work.hoff, work.ds
     h0 = hoff[1]
-    cur = out[: n0 * n0].reshape(n0, n0)
-    for i in range(n0):
-        for j in range(n0):
-            cur[i, j] = 1.0 if i == j else 0.0
+    identity(out[: n0 * n0].reshape(n0, n0))
     a, b = out, scratch
     woff = 0
     for l in range(depth):
@@ -157,106 +169,67 @@ def store_singular_values(m: np.ndarray, out: np.ndarray) -> None:
     singular_values(m, np.empty(min(m.shape[0], m.shape[1])), out)
 
 
-@kernel
-def rnn_generated(net: cpu_rnn.Net, init: cpu_rnn.Init, seed: int, trial0: int, steps: int, batch: int, step: int,
-                  sv: np.ndarray, lo: int, hi: int) -> None:
-    """Rows ``lo .. hi - 1`` of ``sv`` (T, n): the singular values of dh_S/dh_step (step 1-based), vanilla RNN.
+def spectrum_kernel(cell: ModuleType) -> Any:
+    """The Jacobian-spectrum kernel of a recurrent cell: the loop below, compiled with the functions of ``cell``.
 
-    ``M_S = I``, ``M_{t-1} = W_hh diag(phi'(z_t)) M_t`` (as :func:`cpu_rnn.jacobian_norms`), for the
-    first sequence of trial ``trial0 + t``'s batch (drawn whole, as :func:`fastgrad.run` draws it).
+    ``cell`` is the cell's kernel file (``cpu_rnn``, ``cpu_lstm``, ``cpu_gru``): the loop calls its
+    ``workspace``, ``draw_params``, ``draw_inputs``, ``forward`` and ``jacobian_step`` and reads
+    its ``GATES`` and ``BIASES``, which compile into it as if the loop were written out for that
+    cell (as ``cpu_train_seq.train_kernel``). One kernel per cell, cached as ``<cell>_generated``.
+
+    Parameters
+    ----------
+    cell : module
+        A recurrent kernel file.
+
+    Returns
+    -------
+    numba dispatcher
+        ``generated(net, init, seed, trial0, steps, batch, step, sv, lo, hi)``: rows ``lo .. hi - 1``
+        of ``sv`` (T, n), the singular values of dh_S/dh_step (step 1-based) for the first sequence
+        of trial ``trial0 + t``'s batch (drawn whole, as :func:`fastgrad.run` draws it): the cell's
+        forward pass, then from dh_S/dh_S = I back through steps S .. step + 1 with its
+        ``jacobian_step`` (the LSTM's c_step held: its carry dh_S/dc starts at 0), in float64.
     """
-    n, d_in = init.hidden, init.inputs
-    dtype = sv.dtype
-    y_steps = steps if net.loss == RNN_ALL else 1
-    whh = np.empty((n, n), dtype=dtype)
-    wxh = np.empty((d_in, n), dtype=dtype)
-    bias = np.empty(n, dtype=dtype)
-    x = np.empty((steps, batch, d_in), dtype=dtype)
-    y = np.empty((y_steps, batch, n), dtype=dtype)
-    x1 = np.empty((steps, 1, d_in), dtype=dtype)
-    hs, ds, zx, _ = cpu_rnn.workspace(steps, 1, n, dtype)
-    q = np.empty(steps, dtype=dtype)
-    m = np.empty((n, n))
-    scaled = np.empty((n, n))
-    for t in range(lo, hi):
-        cpu_rnn.draw_trial(whh, wxh, bias, x, y, seed, trial0 + t, init)
-        first_sequence(x, x1)
-        cpu_rnn.forward(whh, wxh, bias, x1, net.act, net.alpha, hs, ds, zx, q)
-        w64 = whh.astype(np.float64)
-        for i in range(n):
-            for k in range(n):
-                m[i, k] = 1.0 if i == k else 0.0
-        for s in range(steps - 1, step - 1, -1):  # m = dh_S/dh_{s+1} -> dh_S/dh_s
-            for i in range(n):
-                di = np.float64(ds[s, 0, i])
-                for k in range(n):
-                    scaled[i, k] = di * m[i, k]
-            np.dot(w64, scaled, m)
-        store_singular_values(m, sv[t])
+
+    def generated(net: Any, init: Any, seed: int, trial0: int, steps: int, batch: int, step: int, sv: np.ndarray,
+                  lo: int, hi: int) -> None:
+        n, d_in = init.hidden, init.inputs
+        dtype = sv.dtype
+        g = cell.GATES * n
+        wh = np.empty((n, g), dtype=dtype)
+        wx = np.empty((d_in, g), dtype=dtype)
+        b = np.empty(g, dtype=dtype)
+        bh = np.empty((cell.BIASES - 1) * g, dtype=dtype)
+        square = np.empty((n, n), dtype=dtype)
+        wide = np.empty((d_in, n), dtype=dtype)
+        x = np.empty((steps, batch, d_in), dtype=dtype)
+        no_y = np.empty((0, batch, n), dtype=dtype)  # the targets play no part in J
+        x1 = np.empty((steps, 1, d_in), dtype=dtype)
+        work = cell.workspace(steps, 1, n, dtype)
+        q = np.empty(steps, dtype=dtype)
+        m, carry, scratch = np.empty((n, n)), np.empty((n, n)), np.empty((n, g))
+        for t in range(lo, hi):
+            cell.draw_params(init, wh, wx, b, bh, square, wide, seed, trial0 + t)
+            cell.draw_inputs(init, x, no_y, seed, trial0 + t)
+            first_sequence(x, x1)
+            cell.forward(wh, wx, b, bh, x1, net, work, q)
+            w64 = wh.astype(np.float64)
+            identity(m)
+            carry[:] = 0.0
+            for s in range(steps - 1, step - 1, -1):  # m = dh_S/dh_{s+1} -> dh_S/dh_s
+                cell.jacobian_step(w64, work, s, m, carry, scratch)
+            store_singular_values(m, sv[t])
+
+    generated.__qualname__ = f"{cell.__name__.rsplit('.', 1)[-1].removeprefix('cpu_')}_generated"  # its cache files
+    return kernel(generated)
 
 
-@kernel
-def lstm_generated(net: cpu_lstm.Net, init: gates.Init, seed: int, trial0: int, steps: int, batch: int, step: int,
-                   sv: np.ndarray, lo: int, hi: int) -> None:
-    """Rows ``lo .. hi - 1`` of ``sv`` (T, n): the singular values of dh_S/dh_step (c_step held), LSTM."""
-    n, d_in = init.hidden, init.inputs
-    dtype = sv.dtype
-    y_steps = steps if net.loss == RNN_ALL else 1
-    wh = np.empty((n, 4 * n), dtype=dtype)
-    wx = np.empty((d_in, 4 * n), dtype=dtype)
-    b = np.empty(4 * n, dtype=dtype)
-    square = np.empty((n, n), dtype=dtype)
-    wide = np.empty((d_in, n), dtype=dtype)
-    x = np.empty((steps, batch, d_in), dtype=dtype)
-    y = np.empty((y_steps, batch, n), dtype=dtype)
-    x1 = np.empty((steps, 1, d_in), dtype=dtype)
-    work = cpu_lstm.workspace(steps, 1, n, dtype)
-    q = np.empty(steps, dtype=dtype)
-    gh, gc, da = np.empty((n, n)), np.empty((n, n)), np.empty((n, 4 * n))
-    for t in range(lo, hi):
-        cpu_lstm.draw_trial(wh, wx, b, x, y, square, wide, seed, trial0 + t, init)
-        first_sequence(x, x1)
-        cpu_lstm.forward(wh, wx, b, x1, net, work, q)
-        w64 = wh.astype(np.float64)
-        for i in range(n):
-            for k in range(n):
-                gh[i, k] = 1.0 if i == k else 0.0
-                gc[i, k] = 0.0
-        for s in range(steps - 1, step - 1, -1):
-            cpu_lstm.jacobian_step(w64, work, s, gh, gc, da)
-        store_singular_values(gh, sv[t])
-
-
-@kernel
-def gru_generated(net: cpu_gru.Net, init: gates.Init, seed: int, trial0: int, steps: int, batch: int, step: int,
-                  sv: np.ndarray, lo: int, hi: int) -> None:
-    """Rows ``lo .. hi - 1`` of ``sv`` (T, n): the singular values of dh_S/dh_step, GRU."""
-    n, d_in = init.hidden, init.inputs
-    dtype = sv.dtype
-    y_steps = steps if net.loss == RNN_ALL else 1
-    wh = np.empty((n, 3 * n), dtype=dtype)
-    wx = np.empty((d_in, 3 * n), dtype=dtype)
-    bx = np.empty(3 * n, dtype=dtype)
-    bh = np.empty(3 * n, dtype=dtype)
-    square = np.empty((n, n), dtype=dtype)
-    wide = np.empty((d_in, n), dtype=dtype)
-    x = np.empty((steps, batch, d_in), dtype=dtype)
-    y = np.empty((y_steps, batch, n), dtype=dtype)
-    x1 = np.empty((steps, 1, d_in), dtype=dtype)
-    work = cpu_gru.workspace(steps, 1, n, dtype)
-    q = np.empty(steps, dtype=dtype)
-    g, keep, dah = np.empty((n, n)), np.empty((n, n)), np.empty((n, 3 * n))
-    for t in range(lo, hi):
-        cpu_gru.draw_trial(wh, wx, bx, bh, x, y, square, wide, seed, trial0 + t, init)
-        first_sequence(x, x1)
-        cpu_gru.forward(wh, wx, bx, bh, x1, net, work, q)
-        w64 = wh.astype(np.float64)
-        for i in range(n):
-            for k in range(n):
-                g[i, k] = 1.0 if i == k else 0.0
-        for s in range(steps - 1, step - 1, -1):
-            cpu_gru.jacobian_step(w64, work, s, g, keep, dah)
-        store_singular_values(g, sv[t])
+# A kernel per cell from one loop, as cpu_train_seq's (the reasons and measurements are there); each is
+# also its own key for spectra's first-call (compile) timing.
+rnn_generated = spectrum_kernel(cpu_rnn)
+lstm_generated = spectrum_kernel(cpu_lstm)
+gru_generated = spectrum_kernel(cpu_gru)
 
 
 @kernel

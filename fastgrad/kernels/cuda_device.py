@@ -7,22 +7,27 @@ functions are recompiled with ``cuda.jit(device=True)`` after rebinding those
 few elementary names to CUDA's libdevice (``math.exp``, ``math.log``, ...).
 So trial k draws the same numbers on both devices, up to the last bits of
 log/sin/cos (~1e-13 relative in float64, a few float32 ulp in float32), and
-the activations agree to rounding.
+the activations agree to rounding. The kernels' activation dispatch
+(:func:`phi_dphi`) is generated from the activation registry.
 
 Importing this module needs numba-cuda (or ``NUMBA_ENABLE_CUDASIM=1``).
 """
 
 from __future__ import annotations
 
+import linecache
 import math
 import types
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from numba import cuda
+from numba.core.dispatcher import Dispatcher
 
 from fastgrad import activations, rng
 from fastgrad._numba import is_float32
+from fastgrad.activations import Activation
 from fastgrad.codes import IDENTITY, NORMAL, UNIFORM
 
 TWO_PI = 2.0 * math.pi
@@ -79,9 +84,6 @@ def _retarget(module: Any, names: list[str]) -> dict[str, Any]:
     return built
 
 
-# Every activation pair of the registry, plus the helper they share.
-_ACT_NAMES = ["_nan_or"] + [f.__name__ for pair in activations.FUNCTIONS.values() for f in pair]
-_act = _retarget(activations, _ACT_NAMES)
 _rng = _retarget(rng, ["mix64", "stream_key", "word", "normal_pair", "normal_pair32", "uniform"])
 
 stream_key = _rng["stream_key"]
@@ -89,41 +91,105 @@ normal_pair = _rng["normal_pair"]
 normal_pair32 = _rng["normal_pair32"]
 uniform = _rng["uniform"]
 
-_CODES = activations.CODES
-_TANH, _SIGMOID, _RELU, _LINEAR = _CODES["tanh"], _CODES["sigmoid"], _CODES["relu"], _CODES["linear"]
-_LEAKY, _ELU, _SELU, _SOFTPLUS = _CODES["leaky_relu"], _CODES["elu"], _CODES["selu"], _CODES["softplus"]
-_GELU = _CODES["gelu"]
-_tanh, _d_tanh = _act["tanh"], _act["d_tanh"]
-_sigmoid, _d_sigmoid = _act["sigmoid"], _act["d_sigmoid"]
-_relu, _d_relu = _act["relu"], _act["d_relu"]
-_linear, _d_linear = _act["linear"], _act["d_linear"]
-_leaky, _d_leaky = _act["leaky_relu"], _act["d_leaky_relu"]
-_elu, _d_elu = _act["elu"], _act["d_elu"]
-_selu, _d_selu = _act["selu"], _act["d_selu"]
-_softplus, _d_softplus = _act["softplus"], _act["d_softplus"]
-_gelu, _d_gelu = _act["gelu"], _act["d_gelu"]
+
+def _device_versions(functions: list[Any]) -> dict[Any, Any]:
+    """Device versions of CPU building blocks (Numba dispatchers) and of the compiled helpers they call.
+
+    The helpers are found in the functions' code (its global names bound to dispatchers of the
+    same module, e.g. ``activations._nan_or``, or ``sigmoid`` for ``d_softplus``), transitively.
+    Each is recompiled with ``cuda.jit(device=True)`` from its Python function, its globals its
+    module's with the elementary names (:data:`ELEMENTARY`) bound to CUDA's libdevice and every
+    function recompiled here bound to its device version.
+    """
+    found: list[Any] = []
+    todo = list(functions)
+    while todo:
+        func = todo.pop()
+        if any(func is f for f in found):
+            continue
+        found.append(func)
+        py = func.py_func
+        todo += [py.__globals__[name] for name in py.__code__.co_names
+                 if name not in ELEMENTARY and isinstance(py.__globals__.get(name), Dispatcher)
+                 and py.__globals__[name].py_func.__module__ == py.__module__]
+    elementary = {k: _device(v) for k, v in ELEMENTARY.items()}
+    scopes: dict[int, dict[str, Any]] = {}
+    built = {}
+    for func in found:
+        py = func.py_func
+        scope = scopes.setdefault(id(py.__globals__), {**py.__globals__, **elementary})
+        built[func] = _device(types.FunctionType(py.__code__, scope, py.__name__, py.__defaults__, py.__closure__))
+    for func, dev in built.items():  # calls between them resolve at compile time, after this
+        scopes[id(func.py_func.__globals__)][func.py_func.__name__] = dev
+    return built
 
 
-@cuda.jit(device=True)
-def phi_dphi(code: int, z: float, alpha: float) -> tuple[float, float]:
-    """(phi(z), phi'(z)) of the activation ``code`` (a branch uniform across a block)."""
-    if code == _TANH:
-        return _tanh(z, alpha), _d_tanh(z, alpha)
-    if code == _SIGMOID:
-        return _sigmoid(z, alpha), _d_sigmoid(z, alpha)
-    if code == _RELU:
-        return _relu(z, alpha), _d_relu(z, alpha)
-    if code == _LINEAR:
-        return _linear(z, alpha), _d_linear(z, alpha)
-    if code == _LEAKY:
-        return _leaky(z, alpha), _d_leaky(z, alpha)
-    if code == _ELU:
-        return _elu(z, alpha), _d_elu(z, alpha)
-    if code == _SELU:
-        return _selu(z, alpha), _d_selu(z, alpha)
-    if code == _SOFTPLUS:
-        return _softplus(z, alpha), _d_softplus(z, alpha)
-    return _gelu(z, alpha), _d_gelu(z, alpha)
+def dispatch_source(registry: Mapping[str, Activation]) -> str:
+    """The Python source of :func:`phi_dphi` for ``registry``: one branch per activation, codes by position.
+
+    Parameters
+    ----------
+    registry : mapping of name to :class:`~fastgrad.activations.Activation`
+
+    Returns
+    -------
+    str
+    """
+    lines = ["def phi_dphi(code, z, alpha):"]
+    for code, name in enumerate(registry):
+        lines += [f"    if code == {code}:  # {name}", f"        return phi_{code}(z, alpha), dphi_{code}(z, alpha)"]
+    lines.append("    return NAN, NAN  # a code outside the registry: nan, never another activation")
+    return "\n".join(lines) + "\n"
+
+
+def activation_dispatch(registry: Mapping[str, Activation] = activations.REGISTRY) -> Any:
+    """Generate the device function ``phi_dphi(code, z, alpha) -> (phi(z), phi'(z))`` from an activation registry.
+
+    Activation k of ``registry`` (in its order: the codes of :data:`fastgrad.activations.CODES`)
+    is branch ``code == k``, calling device versions of its ``phi`` and ``dphi`` (and of the
+    compiled helpers they call). A code outside the registry returns ``(nan, nan)``: a device
+    function cannot raise, and nan poisons every statistic of the trial, where the chain
+    written by hand used to end in GELU. The host never passes one (``lowering.activation_code``
+    refuses a name outside the registry). So a new activation is one registry entry.
+
+    Parameters
+    ----------
+    registry : mapping of name to Activation
+        Default :data:`fastgrad.activations.REGISTRY`.
+
+    Returns
+    -------
+    CUDA device function
+
+    Raises
+    ------
+    ValueError
+        At build time, if a name's position differs from its code in ``activations.CODES``
+        (the host's codes would select another activation), or an entry's ``phi`` or ``dphi``
+        is not a compiled scalar function.
+    """
+    for code, (name, entry) in enumerate(registry.items()):
+        if activations.CODES.get(name, code) != code:
+            raise ValueError(f"activation {name!r}: code {code} here, {activations.CODES[name]} on the host")
+        for func in (entry.phi, entry.dphi):
+            if not isinstance(func, Dispatcher):
+                raise ValueError(f"activation {name!r}: {func!r} is not a compiled scalar function "
+                                 "(fastgrad._numba.jit)")
+    device = _device_versions([f for entry in registry.values() for f in (entry.phi, entry.dphi)])
+    scope: dict[str, Any] = {"NAN": math.nan}
+    for code, entry in enumerate(registry.values()):
+        scope[f"phi_{code}"], scope[f"dphi_{code}"] = device[entry.phi], device[entry.dphi]
+    source = dispatch_source(registry)
+    filename = f"<fastgrad phi_dphi of {len(registry)} activations>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks show it
+    exec(compile(source, filename, "exec"), scope)
+    func = scope["phi_dphi"]
+    func.__doc__ = "(phi(z), phi'(z)) of the activation ``code`` (a branch uniform across a block); nan if unknown."
+    return _device(func)
+
+
+phi_dphi = activation_dispatch()
+"""``phi_dphi(code, z, alpha) -> (phi(z), phi'(z))``, generated from :data:`fastgrad.activations.REGISTRY`."""
 
 
 MAX_THREADS = 256  # threads per block: the size of the shared reduction buffer
