@@ -34,7 +34,7 @@ def _depths(text: str) -> tuple[int, ...]:
 
 def demo(args: argparse.Namespace) -> int:
     """Run the classic vanishing/exploding experiments; print the table, write figures."""
-    from fastgrad.demo import DemoSize, run_demo
+    from fastgrad.studies.demo import DemoSize, run_demo
 
     size = DemoSize(trials=args.trials, chain_trials=args.chain_trials, depth=args.depth, width=args.width,
                     batch=args.batch, rnn_steps=args.rnn_steps, phase_trials=args.phase_trials,
@@ -147,7 +147,7 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
 
 def plot_command(args: argparse.Namespace) -> int:
     """Draw the standard figures of a store."""
-    from fastgrad.plot import plot_store
+    from fastgrad.report import plot_store
 
     paths = plot_store(args.store, args.out)
     for p in paths:

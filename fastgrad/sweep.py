@@ -272,6 +272,47 @@ def sweep(
         On Ctrl-C or SIGTERM, after saving what is finished; its message says what is saved.
     """
     cells = expand_grid(model, grid or {})
+    trials, batch, seed, dt, save_every = _check_sweep(model, trials, batch, seed, dtype, backend, executor,
+                                                       threads, spectrum, save_every)
+    family = models.named(model)
+    root = store_module.open_store(store, _manifest(model, cells, family, seed, trials, batch, dt, spectrum))
+    report = SweepReport(store=root, cells=len(cells))
+    todo, saved = _todo(root, cells, trials, report)
+    if progress:
+        print(f"fastgrad sweep: {len(cells)} cells x {trials} trials into {root} ({report.skipped} cells already "
+              f"there); Ctrl-C saves and stops, the same command resumes", file=sys.stderr)
+    done_before = report.skipped * trials + sum(int(m.sum()) for m in saved.values())
+    bar = tqdm(total=len(cells) * trials, initial=done_before, unit="trial", unit_scale=True,
+               desc=f"sweep {root.name}", disable=not progress, smoothing=0.3)
+    t0 = time.perf_counter()
+    run = _Run(root, trials, saved, report, bar, save_every)
+    try:
+        with _sigterm_as_interrupt():
+            if executor == "local":
+                _run_local(todo, run, family, model, batch, seed, dt, backend, threads, bool(spectrum), _compute)
+            else:
+                _run_dask(todo, _compute or compute_cell, run, model, trials, batch, seed, dt, backend, threads,
+                          address, workers, max_in_flight, bool(spectrum))
+    except KeyboardInterrupt as err:
+        run.save()
+        bar.close()
+        raise SweepInterrupted(f"interrupted: {report.done + report.skipped} of {len(cells)} cells are saved in "
+                               f"{root}{run.in_pieces()}; the same command resumes from there") from err
+    except BaseException:
+        run.save()
+        raise
+    bar.close()
+    report.seconds = time.perf_counter() - t0
+    report.trials_per_second = run.computed / report.seconds if report.seconds > 0 else 0.0
+    if progress:
+        print(report)
+    return report
+
+
+
+def _check_sweep(model: str, trials: Any, batch: Any, seed: Any, dtype: Any, backend: Any, executor: Any,
+                 threads: Any, spectrum: Any, save_every: Any) -> tuple[int, int, int, str, float]:
+    """Step 1 of :func:`sweep`: every argument checked before anything is written or run."""
     trials = check_int("trials", trials)
     batch = check_int("batch", batch)
     seed = check_int("seed", seed, minimum=0)
@@ -293,6 +334,12 @@ def sweep(
         raise ValueError(f"save_every: must be >= 0 seconds, got {save_every}")
     if threads is not None:
         check_threads(threads)
+    return trials, batch, seed, dt, save_every
+
+
+def _manifest(model: str, cells: list[dict[str, Any]], family: models.Model, seed: int, trials: int, batch: int,
+              dt: str, spectrum: bool) -> dict[str, Any]:
+    """Step 2 of :func:`sweep`: the store's identity (a store of another sweep is refused by it)."""
     # Order-free identity of the grid: each axis's distinct values, sorted.
     canonical_grid = {k: sorted({json.dumps(c[k]): c[k] for c in cells}.values(), key=_order)
                       for k in sorted(cells[0])}
@@ -304,45 +351,19 @@ def sweep(
     if any(c.get("init") in ("orthogonal", "identity") and (c.get("sigma_w") is not None or c.get("sigma_w2")
                                                              is not None) for c in cells):
         manifest["scales"] = 2  # sigma_w scales orthogonal weights now: older stores of such cells are refused
-    root = store_module.open_store(store, manifest)
-    report = SweepReport(store=root, cells=len(cells))
-    todo, saved = _todo(root, cells, trials, report)
-    if progress:
-        print(f"fastgrad sweep: {len(cells)} cells x {trials} trials into {root} ({report.skipped} cells already "
-              f"there); Ctrl-C saves and stops, the same command resumes", file=sys.stderr)
-    compute = _compute or compute_cell
-    done_before = report.skipped * trials + sum(int(m.sum()) for m in saved.values())
-    bar = tqdm(total=len(cells) * trials, initial=done_before, unit="trial", unit_scale=True,
-               desc=f"sweep {root.name}", disable=not progress, smoothing=0.3)
-    t0 = time.perf_counter()
-    run = _Run(root, trials, saved, report, bar, save_every)
-    try:
-        with _sigterm_as_interrupt():
-            if executor == "local":
-                shared = _compute is None and family.scale_fields and backend == "cpu" and not spectrum
-                groups = _share_draws(family, todo) if shared else [[p] for p in todo]
-                pace = _Pace(threads)
-                for group in groups:
-                    run.local_group(group, pace, lambda g, lo, m: _chunk(g, lo, m, model, batch, seed, dt, backend,
-                                                                         threads, bool(spectrum), _compute))
-            else:
-                _run_dask(todo, compute, run, model, trials, batch, seed, dt, backend, threads, address,
-                          workers, max_in_flight, bool(spectrum))
-    except KeyboardInterrupt as err:
-        run.save()
-        bar.close()
-        raise SweepInterrupted(f"interrupted: {report.done + report.skipped} of {len(cells)} cells are saved in "
-                               f"{root}{run.in_pieces()}; the same command resumes from there") from err
-    except BaseException:
-        run.save()
-        raise
-    bar.close()
-    report.seconds = time.perf_counter() - t0
-    report.trials_per_second = run.computed / report.seconds if report.seconds > 0 else 0.0
-    if progress:
-        print(report)
-    return report
+    return manifest
 
+
+def _run_local(todo: list[dict[str, Any]], run: _Run, family: models.Model, model: str, batch: int, seed: int,
+               dt: str, backend: str, threads: int | None, spectrum: bool,
+               compute: Callable[..., dict[str, np.ndarray]] | None) -> None:
+    """Step 3 of :func:`sweep`, locally: cells (or groups sharing draws) one after another, in timed chunks."""
+    shared = compute is None and family.scale_fields and backend == "cpu" and not spectrum
+    groups = _share_draws(family, todo) if shared else [[p] for p in todo]
+    pace = _Pace(threads)
+    for group in groups:
+        run.local_group(group, pace, lambda g, lo, m: _chunk(g, lo, m, model, batch, seed, dt, backend, threads,
+                                                             spectrum, compute))
 
 def _todo(root: Path, cells: list[dict[str, Any]], trials: int,
           report: SweepReport) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import fastgrad as fg  # noqa: E402
 from fastgrad.analysis import edge  # noqa: E402
-from fastgrad.plot import plot_store  # noqa: E402
+from fastgrad.report import plot_store  # noqa: E402
 from fastgrad.stats import markdown_table  # noqa: E402
 
 

@@ -6,7 +6,7 @@ Usage: python scripts/isometry_training.py [--depth 32] [--width 64] [--sigma-b2
 Depth-32 tanh MLPs at the edge of chaos (sigma_w^2 = theory.critical_sigma_w2("tanh", sigma_b^2)),
 Gaussian against orthogonal weights (Pennington, Schoenholz & Ganguli 2017), trained by plain SGD
 on the 8x8 digits; each trial's initial spectrum from fastgrad.spectrum with training's own draws
-(``fastgrad.remedies.run_isometry_training``). Writes training_link.csv (one row per trial),
+(``fastgrad.studies.remedies.run_isometry_training``). Writes training_link.csv (one row per trial),
 training_link.md (per init, the rank correlations, the command), training_link.png/.svg (spread
 against speed) and training_link_loss.png/.svg (loss curves).
 """
@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from fastgrad import plot  # noqa: E402
 from fastgrad.data import digits  # noqa: E402
-from fastgrad.remedies import run_isometry_training  # noqa: E402
 from fastgrad.stats import markdown_table  # noqa: E402
+from fastgrad.studies.remedies import run_isometry_training  # noqa: E402
 
 
 def main() -> None:

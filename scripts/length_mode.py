@@ -4,7 +4,7 @@ Usage: python scripts/length_mode.py [--width 128] [--trials 100] [--out results
 
 Tanh nets with orthogonal weights sqrt(sigma_w^2) Q at the edge of chaos (chi_1 = 1) for
 sigma_b^2 = 1e-4 (the isometry study's) and 1e-3, depths 1..128, inputs N(0, 1), J at the first
-input (batch 1, as ``fastgrad.spectra.isometry_study``). Per depth: the smallest singular value
+input (batch 1, as ``fastgrad.studies.isometry.isometry_study``). Per depth: the smallest singular value
 over the bulk's root mean square (median and quartiles over trials), the second smallest (the
 bulk's lowest), beside ``theory.length_mode`` and the forward slope of the length map. Controls:
 linear orthogonal nets (no mode: every singular value equal), relu (J singular: no mode defined),

@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from fastgrad import plot  # noqa: E402
-from fastgrad.spectra import isometry_study, isometry_theory  # noqa: E402
 from fastgrad.stats import markdown_table  # noqa: E402
+from fastgrad.studies.isometry import isometry_study, isometry_theory  # noqa: E402
 
 
 def main() -> None:

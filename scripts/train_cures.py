@@ -12,7 +12,7 @@ cures_training_loss_copy.png/.svg.
 ``digits-depth50`` (not run by default): plain tanh MLPs against residual ones (a = 1/sqrt(L),
 with and without pre-LayerNorm) of depth ``--depth`` (50) and width 64 on the 8x8 digits, Adam
 (``--depth-lr`` 1e-3), ``--depth-trials`` (16) trials, ``--depth-epochs`` (30) epochs
-(``fastgrad.remedies.run_depth_training``). Writes cures_depth50_summary.csv/.md and
+(``fastgrad.studies.remedies.run_depth_training``). Writes cures_depth50_summary.csv/.md and
 cures_depth50_loss.png/.svg.
 """
 
@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from fastgrad import plot  # noqa: E402
 from fastgrad.data import adding, copy_task, digits  # noqa: E402
-from fastgrad.remedies import cures_markdown, run_cures_training, run_depth_training  # noqa: E402
 from fastgrad.stats import markdown_table  # noqa: E402
+from fastgrad.studies.remedies import cures_markdown, run_cures_training, run_depth_training  # noqa: E402
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from fastgrad import plot  # noqa: E402
 from fastgrad.data import adding, digits, teacher  # noqa: E402
-from fastgrad.demo import training_markdown  # noqa: E402
-from fastgrad.remedies import (  # noqa: E402
+from fastgrad.studies.demo import training_markdown  # noqa: E402
+from fastgrad.studies.remedies import (  # noqa: E402
     mean_predictor_label,
     mean_predictor_loss,
     run_remedies,

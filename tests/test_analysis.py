@@ -149,7 +149,7 @@ def test_finite_depth_theory_tends_to_the_fixed_point_with_depth():
 
 
 def test_plot_of_a_one_dimensional_sweep_draws_the_rate_with_theory(tmp_path):
-    from fastgrad.plot import plot_store
+    from fastgrad.report import plot_store
 
     store = tmp_path / "oned"
     fg.sweep("mlp", {"depth": 6, "width": 8, "init": "scaled_normal", "sigma_w2": [0.5, 1.5, 2.5], "sigma_b2": 0.05},

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from fastgrad.cli import main
-from fastgrad.demo import DemoSize, run_demo
+from fastgrad.studies.demo import DemoSize, run_demo
 
 LEAST = {"trials": 1, "chain_trials": 1, "depth": 2, "width": 1, "batch": 1, "rnn_steps": 2, "phase_trials": 1,
          "train_trials": 1, "train_epochs": 1, "cure_steps": 2, "cure_depth": 3}
@@ -36,7 +36,7 @@ def test_run_demo_refuses_a_bad_folder_or_size_before_any_work(tmp_path):
         run_demo(afile, progress=False)
     with pytest.raises(ValueError, match=r"^out \(--out\): cannot create"):
         run_demo(afile / "below", progress=False)
-    with pytest.raises(ValueError, match=r"^size: expected a fastgrad.demo.DemoSize"):
+    with pytest.raises(ValueError, match=r"^size: expected a fastgrad.studies.demo.DemoSize"):
         run_demo(tmp_path / "out", size={"trials": 8}, progress=False)
     assert not (tmp_path / "out").exists()
 

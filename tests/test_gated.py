@@ -287,7 +287,7 @@ def test_zero_weight_cells_have_the_exact_jacobian_norms():
 
 def test_gated_sweeps_store_load_analyse_and_plot(tmp_path):
     from fastgrad.analysis import decay_table
-    from fastgrad.plot import plot_store
+    from fastgrad.report import plot_store
 
     store = tmp_path / "gates"
     fg.sweep("lstm", {"steps": 6, "hidden": 4, "inputs": 2, "forget_bias": [0.0, 1.0]}, trials=5, batch=2,

@@ -1,8 +1,9 @@
 """The package's layers (docs/architecture.md), enforced on the imports of every module.
 
 A module may import from its own layer and the layers below it, never above, and
-no module imports the package root (``import fastgrad``, ``from fastgrad import
-run``): the root is the top, it re-exports the public API and imports everything.
+no module of the library imports the package root (``import fastgrad``, ``from fastgrad
+import run``): the root re-exports the public API and imports everything. The studies
+(``fastgrad/studies/``) sit above the library and use only that public API.
 Imports inside functions count too.
 """
 
@@ -11,6 +12,7 @@ import re
 from pathlib import Path
 
 import fastgrad
+from fastgrad import models
 
 PACKAGE = Path(fastgrad.__file__).parent
 ROOT = PACKAGE.parent
@@ -26,8 +28,9 @@ LAYERS = [
     {"executor", "gpu", "explicit", "trials"},  # running trials: the one argument check, threads, chunks, arrays
     {"models"},  # the model table: one module per family (models.* import each other)
     {"engine", "data", "train", "theory", "stats", "spectra"},  # running and analysing, through the table
-    {"sweep", "remedies", "plot", "warmup", "analysis"},  # many runs: stores, experiments, figures, warm-up
-    {"demo", "cli", "__init__"},  # applications and the public namespace
+    {"sweep", "plot", "report", "warmup", "analysis"},  # many runs: stores, figures, warm-up, analysis
+    {"studies"},  # the demo's experiments, remedies, isometry: on the public API only (below)
+    {"cli", "__init__"},  # the command line and the public namespace
 ]
 
 
@@ -83,6 +86,8 @@ def test_no_import_points_up_the_layers_or_at_the_root():
             continue
         for line, target in imports(path):
             where = f"fastgrad/{path.relative_to(PACKAGE)}:{line}"
+            if target == "" and module.startswith("studies"):
+                continue  # the studies use the public namespace (what they may take from it: below)
             if target == "":
                 bad.append(f"{where} imports the package root")
             elif layer_of(target) > layer_of(module):
@@ -113,9 +118,9 @@ def test_references_in_the_code_point_to_files_that_exist():
     assert not missing, "\n".join(missing)
 
 
-MODEL_NAMES = {"mlp", "resmlp", "rnn", "lstm", "gru", "chain"}
-SPEC_NAMES = {"MLP", "ResMLP", "RNN", "LSTM", "GRU", "Chain"}
-OUTSIDE_THE_TABLE = {"demo", "remedies"}
+MODEL_NAMES = set(models.REGISTRY)
+SPEC_NAMES = {model.spec.__name__ for model in models.REGISTRY.values()}
+OUTSIDE_THE_TABLE = {"studies"}
 """Studies: they build specs of chosen families (what they study), and switch on none."""
 
 
@@ -161,3 +166,28 @@ def test_the_switch_scan_finds_switches(tmp_path):
     sample.write_text("def f(spec, name):\n    if isinstance(spec, (MLP, RNN)):\n        return 1\n"
                       "    if name == 'lstm':\n        return 2\n    return {'gru': 3}\n")
     assert len(model_switches(sample)) == 3
+
+
+PUBLIC_MODULES = {"data", "plot", "report", "stats", "theory", "analysis", "warmup"}
+"""The modules of the public API that are imported by name (docs/api), besides the package's own namespace."""
+
+
+def test_the_studies_use_only_the_public_api():
+    # A study imports names fastgrad exports, the public modules, and other studies: nothing internal.
+    bad = []
+    for module, path in modules().items():
+        if not module.startswith("studies"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            where = f"fastgrad/{path.relative_to(PACKAGE)}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "fastgrad":
+                bad += [f"{where} imports {a.name}, which fastgrad does not export" for a in node.names
+                        if a.name not in fastgrad.__all__ and a.name not in PUBLIC_MODULES]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("fastgrad."):
+                top = node.module.split(".")[1]
+                if top not in PUBLIC_MODULES | {"studies"}:
+                    bad.append(f"{where} imports fastgrad.{node.module.split('.', 1)[1]}, not public API")
+            elif isinstance(node, ast.Import):
+                bad += [f"{where} imports {a.name}, not public API" for a in node.names
+                        if a.name.startswith("fastgrad.") and a.name.split(".")[1] not in PUBLIC_MODULES | {"studies"}]
+    assert not bad, "\n".join(bad)

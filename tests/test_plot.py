@@ -315,7 +315,7 @@ def test_plot_store_colours_one_value_alike_in_every_panel_and_names_the_setting
     import matplotlib.pyplot as plt
 
     import fastgrad as fg
-    from fastgrad import plot
+    from fastgrad import report
     from fastgrad.store import load, manifest
 
     store = tmp_path / "store"
@@ -323,18 +323,18 @@ def test_plot_store_colours_one_value_alike_in_every_panel_and_names_the_setting
                      "sigma_w2": [0.5, 1.0, 2.0], "sigma_b2": [0.0, 0.1]}, trials=6, batch=2, store=store,
              progress=False)
     titles = {}
-    save = plot.save
+    save = report.save
 
     def keep_title(fig, stem, *args):
         titles[Path(stem).name] = " ".join(ax.get_title() for ax in fig.axes).replace("\n", " ")
         return save(fig, stem, *args)
 
-    monkeypatch.setattr(plot, "save", keep_title)
-    paths = plot.plot_store(store, tmp_path / "figures")
+    monkeypatch.setattr(report, "save", keep_title)
+    paths = report.plot_store(store, tmp_path / "figures")
     assert {p.name for p in paths} >= {"decay_curves.png", "phase_diagram.png"}
     heading = titles["phase_diagram"]
     assert "mlp" in heading and "depth 4" in heading and "width 6" in heading and "6 trials" in heading
-    fig = plot.sweep_curves(load(store), manifest(store), "delta")
+    fig = report.sweep_curves(load(store), manifest(store), "delta")
     check_readable(fig)
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in panels] == ["sigma_b2=0", "sigma_b2=0.1"]

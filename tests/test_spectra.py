@@ -110,7 +110,7 @@ def test_spectrum_is_reproducible_and_refuses_bad_input():
 
 def test_isometry_figures_are_readable():
     from fastgrad import plot
-    from fastgrad.spectra import isometry_study
+    from fastgrad.studies.isometry import isometry_study
     from tests.test_plot import check_readable
 
     spectra, table = isometry_study(width=8, depths=(2, 4), trials=4)
@@ -208,7 +208,7 @@ def test_sweeps_store_the_spectrum_summaries_of_their_own_trials(tmp_path):
         s = spectrum(fg.MLP(depth=4, width=6, init=init, activation="tanh"), trials=5, batch=3)
         np.testing.assert_array_equal(cell["sv_max"].to_numpy(), s.max_singular_value)
         np.testing.assert_array_equal(cell["lambda_var"].to_numpy(), s.var_squared)
-    from fastgrad.plot import plot_store
+    from fastgrad.report import plot_store
 
     paths = plot_store(store)
     assert store / "figures" / "spectrum_summary.png" in paths

@@ -637,7 +637,7 @@ def test_resmlp_training_refuses_bad_input_by_name():
 
 
 def test_depth_experiment_runs_at_tiny_size():
-    from fastgrad.remedies import DEEP_NETS, run_depth_training
+    from fastgrad.studies.remedies import DEEP_NETS, run_depth_training
 
     data = teacher("classification", samples=80, features=5, outputs=3, seed=1)
     table, results = run_depth_training(data, depth=4, width=6, epochs=2, trials=2, batch=16, threshold=10.0)
@@ -659,7 +659,7 @@ def test_training_starts_from_the_draws_whose_spectrum_is_measured(weights):
     import dataclasses
 
     from fastgrad import mlp_jacobian
-    from fastgrad.remedies import isometry_specs
+    from fastgrad.studies.remedies import isometry_specs
 
     data = teacher("classification", samples=60, features=5, outputs=3, seed=1)
     spec = isometry_specs(depth=5, width=7, sigma_b2=0.05, weights=weights)
@@ -683,7 +683,7 @@ def test_training_starts_from_the_draws_whose_spectrum_is_measured(weights):
 
 
 def test_isometry_experiment_runs_at_tiny_size():
-    from fastgrad.remedies import run_isometry_training
+    from fastgrad.studies.remedies import run_isometry_training
 
     data = teacher("classification", samples=80, features=5, outputs=3, seed=1)
     per_trial, summary, correlations, results = run_isometry_training(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastgrad as fg
-from fastgrad.plot import plot_store
+from fastgrad.report import plot_store
 
 
 def test_a_variance_is_the_square_of_the_std():

@@ -6,21 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fastgrad import plot, stats, theory
-from fastgrad._numba import max_threads
-from fastgrad.engine import run
-from fastgrad.models.chain import Chain
-from fastgrad.models.gru import GRU
-from fastgrad.models.lstm import LSTM
-from fastgrad.models.mlp import MLP
-from fastgrad.models.resmlp import ResMLP
-from fastgrad.models.rnn import RNN
-from fastgrad.results import Result
-from fastgrad.version import __version__
+from fastgrad import GRU, LSTM, MLP, RNN, Chain, ResMLP, Result, __version__, plot, run, stats, theory
 from fastgrad.warmup import Job, compile_jobs, describe
 
 
@@ -114,7 +105,7 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     if size is None:
         size = DemoSize()
     elif not isinstance(size, DemoSize):
-        raise ValueError(f"size: expected a fastgrad.demo.DemoSize, got {type(size).__name__}")
+        raise ValueError(f"size: expected a fastgrad.studies.demo.DemoSize, got {type(size).__name__}")
     out = _output_folder(out)
     mlps: list[tuple[str, dict[str, Any], float, float]] = [
         # name, MLP arguments, sigma_w^2 and sigma_b^2 for the mean-field theory
@@ -140,7 +131,8 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     # Compile every kernel first, two processes side by side on a multi-core machine; a
     # second run finds them in the on-disk cache and loads them in a second or two.
     bar.set_description("compiling kernels (the first run only)")
-    compile_jobs(jobs, processes=min(2, max_threads()), progress=lambda _: bar.update())
+    processes = min(2, int(numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    compile_jobs(jobs, processes=processes, progress=lambda _: bar.update())
     bar.set_description("fastgrad demo")
     rows = []
 
@@ -234,7 +226,7 @@ def _output_folder(out: str | Path) -> Path:
 
 def _jobs(mlps: list[dict[str, Any]], rnns: list[dict[str, Any]]) -> list[Job]:
     """The kernels the demo runs, as warm-up jobs (``fastgrad.warmup.compile_jobs``)."""
-    from fastgrad.remedies import BASELINE, REMEDIES, RNN_REMEDIES
+    from fastgrad.studies.remedies import BASELINE, REMEDIES, RNN_REMEDIES
 
     jobs: list[Job] = [("run", Chain(depth=3), "float64")]
     jobs += [("run", MLP(depth=2, width=2, **kw), "float64") for kw in mlps]
@@ -317,7 +309,7 @@ def _cures(out: Path, size: DemoSize) -> list[dict[str, Any]]:
 
 def _isometry(out: Path, size: DemoSize) -> pd.DataFrame:
     """Dynamical isometry: the spectra of J for Gaussian and orthogonal weights (spectra.csv, two figures)."""
-    from fastgrad.spectra import isometry_study, isometry_theory
+    from fastgrad.studies.isometry import isometry_study, isometry_theory
 
     spectra, table = isometry_study(width=size.width, depths=size.spectrum_depths,
                                     trials=max(size.trials // 10, 8))
@@ -335,7 +327,7 @@ def _isometry(out: Path, size: DemoSize) -> pd.DataFrame:
 def _training(out: Path, size: DemoSize) -> pd.DataFrame:
     """The remedies measured during training (digits if scikit-learn is there, else a teacher task)."""
     from fastgrad.data import adding, digits, teacher
-    from fastgrad.remedies import mean_predictor_label, mean_predictor_loss, run_remedies, run_rnn_remedies
+    from fastgrad.studies.remedies import mean_predictor_label, mean_predictor_loss, run_remedies, run_rnn_remedies
 
     try:
         data, named = digits(), "the digits"

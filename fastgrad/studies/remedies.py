@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fastgrad import GRU, LSTM, MLP, RNN, ResMLP, TrainResult, spectrum, theory, train
 from fastgrad.data import Dataset
-from fastgrad.models.mlp import MLP
-from fastgrad.models.resmlp import ResMLP
-from fastgrad.train import TrainResult, train
+from fastgrad.stats import markdown_table
 
 BASELINE: dict[str, Any] = {"activation": "sigmoid", "init": "normal", "sigma_w": 1.0, "sigma_b": 1.0}
 
@@ -101,7 +100,6 @@ def run_rnn_remedies(data: Dataset, hidden: int = 32, epochs: int = 10, trials: 
         One row per configuration: fraction diverged, median first and final loss, and the
         median first-epoch ||dL/dh_1|| / ||dL/dh_S|| (vanishing < 1 < exploding).
     """
-    from fastgrad.models.rnn import RNN
 
     steps = int(data.x_train.shape[1])
     results: dict[str, TrainResult] = {}
@@ -195,9 +193,6 @@ def run_cures_training(data: Dataset, hidden: int = 64, epochs: int = 15, trials
         (and, for classification, held-out accuracy), the mean predictor's loss, the
         fraction diverged, and seconds of training.
     """
-    from fastgrad.models.gru import GRU
-    from fastgrad.models.lstm import LSTM
-    from fastgrad.models.rnn import RNN
 
     cells = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
     steps = int(data.x_train.shape[1])
@@ -244,7 +239,6 @@ def cures_markdown(tables: list[pd.DataFrame], command: str, settings: str) -> s
     -------
     str
     """
-    from fastgrad.stats import markdown_table
 
     lines = ["## The cures during training", "", settings, "",
              f"Solved: the last epoch's training loss below {SOLVED_FRACTION:g} of the mean predictor's "
@@ -303,7 +297,6 @@ def run_depth_training(data: Dataset, depth: int = 50, width: int = 64, epochs: 
         (median over trials of the first epoch's ||dL/dW_1|| / ||dL/dW_L||), ``diverged`` and
         ``seconds`` of training (compilation excluded: each net first trains one trial for one epoch).
     """
-    from fastgrad import theory
 
     edge = theory.critical_sigma_w2("tanh", 0.05)
     results: dict[str, TrainResult] = {}
@@ -347,7 +340,6 @@ def isometry_specs(depth: int, width: int, sigma_b2: float, weights: str) -> MLP
     -------
     MLP
     """
-    from fastgrad import theory
 
     w2 = theory.critical_sigma_w2("tanh", sigma_b2)
     kw: dict[str, Any] = ({"init": "scaled_normal", "sigma_w2": w2} if weights == "gaussian"
@@ -411,8 +403,6 @@ def run_isometry_training(data: Dataset, depth: int = 32, width: int = 64, sigma
     """
     from scipy.stats import spearmanr
 
-    from fastgrad import theory
-    from fastgrad.spectra import spectrum
 
     if not 1 <= at_epoch <= epochs:
         raise ValueError(f"at_epoch: must be 1..{epochs} (the epochs), got {at_epoch}")
