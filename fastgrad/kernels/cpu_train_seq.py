@@ -293,6 +293,7 @@ def train_kernel(cell: ModuleType) -> Any:
         mode = RNN_LAST if k_steps == 1 else RNN_DIRECT
         minibatches = n_samples // batch
         m = data.x_test.shape[0]
+        test_chunks = (m + batch - 1) // batch if net.loss == TRAIN_XENT else 0
         for k in range(lo, hi):
             trial = trial0 + k
             cell.draw_params(init, wh, wx, b, bh, square, wide, seed, trial)
@@ -308,9 +309,20 @@ def train_kernel(cell: ModuleType) -> Any:
                 begin_epoch(out, k, epoch)
                 total = 0.0
                 hits = 0
-                for s in range(minibatches):
-                    gather(x, y, order, s * batch, buf)
+                test_hits = 0
+                # The held-out chunks follow the minibatches in one loop, so that the cell's forward
+                # pass (inlined) has one call site: compiled once, not twice.
+                for s in range(minibatches + test_chunks):
+                    held_out = s >= minibatches
+                    c = (s - minibatches) * batch
+                    if held_out:
+                        gather(data.x_test, data.y_test, buf.test_order, c, buf)
+                    else:
+                        gather(x, y, order, s * batch, buf)
                     cell.forward(wh, wx, b, bh, buf.xb, net, work, q)
+                    if held_out:
+                        test_hits += readout_hits(work.hs, wo, bo, net.loss, buf, min(batch, m - c))
+                        continue
                     value, correct = readout(work.hs, wo, bo, net.loss, buf, grad[bounds[wo_at] : bounds[wo_at + 1]],
                                              grad[bounds[wo_at + 1] :], work.gh)
                     total += value
@@ -321,13 +333,8 @@ def train_kernel(cell: ModuleType) -> Any:
                     updates += 1
                     update(p, grad, first, second, bounds, opt, updates, out, k, epoch, buf, minibatches)
                 end_epoch(out, k, epoch, total, hits, minibatches, minibatches * batch * k_steps, net.loss, p)
-                if net.loss == TRAIN_XENT and m > 0:
-                    hits = 0
-                    for c in range(0, m, batch):
-                        gather(data.x_test, data.y_test, buf.test_order, c, buf)
-                        cell.forward(wh, wx, b, bh, buf.xb, net, work, q)
-                        hits += readout_hits(work.hs, wo, bo, net.loss, buf, min(batch, m - c))
-                    out.test_accuracy[k, epoch] = hits / (m * k_steps)
+                if test_chunks > 0:
+                    out.test_accuracy[k, epoch] = test_hits / (m * k_steps)
             for i in range(p.size):
                 out.params1[k, i] = p[i]
 
