@@ -419,7 +419,8 @@ def jacobian(w: np.ndarray, net: Net, work: Work, out: np.ndarray, scratch: np.n
 @kernel
 def spectrum_generated(net: Net, init: Init, seed: int, trial0: int, batch: int, sv: np.ndarray, lo: int,
                        hi: int) -> None:
-    """Rows ``lo .. hi - 1`` of ``sv`` (T, P min(c_0, c_L)): singular values of J at trial ``trial0 + t``'s first input."""
+    """Rows ``lo .. hi - 1`` of ``sv`` (T, P min(c_0, c_L)): the singular values of J at the first input of
+    trial ``trial0 + t``."""
     dims = net.dims
     depth = dims.size - 1
     positions, taps = net.src.shape
