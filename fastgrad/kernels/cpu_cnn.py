@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastgrad._numba import call, jit, kernel
+from fastgrad._numba import call, copy, jit, kernel
 from fastgrad.codes import MLP_B0, MLP_MSE, MLP_W0, MLP_X, MLP_Y, NORMAL, ORTHOGONAL
 from fastgrad.kernels.cpu_spectrum import singular_values
 from fastgrad.kernels.draw import draw_matrix, draw_vector
@@ -340,13 +340,24 @@ def draw_trial(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, seed:
     draw_vector(init.draw, y.reshape(y.size), NORMAL, 1.0, seed, trial_id, MLP_Y)
 
 
+DRAW_RUN, DRAW_KEEP, GIVEN_RUN = 0, 1, 2
+"""What :func:`trials` does with each trial: draw and run it, draw it into the given arrays, or run the given arrays."""
+
+
 @kernel
-def generated(net: Net, init: Init, seed: int, trial0: int, batch: int, stats: Stats, lo: int, hi: int) -> None:
-    """Rows ``lo .. hi - 1`` of ``stats``: trials ``trial0 + lo ..`` drawn from their streams, then run."""
+def trials(net: Net, init: Init, seed: int, ids: np.ndarray, batch: int, stats: Stats, w_all: np.ndarray,
+           b_all: np.ndarray, x_all: np.ndarray, y_all: np.ndarray, mode: int, lo: int, hi: int) -> None:
+    """Rows ``lo .. hi - 1``: trial ``ids[t]`` drawn from its streams and run (``DRAW_RUN``), drawn into row t of
+    w_all (T, P_w), b_all (T, P_b), x_all (T, B, P, c_0), y_all (T, B, P, c_L) (``DRAW_KEEP``), or run from those
+    rows (``GIVEN_RUN``); statistics into row t of ``stats``.
+
+    One kernel for the generated run, the trial arrays and given arrays: as three kernels they
+    compiled the same forward and backward passes three times (the test file's first calls).
+    """
     dims = net.dims
     depth = dims.size - 1
     positions, taps = net.src.shape
-    dtype = stats.grad_w.dtype
+    dtype = x_all.dtype
     n_w, n_b = sizes(dims, taps)
     w = np.empty(n_w, dtype=dtype)
     b = np.empty(n_b, dtype=dtype)
@@ -354,26 +365,18 @@ def generated(net: Net, init: Init, seed: int, trial0: int, batch: int, stats: S
     y = np.empty((batch, positions, dims[depth]), dtype=dtype)
     work = workspace(dims, batch * positions, taps, dtype)
     for t in range(lo, hi):
-        draw_trial(w, b, x, y, seed, trial0 + t, dims, taps, init)
-        trial(w, b, x, y, net, work, stats, t)
-
-
-@kernel
-def explicit(net: Net, w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray, stats: Stats, lo: int,
-             hi: int) -> None:
-    """Rows ``lo .. hi - 1``: trials given as packed w (T, P_w), b (T, P_b), x (T, B, P, c_0), y (T, B, P, c_L)."""
-    positions, taps = net.src.shape
-    work = workspace(net.dims, x.shape[1] * positions, taps, x.dtype)
-    for t in range(lo, hi):
-        trial(w[t], b[t], x[t], y[t], net, work, stats, t)
-
-
-@kernel
-def draw_arrays(init: Init, dims: np.ndarray, taps: int, seed: int, trials: np.ndarray, w: np.ndarray,
-                b: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
-    """The packed arrays of the given trials, exactly as :func:`generated` draws them."""
-    for i in range(trials.size):
-        draw_trial(w[i], b[i], x[i], y[i], seed, trials[i], dims, taps, init)
+        if mode == GIVEN_RUN:
+            wt, bt, xt, yt = w_all[t], b_all[t], x_all[t], y_all[t]
+        else:
+            draw_trial(w, b, x, y, seed, ids[t], dims, taps, init)
+            wt, bt, xt, yt = w, b, x, y
+            if mode == DRAW_KEEP:
+                copy(w_all[t], w)
+                copy(b_all[t], b)
+                copy(x_all[t].reshape(x.size), x.reshape(x.size))
+                copy(y_all[t].reshape(y.size), y.reshape(y.size))
+                continue
+        trial(wt, bt, xt, yt, net, work, stats, t)
 
 
 @jit(inline="always")
@@ -449,32 +452,3 @@ def spectrum_generated(net: Net, init: Init, seed: int, trial0: int, batch: int,
         forward(w, b, first, net, work, q, corr)
         jac = jacobian(w, net, work, buf, scratch, col)
         singular_values(jac, s, sv[t])
-
-
-@kernel
-def jacobian_explicit(net: Net, w: np.ndarray, b: np.ndarray, x: np.ndarray, jac: np.ndarray, lo: int,
-                      hi: int) -> None:
-    """Rows ``lo .. hi - 1`` of ``jac`` (T, P c_0, P c_L): J at the first input of x (T, B, P, c_0)."""
-    dims = net.dims
-    depth = dims.size - 1
-    positions, taps = net.src.shape
-    work = workspace(dims, positions, taps, x.dtype)
-    q = np.empty(depth, dtype=x.dtype)
-    corr = np.empty(depth, dtype=x.dtype)
-    widest = 0
-    for l in range(depth + 1):
-        widest = max(widest, dims[l])
-    m = positions * dims[0]
-    size = m * positions * widest
-    buf, scratch, col = np.empty(size), np.empty(size), np.empty(size * taps)
-    first = np.empty((1, positions, dims[0]), dtype=x.dtype)
-    for t in range(lo, hi):
-        for p in range(positions):
-            for i in range(dims[0]):
-                first[0, p, i] = x[t, 0, p, i]
-        forward(w[t], b[t], first, net, work, q, corr)
-        j = jacobian(w[t], net, work, buf, scratch, col)
-        out = jac[t]
-        for i in range(j.shape[0]):
-            for k in range(j.shape[1]):
-                out[i, k] = j[i, k]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from fastgrad.activations import NAMES, loop
-from fastgrad.codes import MLP_MSE, MLP_PROBE, ORTHOGONAL
+from fastgrad.codes import MLP_MSE, MLP_PROBE, NORMAL, ORTHOGONAL
 from fastgrad.executor import Block, run_blocks, threads_context
 from fastgrad.explicit import check_array, layers
 from fastgrad.initializers import BIAS_INITS, FAN_INITS, bias_kind, weight_kind, weight_scale
@@ -46,6 +46,7 @@ CNN_INITS = ("scaled_normal", "normal", *FAN_INITS, "delta_orthogonal")
 PADDINGS = ("circular", "zeros")
 STATISTICS = ("grad_w", "grad_b", "delta", "q", "corr")
 LOSS_CODES = {"mse": MLP_MSE, "probe": MLP_PROBE}
+_NO_IDS = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -337,48 +338,17 @@ def cnn_backprop(W: np.ndarray | Sequence[np.ndarray], b: np.ndarray | Sequence[
     trials, batch = xk.shape[:2]
     dt = xk.dtype
     net = cnn_net(dims, shape, k, padding, activation, alpha, loss, dt.name)
-    stats = cnn_stats(trials, dims.size - 1, dt)
+    depth = dims.size - 1
+    none = np.zeros(depth, dtype=np.int64)  # no draws: given arrays
+    init = cpu_cnn.Init(draw_choice([NORMAL], dt.name), none, np.zeros(depth), none, np.zeros(depth), 0)
+    stats = cnn_stats(trials, depth, dt)
     with threads_context(threads) as n_threads:
         t0 = time.perf_counter()
-        run_blocks(lambda lo, hi: cpu_cnn.explicit(net, w, bf, xk, yk, stats, lo, hi), 0, trials, n_threads)
+        run_blocks(lambda lo, hi: cpu_cnn.trials(net, init, 0, _NO_IDS, batch, stats, w, bf, xk, yk,
+                                                 cpu_cnn.GIVEN_RUN, lo, hi), 0, trials, n_threads)
         seconds = time.perf_counter() - t0
     return Result(dict(stats._asdict()), trials=trials, batch=batch, dtype=dt.name, version=__version__,
                   threads=n_threads, run_seconds=seconds)
-
-
-def cnn_jacobian(W: np.ndarray | Sequence[np.ndarray], b: np.ndarray | Sequence[np.ndarray], x: np.ndarray,
-                 activation: str = "tanh", padding: str = "circular", alpha: float | None = None,
-                 threads: int | None = None) -> np.ndarray:
-    """J = dh_L/dh_0 of given CNNs at the first input of each trial, float64 (T, c_0 N^D, c_L N^D).
-
-    Row-vector Jacobian over flattened maps (channel-major, as ``x[t, 0].ravel()``):
-    ``J[t][i, k] = d h_L.ravel()[k] / d h_0.ravel()[i]``.
-
-    Parameters
-    ----------
-    W, b, x, activation, padding, alpha, threads
-        As for :func:`cnn_backprop` (no targets needed).
-
-    Returns
-    -------
-    numpy.ndarray
-    """
-    activation_params("activation", activation, alpha)
-    check_alpha(alpha, activation)
-    xa = np.asarray(x)
-    w0 = W[-1] if not isinstance(W, np.ndarray) else W[:, -1]
-    y = np.zeros(xa.shape[:2] + (np.asarray(w0).shape[1],) + xa.shape[3:], dtype=xa.dtype)
-    dims, k, shape, w, bf, xk, _ = _cnn_arrays(W, b, xa, y, padding)
-    net = cnn_net(dims, shape, k, padding, activation, alpha, "mse", xk.dtype.name)
-    positions = int(np.prod(shape))
-    jac = np.empty((xk.shape[0], positions * int(dims[0]), positions * int(dims[-1])))
-    with threads_context(threads) as n_threads:
-        run_blocks(lambda lo, hi: cpu_cnn.jacobian_explicit(net, w, bf, xk, jac, lo, hi), 0, xk.shape[0],
-                   n_threads)
-    # kernel layout (p, c) to channel-major (c, p) on both sides
-    t = jac.shape[0]
-    jac = jac.reshape(t, positions, int(dims[0]), positions, int(dims[-1])).transpose(0, 2, 1, 4, 3)
-    return np.ascontiguousarray(jac).reshape(t, positions * int(dims[0]), positions * int(dims[-1]))
 
 
 def cnn_trial_arrays(spec: CNN, seed: int, trials: int | np.ndarray, batch: int,
@@ -395,7 +365,6 @@ def cnn_trial_arrays(spec: CNN, seed: int, trials: int | np.ndarray, batch: int,
         Targets for ``mse``, the back-projection g for ``probe``.
     """
     idx, batch, seed, dt = trial_args(seed, trials, batch, dtype)
-    _, init = cnn(spec, dt.name)
     dims, taps, t = spec.dims, spec.taps, idx.size
     positions = spec.size ** spec.ndim
     n_w, n_b = (int(v) for v in cpu_cnn.sizes(dims, taps))
@@ -403,7 +372,8 @@ def cnn_trial_arrays(spec: CNN, seed: int, trials: int | np.ndarray, batch: int,
     b = np.empty((t, n_b), dtype=dt)
     x = np.empty((t, batch, positions, int(dims[0])), dtype=dt)
     y = np.empty((t, batch, positions, int(dims[-1])), dtype=dt)
-    cpu_cnn.draw_arrays(init, dims, taps, seed, idx, w, b, x, y)
+    net, init = cnn(spec, dt.name)
+    cpu_cnn.trials(net, init, seed, idx, batch, cnn_stats(0, spec.depth, dt), w, b, x, y, cpu_cnn.DRAW_KEEP, 0, t)
     kernel = (spec.kernel_size,) * spec.ndim
     W, B = [], []
     woff = boff = 0
@@ -432,11 +402,13 @@ class CNNModel(Model):
     def plan(self, spec: CNN, trials: int, batch: int, seed: int, dt: np.dtype, first: int) -> Plan:
         net, init = cnn(spec, dt.name)
         stats = cnn_stats(trials, spec.depth, dt)
+        ids = np.arange(first, first + trials, dtype=np.int64)
+        w, b, x, y = (np.empty((0,) * n, dtype=dt) for n in (2, 2, 4, 4))
 
         def block(lo: int, hi: int) -> None:
-            cpu_cnn.generated(net, init, seed, first, batch, stats, lo, hi)
+            cpu_cnn.trials(net, init, seed, ids, batch, stats, w, b, x, y, cpu_cnn.DRAW_RUN, lo, hi)
 
-        return dict(stats._asdict()), block, (cpu_cnn.generated, dt.name, net.act, init.draw)
+        return dict(stats._asdict()), block, (cpu_cnn.trials, dt.name, net.act, init.draw)
 
     def working(self, spec: CNN, batch: int) -> int:
         positions = spec.size ** spec.ndim
@@ -465,6 +437,6 @@ class CNNModel(Model):
         return [CNN(depth=2, channels=2, size=3, ndim=1, activation=activation)]
 
 
-PUBLIC = ("CNN", "cnn_backprop", "cnn_trial_arrays", "cnn_jacobian")
+PUBLIC = ("CNN", "cnn_backprop", "cnn_trial_arrays")
 """What ``import fastgrad`` exports of this module."""
 MODEL = register(CNNModel())
