@@ -81,13 +81,13 @@ class CNN(_Scales):
     bias_init, sigma_b, sigma_b2, bias_value
         As for :class:`fastgrad.MLP`.
     loss : {"mse", "probe"}
-        mse against N(0, 1) targets of the output's shape (B, c, *size), or the probe.
+        mse against N(0, 1) targets of the output's shape (B, c, N[, N]), or the probe.
     alpha : float, optional
         Parameter of ``leaky_relu`` or ``elu``.
 
     Notes
     -----
-    Inputs are N(0, 1) of shape (B, in_channels, *size). Every layer, the last included, has the
+    Inputs are N(0, 1) of shape (B, in_channels, N[, N]). Every layer, the last included, has the
     activation. Trial k draws the MLP's streams: W_l from the MLP's tensor of layer l (delta-orthogonal:
     exactly the MLP's orthogonal W_l of widths c_in x c_out), b_l, x and y from the MLP's.
     """
@@ -237,13 +237,13 @@ def cnn_stats(trials: int, depth: int, dtype: np.dtype) -> cpu_cnn.Stats:
 
 
 def to_kernel(W: np.ndarray) -> np.ndarray:
-    """PyTorch's weights (T, c_out, c_in, *k) as the kernel's (T, K c_in c_out), tap-major."""
+    """PyTorch's weights (T, c_out, c_in, k[, k]) as the kernel's (T, K c_in c_out), tap-major."""
     t, c_out, c_in = W.shape[:3]
     return np.ascontiguousarray(W.reshape(t, c_out, c_in, -1).transpose(0, 3, 2, 1)).reshape(t, -1)
 
 
 def from_kernel(w: np.ndarray, c_in: int, c_out: int, kernel: tuple[int, ...]) -> np.ndarray:
-    """The kernel's weights (T, K c_in c_out) as PyTorch's (T, c_out, c_in, *k)."""
+    """The kernel's weights (T, K c_in c_out) as PyTorch's (T, c_out, c_in, k[, k])."""
     t = w.shape[0]
     taps = int(np.prod(kernel))
     return np.ascontiguousarray(w.reshape(t, taps, c_in, c_out).transpose(0, 3, 2, 1)).reshape(t, c_out, c_in,
@@ -251,13 +251,13 @@ def from_kernel(w: np.ndarray, c_in: int, c_out: int, kernel: tuple[int, ...]) -
 
 
 def maps_to_kernel(x: np.ndarray) -> np.ndarray:
-    """Maps (T, B, c, *size) as the kernel's (T, B, P, c)."""
+    """Maps (T, B, c, N[, N]) as the kernel's (T, B, P, c)."""
     t, batch, c = x.shape[:3]
     return np.ascontiguousarray(x.reshape(t, batch, c, -1).transpose(0, 1, 3, 2))
 
 
 def maps_from_kernel(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The kernel's maps (T, B, P, c) as (T, B, c, *size)."""
+    """The kernel's maps (T, B, P, c) as (T, B, c, N[, N])."""
     t, batch, _, c = x.shape
     return np.ascontiguousarray(x.transpose(0, 1, 3, 2)).reshape(t, batch, c, *shape)
 
@@ -282,7 +282,7 @@ def _cnn_arrays(W: Any, b: Any, x: Any, y: Any, padding: str) -> tuple[np.ndarra
     elif isinstance(W, Sequence) and not isinstance(W, np.ndarray) and len(W) > 0:
         w_list = [check_array(f"W[{l}]", v, nd + 3, dt) for l, v in enumerate(W)]
     else:
-        raise ValueError(f"W: expected an array (T, L, c, c, *k) or a list of L arrays (T, c_out, c_in, *k) "
+        raise ValueError(f"W: expected an array (T, L, c, c, k[, k]) or a list of L arrays (T, c_out, c_in, k[, k]) "
                          f"for {nd}-D inputs")
     bs, b_flat = layers("b", b, True, dt)
     if len(bs) != len(w_list):
@@ -314,11 +314,11 @@ def cnn_backprop(W: np.ndarray | Sequence[np.ndarray], b: np.ndarray | Sequence[
 
     Parameters
     ----------
-    W : list of L arrays (T, c_out, c_in, k) / (T, c_out, c_in, k, k), or one array (T, L, c, c, *k)
+    W : list of L arrays (T, c_out, c_in, k) / (T, c_out, c_in, k, k), or one array (T, L, c, c, k[, k])
         PyTorch's layout (``conv1d``/``conv2d`` weights), cross-correlation.
     b : list of L arrays (T, c_out), or one array (T, L, c)
     x : array (T, B, c_in, N) or (T, B, c_in, N, N)
-    y : array (T, B, c_L, *size)
+    y : array (T, B, c_L, N[, N])
         Targets (``mse``) or the back-projection g (``probe``).
     activation : str
     loss : {"mse", "probe"}
@@ -357,11 +357,11 @@ def cnn_trial_arrays(spec: CNN, seed: int, trials: int | np.ndarray, batch: int,
 
     Returns
     -------
-    W : list of L arrays (T, c_out, c_in, *k)
+    W : list of L arrays (T, c_out, c_in, k[, k])
         PyTorch's layout.
     b : list of L arrays (T, c_out)
-    x : array (T, B, c_in, *size)
-    y : array (T, B, c, *size)
+    x : array (T, B, c_in, N[, N])
+    y : array (T, B, c, N[, N])
         Targets for ``mse``, the back-projection g for ``probe``.
     """
     idx, batch, seed, dt = trial_args(seed, trials, batch, dtype)
