@@ -206,3 +206,41 @@ def test_sweep_cli_analyze_and_plot(tmp_path):
                  "--sigma-w2", "0.5,2.0"]) == 0
     assert main(["analyze", str(tmp_path / "c")]) == 0
     assert main(["plot", str(tmp_path / "c")]) == 0
+
+
+def test_training_step_equals_torch_sgd():
+    """One epoch of SGD at full batch: the CNN, global average pooling and a linear read-out, cross-entropy,
+    against the same step by torch autograd from the same initial parameters."""
+    rng = np.random.default_rng(0)
+    n = 12
+    x = rng.normal(size=(n, 2 * 16))
+    labels = rng.integers(0, 3, n)
+    y = np.eye(3)[labels]
+    data = fg.data.Dataset(x, y, x[:5], y[:5], "classification", "toy")
+    spec = fg.CNN(depth=3, channels=4, size=4, ndim=2, sigma_w2=1.5, sigma_b2=0.1)
+    res = fg.train(spec, data, optimizer="sgd", lr=0.1, epochs=1, batch=n, trials=2, seed=0)
+    assert res.spec.in_channels == 2 and res.grad_w.shape == (2, 1, 4)
+    for t in range(2):
+        p, off, ws, bs = res.initial[t], 0, [], []
+        for l in range(3):
+            c_in = 2 if l == 0 else 4
+            w = p[off:off + 9 * c_in * 4].reshape(9, c_in, 4).transpose(2, 1, 0).reshape(4, c_in, 3, 3)
+            ws.append(torch.tensor(w.copy(), requires_grad=True))
+            off += 9 * c_in * 4
+        wo = torch.tensor(p[off:off + 12].reshape(4, 3).copy(), requires_grad=True)
+        off += 12
+        for _ in range(3):
+            bs.append(torch.tensor(p[off:off + 4].copy(), requires_grad=True))
+            off += 4
+        bo = torch.tensor(p[off:off + 3].copy(), requires_grad=True)
+        h = torch.tensor(x.reshape(n, 2, 4, 4))
+        for w, b in zip(ws, bs, strict=True):
+            h = torch.tanh(_conv(h, w, b, "circular"))
+        loss = F.cross_entropy(h.mean(dim=(2, 3)) @ wo + bo, torch.tensor(labels))
+        loss.backward()
+        assert res.loss[t, 0] == pytest.approx(loss.item(), rel=1e-12)
+        step = [(v - 0.1 * v.grad).detach().numpy() for v in ws]
+        flat = [s.reshape(s.shape[0], s.shape[1], 9).transpose(2, 1, 0).ravel() for s in step]
+        flat += [(wo - 0.1 * wo.grad).detach().numpy().ravel()]
+        flat += [(v - 0.1 * v.grad).detach().numpy() for v in [*bs, bo]]
+        np.testing.assert_allclose(res.final[t], np.concatenate(flat), atol=1e-13)

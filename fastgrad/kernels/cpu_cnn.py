@@ -31,8 +31,19 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fastgrad._numba import call, copy, jit, kernel
-from fastgrad.codes import MLP_B0, MLP_MSE, MLP_W0, MLP_X, MLP_Y, NORMAL, ORTHOGONAL
+from fastgrad.codes import MLP_B0, MLP_MSE, MLP_W0, MLP_X, MLP_Y, NORMAL, ORTHOGONAL, TRAIN_XENT
 from fastgrad.kernels.cpu_spectrum import singular_values
+from fastgrad.kernels.cpu_train import (
+    Data,
+    Optimizer,
+    Record,
+    clip_scale,
+    diverged_epoch,
+    epoch_order,
+    optimizer_step,
+    second_size,
+)
+from fastgrad.kernels.cpu_train import loss_gradient as train_loss_gradient
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import sum_squares
 
@@ -211,7 +222,7 @@ def forward(w: np.ndarray, b: np.ndarray, x: np.ndarray, net: Net, work: Work, q
         n_in, n_out = dims[l], dims[l + 1]
         col = work.col[: rows * taps * n_in].reshape(rows, taps * n_in)
         im2col(hin, net.src, batch, n_in, col)
-        zf = work.zs[work.zoff[l] : work.zoff[l + 1]]
+        zf = work.zs[work.zoff[l] : work.zoff[l] + rows * n_out]  # a batch may be smaller than the workspace's
         z = zf.reshape(rows, n_out)
         np.dot(col, w[woff : woff + taps * n_in * n_out].reshape(taps * n_in, n_out), z)
         for i in range(rows):
@@ -243,7 +254,8 @@ def backward(w: np.ndarray, x: np.ndarray, net: Net, work: Work, gw: np.ndarray,
     woff, boff = sizes(dims, taps)
     g, gp, d, dn = work.g, work.gp, work.d, work.dn
     n_last = dims[depth]
-    call(net.act, work.zs[work.zoff[depth - 1] : work.zoff[depth]], work.h[: rows * n_last], d[: rows * n_last],
+    call(net.act, work.zs[work.zoff[depth - 1] : work.zoff[depth - 1] + rows * n_last], work.h[: rows * n_last],
+         d[: rows * n_last],
          net.alpha)
     for l in range(depth - 1, -1, -1):
         n_in, n_out = dims[l], dims[l + 1]
@@ -262,7 +274,8 @@ def backward(w: np.ndarray, x: np.ndarray, net: Net, work: Work, gw: np.ndarray,
                 colsum[j] += dmat[i, j]
         grad_b[l] = np.sqrt(sum_squares(colsum))
         if l > 0:  # h_{l-1} and phi'(z_{l-1}) from the kept z_{l-1}
-            call(net.act, work.zs[work.zoff[l - 1] : work.zoff[l]], work.h[: rows * n_in], dn[: rows * n_in],
+            call(net.act, work.zs[work.zoff[l - 1] : work.zoff[l - 1] + rows * n_in], work.h[: rows * n_in],
+                 dn[: rows * n_in],
                  net.alpha)
             hin = work.h[: rows * n_in].reshape(rows, n_in)
         else:
@@ -452,3 +465,163 @@ def spectrum_generated(net: Net, init: Init, seed: int, trial0: int, batch: int,
         forward(w, b, first, net, work, q, corr)
         jac = jacobian(w, net, work, buf, scratch, col)
         singular_values(jac, s, sv[t])
+
+
+@jit(inline="always")
+def readout(h_last: np.ndarray, wo: np.ndarray, bo: np.ndarray, batch: int, positions: int, pooled: np.ndarray,
+            logits: np.ndarray) -> None:
+    """Training's read-out: ``pooled = mean over positions of h_L`` (B, c), ``logits = pooled @ W_o + b_o``."""
+    c, n_out = wo.shape
+    h = h_last.reshape(batch * positions, c)
+    inv = 1.0 / positions
+    for bb in range(batch):
+        for ch in range(c):
+            acc = 0.0
+            for p in range(positions):
+                acc += h[bb * positions + p, ch]
+            pooled[bb, ch] = acc * inv
+        for j in range(n_out):
+            acc = bo[j]
+            for ch in range(c):
+                acc += pooled[bb, ch] * wo[ch, j]
+            logits[bb, j] = acc
+
+
+@jit(inline="always")
+def readout_backward(dlogits: np.ndarray, pooled: np.ndarray, wo: np.ndarray, batch: int, positions: int,
+                     gwo: np.ndarray, gbo: np.ndarray, g: np.ndarray) -> None:
+    """dL/dW_o = pooled^T dlogits, dL/db_o = sum dlogits; dL/dh_L = (dlogits W_o^T) / P at every position, into g."""
+    c, n_out = wo.shape
+    for ch in range(c):
+        for j in range(n_out):
+            acc = 0.0
+            for bb in range(batch):
+                acc += pooled[bb, ch] * dlogits[bb, j]
+            gwo[ch * n_out + j] = acc
+    for j in range(n_out):
+        acc = 0.0
+        for bb in range(batch):
+            acc += dlogits[bb, j]
+        gbo[j] = acc
+    inv = 1.0 / positions
+    for bb in range(batch):
+        for ch in range(c):
+            acc = 0.0
+            for j in range(n_out):
+                acc += dlogits[bb, j] * wo[ch, j]
+            for p in range(positions):
+                g[(bb * positions + p) * c + ch] = acc * inv
+
+
+@kernel
+def train(net: Net, init: Init, seed: int, trial0: int, data: Data, opt: Optimizer, epochs: int, batch: int,
+          out: Record, lo: int, hi: int) -> None:
+    """Train trials ``trial0 + lo .. trial0 + hi - 1`` into rows lo .. hi - 1 of ``out``.
+
+    The CNN, then a read-out: the mean of h_L over positions (global average pooling), times
+    W_o (c_L x outputs, N(0, 1 / c_L) from the tensor the MLP would use for layer L + 1) plus b_o = 0;
+    ``net.loss`` is codes.TRAIN_MSE or TRAIN_XENT on those logits. Parameters are packed
+    [W_1 .. W_L (kernel layout), W_o, b_1 .. b_L, b_o]. ``data.x`` rows are maps in the kernel's
+    layout (P c_0). Records per epoch as the MLP's training kernel, the read-out as layer L + 1.
+    """
+    dims = net.dims
+    depth = dims.size - 1
+    positions, taps = net.src.shape
+    x, y, x_test = data.x, data.y, data.x_test
+    n, n_out = y.shape
+    c = dims[depth]
+    n_w, n_b = sizes(dims, taps)
+    nw_all, nb_all = n_w + c * n_out, n_b + n_out
+    dtype = x.dtype
+    w = np.empty(nw_all, dtype=dtype)
+    b = np.empty(nb_all, dtype=dtype)
+    vw, vb, gw, gb = np.empty(nw_all), np.empty(nb_all), np.empty(nw_all), np.empty(nb_all)
+    sw, sb = np.empty(second_size(opt.kind, nw_all)), np.empty(second_size(opt.kind, nb_all))
+    work = workspace(dims, batch * positions, taps, dtype)
+    xb = np.empty((batch, positions, dims[0]), dtype=dtype)
+    yb = np.empty((batch, n_out), dtype=dtype)
+    logits = np.empty((batch, n_out), dtype=dtype)
+    dlogits = np.empty((batch, n_out), dtype=dtype)
+    pooled = np.empty((batch, c), dtype=dtype)
+    q, corr = np.empty(depth, dtype=dtype), np.empty(depth, dtype=dtype)
+    nw, nb, nd = np.empty(depth), np.empty(depth), np.empty(depth)
+    row = positions * dims[0]
+    steps = n // batch
+    keys = np.empty(n)
+    m = x_test.shape[0]
+    for k in range(lo, hi):
+        trial = trial0 + k
+        draw_weights(w, b, seed, trial, dims, taps, init)
+        wo = w[n_w:].reshape(c, n_out)
+        bo = b[n_b:]
+        draw_matrix(init.draw, wo, NORMAL, 1.0 / np.sqrt(c), seed, trial, MLP_W0 + 2 * depth)
+        bo[:] = 0.0
+        for i in range(nw_all):
+            out.params0[k, i] = w[i]
+        for i in range(nb_all):
+            out.params0[k, nw_all + i] = b[i]
+        vw[:] = 0.0
+        vb[:] = 0.0
+        sw[:] = 0.0
+        sb[:] = 0.0
+        updates = 0
+        out.diverged[k] = -1
+        for epoch in range(epochs):
+            if out.diverged[k] >= 0:
+                diverged_epoch(out, k, epoch)
+                continue
+            order = epoch_order(seed, trial, epoch, keys)
+            total = 0.0
+            correct = 0
+            out.grad_w[k, epoch] = 0.0
+            out.grad_b[k, epoch] = 0.0
+            for s in range(steps):
+                xf = xb.reshape(batch, row)
+                for r in range(batch):
+                    src = order[s * batch + r]
+                    for i in range(row):
+                        xf[r, i] = x[src, i]
+                    for j in range(n_out):
+                        yb[r, j] = y[src, j]
+                h_last = forward(w, b, xb, net, work, q, corr)
+                readout(h_last, wo, bo, batch, positions, pooled, logits)
+                value, hits = train_loss_gradient(logits, yb, net.loss, dlogits)
+                total += value
+                correct += hits
+                readout_backward(dlogits, pooled, wo, batch, positions, gw[n_w:], gb[n_b:], work.g)
+                backward(w, xb, net, work, gw, gb, nw, nb, nd)
+                for l in range(depth):
+                    out.grad_w[k, epoch, l] += nw[l] / steps
+                    out.grad_b[k, epoch, l] += nb[l] / steps
+                out.grad_w[k, epoch, depth] += np.sqrt(sum_squares(gw[n_w:])) / steps
+                out.grad_b[k, epoch, depth] += np.sqrt(sum_squares(gb[n_b:])) / steps
+                scale = clip_scale(sum_squares(gw) + sum_squares(gb), opt.clip)
+                updates += 1
+                for part in range(2):  # the weights (with L2), then the biases: one call site, compiled once
+                    weights = part == 0
+                    optimizer_step(w if weights else b, gw if weights else gb, vw if weights else vb,
+                                   sw if weights else sb, opt, opt.weight_decay if weights else 0.0, scale, updates)
+            out.loss[k, epoch] = total / steps
+            out.accuracy[k, epoch] = correct / (steps * batch)
+            if not (np.isfinite(total) and np.isfinite(sum_squares(w))):
+                out.diverged[k] = epoch
+            out.test_accuracy[k, epoch] = np.nan
+            if net.loss == TRAIN_XENT and m > 0:
+                hits_test = 0
+                for start in range(0, m, batch):
+                    rows = min(batch, m - start)
+                    xt = xb[:rows]
+                    xf = xt.reshape(rows, row)
+                    for r in range(rows):
+                        for i in range(row):
+                            xf[r, i] = x_test[start + r, i]
+                    h_last = forward(w, b, xt, net, work, q, corr)
+                    readout(h_last, wo, bo, rows, positions, pooled, logits)
+                    _, hits = train_loss_gradient(logits[:rows], data.y_test[start:start + rows], net.loss,
+                                                  dlogits[:rows])
+                    hits_test += hits
+                out.test_accuracy[k, epoch] = hits_test / m
+        for i in range(nw_all):
+            out.params1[k, i] = w[i]
+        for i in range(nb_all):
+            out.params1[k, nw_all + i] = b[i]

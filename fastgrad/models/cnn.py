@@ -11,6 +11,7 @@ rows: dynamical isometry at the critical point. Kernels in ``kernels/cpu_cnn.py`
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections.abc import Sequence
@@ -20,13 +21,13 @@ from typing import Any
 import numpy as np
 
 from fastgrad.activations import NAMES, loop
-from fastgrad.codes import MLP_MSE, MLP_PROBE, NORMAL, ORTHOGONAL
+from fastgrad.codes import MLP_MSE, MLP_PROBE, NORMAL, ORTHOGONAL, TRAIN_MSE, TRAIN_XENT
 from fastgrad.executor import Block, run_blocks, threads_context
 from fastgrad.explicit import check_array, layers
 from fastgrad.initializers import BIAS_INITS, FAN_INITS, bias_kind, weight_kind, weight_scale
 from fastgrad.kernels import cpu_cnn
 from fastgrad.kernels.draw import draw_choice
-from fastgrad.models.base import Model, Plan, register
+from fastgrad.models.base import Model, Plan, TrainSetup, register
 from fastgrad.results import Result
 from fastgrad.specs import (
     LOSSES,
@@ -397,6 +398,7 @@ class CNNModel(Model):
     statistics = 5
     default_chunk = 256
     spectrum = True
+    trainable = True
     mean_field = True
 
     def plan(self, spec: CNN, trials: int, batch: int, seed: int, dt: np.dtype, first: int) -> Plan:
@@ -432,6 +434,30 @@ class CNNModel(Model):
             cpu_cnn.spectrum_generated(net, init, seed, first, batch, sv, lo, hi)
 
         return block, sv, (cpu_cnn.spectrum_generated, dtype, net.act, init.draw)
+
+    def train_setup(self, spec: CNN, data: Any, classification: bool, dt: np.dtype) -> TrainSetup:
+        positions = spec.size ** spec.ndim
+        if data.x_train.ndim != 2 or data.features % positions:
+            raise ValueError(f"data: a CNN of {spec.shape} positions needs inputs (N, in_channels * {positions}), "
+                             f"channel-major maps flattened (the 8x8 digits: (N, 64)); got {data.x_train.shape}")
+        spec = dataclasses.replace(spec, in_channels=data.features // positions)
+        net, init = cnn(spec, dt.name)
+        net = net._replace(loss=TRAIN_XENT if classification else TRAIN_MSE)
+        c0 = int(spec.dims[0])
+
+        def maps(a: np.ndarray) -> np.ndarray:  # (N, c_0 P) channel-major to the kernel's (N, P c_0)
+            return np.ascontiguousarray(a.reshape(a.shape[0], c0, positions).transpose(0, 2, 1), dtype=dt).reshape(
+                a.shape[0], c0 * positions)
+
+        arrays = (maps(data.x_train), np.ascontiguousarray(data.y_train, dtype=dt), maps(data.x_test),
+                  np.ascontiguousarray(data.y_test, dtype=dt))
+        n_w, n_b = cpu_cnn.sizes(spec.dims, spec.taps)
+        c, n_out = int(spec.dims[-1]), int(data.outputs)
+
+        def call(seed: int, arrays: Any, opt: Any, epochs: int, batch: int, record: Any, lo: int, hi: int) -> None:
+            cpu_cnn.train(net, init, seed, 0, arrays, opt, epochs, batch, record, lo, hi)
+
+        return TrainSetup(spec, arrays, int(n_w + n_b + c * n_out + n_out), (spec.depth + 1, spec.depth + 1), 0, call)
 
     def warmup_specs(self, activation: str) -> list[CNN]:
         return [CNN(depth=2, channels=2, size=3, ndim=1, activation=activation)]
