@@ -208,6 +208,7 @@ def test_sweep_cli_analyze_and_plot(tmp_path):
     assert main(["plot", str(tmp_path / "c")]) == 0
 
 
+@pytest.mark.slow  # compiles the training kernel: ~35 s of CPU on an empty cache under load
 def test_training_step_equals_torch_sgd():
     """One epoch of SGD at full batch: the CNN, global average pooling and a linear read-out, cross-entropy,
     against the same step by torch autograd from the same initial parameters."""
