@@ -221,8 +221,62 @@ def drift() -> None:
     print(summary)
 
 
+def correlation_curve(sigma_w2: float, sigma_b2: float, depth: int, points: int = 60) -> np.ndarray:
+    """The fully connected correlation map's c_l = Sigma_l(d) / q_l for two positions whose inputs are independent.
+
+    With circular padding and inputs independent across positions the covariance of z_l is
+    stationary, and Xiao et al.'s map, Sigma_{l+1}(d) = sigma_w^2 / K sum_taps C(Sigma_l)(d) + sigma_b^2, is the
+    fully connected two-input map displacement by displacement: Sigma_1(d) = sigma_b^2 (d != 0),
+    Sigma_{l+1}(d) = sigma_w^2 E[phi(u) phi(v)] + sigma_b^2 with (u, v) of variances q_l and covariance Sigma_l(d).
+    """
+    z, wts = np.polynomial.hermite_e.hermegauss(points)
+    wts = wts / wts.sum()
+    z1, z2 = np.meshgrid(z, z, indexing="ij")
+    w2d = np.outer(wts, wts)
+    qs = theory.q_sequence(ACT, sigma_w2, sigma_b2, depth)
+    cov = sigma_b2
+    out = np.empty(depth)
+    for l in range(depth):
+        q = qs[l]
+        c = np.clip(cov / q, -1.0, 1.0)
+        out[l] = c
+        u = np.sqrt(q) * z1
+        v = np.sqrt(q) * (c * z1 + np.sqrt(1 - c * c) * z2)
+        cov = sigma_w2 * float(np.sum(w2d * np.tanh(u) * np.tanh(v))) + sigma_b2
+    return out
+
+
+def correlations() -> None:
+    """The measured neighbour correlation of z_l against the fully connected correlation map."""
+    b2, depth, trials = 0.05, 40, 32
+    layers = np.arange(1, depth + 1)
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    rows = []
+    for w2, color in ((1.0, "C0"), (1.761, "C1"), (3.0, "C3")):
+        th = correlation_curve(w2, b2, depth)
+        ax.plot(layers, th, color=color, lw=2, alpha=0.5, label=f"theory, sigma_w^2 = {w2}")
+        for init, marker in (("scaled_normal", "o"), ("delta_orthogonal", "x")):
+            spec = fg.CNN(depth=depth, channels=32, size=8, ndim=2, init=init, sigma_w2=w2, sigma_b2=b2, loss="probe")
+            corr = fg.run(spec, trials=trials, batch=4, seed=6).corr.mean(axis=0)
+            ax.plot(layers[::3], corr[::3], marker, color=color, ms=4,
+                    label=f"{'Gaussian' if init == 'scaled_normal' else 'delta-orthogonal'}, sigma_w^2 = {w2}")
+            rows.append({"sigma_w2": w2, "init": init, "max_abs_diff": float(np.max(np.abs(corr - th))),
+                         "corr_layer_10": float(corr[9]), "theory_layer_10": float(th[9]),
+                         "corr_layer_40": float(corr[-1]), "theory_layer_40": float(th[-1])})
+            print(rows[-1], flush=True)
+    ax.set_xlabel("layer l")
+    ax.set_ylabel("correlation of z_l at neighbouring positions")
+    ax.set_title(f"tanh CNNs, 8x8, c = 32, 3x3 circular, sigma_b^2 = {b2}, {trials} trials", fontsize=10)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(OUT / "correlation.png", dpi=120)
+    frame = pd.DataFrame(rows)
+    frame.to_csv(OUT / "correlation.csv", index=False)
+    (OUT / "correlation.md").write_text("\n".join(stats.markdown_table(frame, 3)) + "\n")
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     stages = sys.argv[1:] or ["slopes", "phase", "spectra"]
     for stage in stages:
-        {"slopes": slopes, "phase": phase, "spectra": spectra, "drift": drift}[stage]()
+        {"slopes": slopes, "phase": phase, "spectra": spectra, "drift": drift, "correlations": correlations}[stage]()
