@@ -22,13 +22,14 @@ MAIN_METRIC = {name: model.main_metric for name, model in models.REGISTRY.items(
 """The statistic each model's decay is measured on, unless another is asked for (its ``main_metric``)."""
 
 
-MEAN_FIELD_INITS = ("scaled_normal", "orthogonal")
+MEAN_FIELD_INITS = ("scaled_normal", "orthogonal", "delta_orthogonal")
 """The MLP weight inits mean-field theory's sigma_w^2 describes: N(0, sigma_w^2 / fan_in) and
 sqrt(sigma_w^2) Q, whose entries have the same variance (Pennington et al. 2017; Xiao et al. 2018),
 so chi_1 is the same. Not ``identity``: sigma_w I does not mix units, so pre-activations never become
 Gaussian; at tanh, sigma_b^2 = 0.05, depth 30, width 64 its decay rate crosses zero at
 sigma_w^2 = 1.31, the scaled-normal and orthogonal nets' at 1.77 and 1.79 (theory at depth 30: 1.80;
-docs/architecture.md, "Scales")."""
+docs/architecture.md, "Scales"). A CNN's ``delta_orthogonal`` is the orthogonal MLP position by position
+(docs/cnn.md)."""
 
 
 class Sweep(NamedTuple):
