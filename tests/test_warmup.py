@@ -23,7 +23,7 @@ def test_bad_choices_are_refused_by_name():
     with pytest.raises(ValueError, match="dtypes"):
         warmup(dtypes=["float16"], progress=False)
     with pytest.raises(ValueError, match="models"):
-        warmup(models=["transformer"], progress=False)
+        warmup(models=["no_such_model"], progress=False)
 
 
 def test_warmup_compiles_what_a_run_then_finds(capsys):
