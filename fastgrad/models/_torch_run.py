@@ -3,7 +3,8 @@
 Imported only when a TorchNet runs: PyTorch is an optional extra (``fastgrad[torch]``).
 
 Trial k builds its module with ``factory(g)`` from a ``torch.Generator`` g seeded with the key of
-fastgrad's counter-based stream ``stream_key(seed, k, TORCH_GENERATOR)``, then draws its batch x
+fastgrad's counter-based stream ``stream_key(seed, k, TORCH_GENERATOR)`` (PyTorch's global generator,
+which default initialisers draw from, seeded from it too meanwhile), then draws its batch x
 and its targets (or probe) y from the same generator: trial k is the same whatever the number of
 trials, the chunking or the run it belongs to. A zero perturbation is added to the output of every
 leaf module (forward hooks), so dLoss/d(output of module m) is the gradient of the loss with
@@ -16,6 +17,7 @@ Trials run vectorised with ``torch.func`` (``stack_module_state``, ``functional_
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import warnings
 from collections.abc import Iterator
@@ -134,7 +136,9 @@ class Runner:
     def build(self, trial: int) -> tuple[nn.Module, torch.Tensor, torch.Generator]:
         """Trial ``trial``'s module and batch x, and its generator (to draw y next)."""
         g = generator(self.seed, trial)
-        with default_dtype(self.dt):
+        # PyTorch's global generator too (nn.Linear's default init draws from it), restored after
+        with default_dtype(self.dt), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(stream_key(self.seed, trial, TORCH_GENERATOR)) >> 1)
             module = self.spec.make(g)
         module = module.to(self.dt)
         if callable(self.spec.inputs):
@@ -190,7 +194,7 @@ class Runner:
         from torch.func import functional_call, grad, stack_module_state, vmap
 
         params, buffers = stack_module_state([m for m, _, _ in trials])
-        base = trials[0][0].to("meta")
+        base = copy.deepcopy(trials[0][0]).to("meta")  # the trials' modules stay usable for a fallback
         rec = Recorder()
         rec.attach(base)
         loss_fn = self.loss

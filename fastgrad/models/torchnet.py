@@ -64,8 +64,9 @@ class TorchNet:
     factory : callable or str
         ``factory(generator, **params) -> torch.nn.Module``: builds trial k's module, drawing its
         weights from ``generator`` (a seeded ``torch.Generator``: pass it to ``nn.init`` functions,
-        ``torch.randn``, ...). Modules built with no generator use PyTorch's global generator and are
-        not reproducible. A sweep takes it as ``"module:function"`` (importable by its workers).
+        ``torch.randn``, ...). PyTorch's global generator, which default initialisers (``nn.Linear``'s)
+        draw from, is seeded per trial meanwhile too, and restored after. A sweep takes it as
+        ``"module:function"`` (importable by its workers).
     inputs : int, tuple of int, str or callable
         The shape of one input (``16``, ``(3, 8, 8)``, or ``"3x8x8"`` in a grid): x ~ N(0, 1) of shape
         (batch, *inputs), drawn after the module from the same generator. Or ``inputs(generator, batch)``
@@ -129,6 +130,24 @@ class TorchNet:
             raise ValueError(f"factory: expected a function returning a torch.nn.Module, got a "
                              f"{type(module).__name__}")
         return module
+
+    def trial(self, trial: int, seed: int = 0, batch: int = 32, dtype: str = "float64") -> Any:
+        """Trial ``trial`` of a run of this net, as :func:`torch_run` measures it.
+
+        Returns
+        -------
+        TorchTrial
+            ``(module, x, y, loss)``: the trial's module and batch, its targets (or probe) and the loss function,
+            as :func:`fastgrad.to_torch` returns them.
+        """
+        from fastgrad.checks import check_int
+        from fastgrad.models._torch_nets import TorchTrial
+        from fastgrad.models._torch_run import Runner
+
+        trial = check_int("trial", trial, minimum=0)
+        runner = Runner(self, check_int("batch", batch), check_int("seed", seed, minimum=0), check_dtype(dtype),
+                        trial)
+        return TorchTrial(*runner.trial(trial), runner.loss)
 
     def modules(self, dtype: str = "float64") -> list[str]:
         """The names of the modules on the depth axis (column m - 1 is module m), in module order."""
