@@ -25,7 +25,8 @@ LAYERS = [
     {"lowering"},  # what the models' lowerings share
     {"executor", "gpu", "explicit", "trials"},  # running trials: the one argument check, threads, chunks, arrays
     {"models"},  # the model table: one module per family (models.* import each other)
-    {"engine", "data", "train", "theory", "stats", "spectra"},  # running and analysing, through the table
+    # running and analysing, through the table
+    {"engine", "data", "train", "theory", "stats", "spectra", "torch_bridge"},
     {"sweep", "remedies", "plot", "warmup", "analysis"},  # many runs: stores, experiments, figures, warm-up
     {"demo", "cli", "__init__"},  # applications and the public namespace
 ]

@@ -1,10 +1,11 @@
-"""Any PyTorch network as a model family: :class:`TorchNet`, :func:`torch_run`, :func:`to_torch`, :func:`from_torch`.
+"""Any PyTorch network as a model family: :class:`TorchNet`; and :func:`to_torch`, :func:`from_torch`.
 
 A :class:`TorchNet` is a factory of ``torch.nn.Module``s: trial k is ``factory(g)`` with a
 ``torch.Generator`` g seeded from fastgrad's counter-based stream, measured on a batch drawn
 from g. It is registered like every family, so :func:`fastgrad.run`, :func:`fastgrad.sweep`
 (grid parameters passed to the factory), the store, ``fastgrad analyze`` and ``fastgrad plot``
-take it unchanged. The statistics are per leaf module, in module order (``_torch_run.py``).
+take it unchanged (:func:`fastgrad.torch_run` is ``run`` of a TorchNet). The statistics are per
+leaf module, in module order (``_torch_run.py``).
 
 PyTorch is an optional extra (``pip install fastgrad[torch]``): nothing here imports it until
 a TorchNet runs or a module is converted, so ``import fastgrad`` never does.
@@ -22,7 +23,6 @@ import numpy as np
 
 from fastgrad.executor import check_dtype
 from fastgrad.models.base import Model, Plan, register
-from fastgrad.results import Result
 
 TORCH_LOSSES = ("mse", "probe")
 
@@ -69,7 +69,7 @@ class TorchNet:
         ``"module:function"`` (importable by its workers).
     inputs : int, tuple of int, str or callable
         The shape of one input (``16``, ``(3, 8, 8)``, or ``"3x8x8"`` in a grid): x ~ N(0, 1) of shape
-        (batch, *inputs), drawn after the module from the same generator. Or ``inputs(generator, batch)``
+        ``(batch, *inputs)``, drawn after the module from the same generator. Or ``inputs(generator, batch)``
         returning the batch.
     loss : {"mse", "probe"} or callable
         ``mse``: ``(1/B) sum_b 0.5 ||out[b] - y[b]||^2`` against N(0, 1) targets y; ``probe``:
@@ -228,50 +228,6 @@ class TorchNetModel(Model):
         return TorchNet(**own)
 
 
-def torch_run(factory: Any, trials: int, batch: int = 32, inputs: Any = None, loss: Any = "mse", seed: int = 0,
-              dtype: str = "float64", vectorize: bool | None = None, chunk: int | None = None,
-              first_trial: int = 0, **params: Any) -> Result:
-    """Gradient statistics of any PyTorch network over ``trials`` seeded trials.
-
-    ``fastgrad.run(fastgrad.TorchNet(factory, inputs, loss, params), ...)``: see :class:`TorchNet`.
-
-    Parameters
-    ----------
-    factory : callable or str
-        ``factory(generator, **params) -> torch.nn.Module``, drawing its weights from ``generator``.
-    trials, batch, seed : int
-        As for :func:`fastgrad.run`: trial k is the same whatever ``trials``, ``chunk`` and ``first_trial``.
-    inputs : int, tuple of int, str or callable
-        One input's shape (x ~ N(0, 1)), or ``inputs(generator, batch)``.
-    loss : {"mse", "probe"} or callable
-    dtype : {"float32", "float64"}
-        The modules are built under this default dtype and converted to it.
-    vectorize : bool, optional
-        None: ``torch.func.vmap`` over trials, falling back to a loop (with a warning) if the module fails
-        under it; True: no fallback; False: loop.
-    chunk : int, optional
-        Trials per vectorised call (default 64): bounds memory.
-    first_trial : int
-    **params
-        Keyword arguments of ``factory``.
-
-    Returns
-    -------
-    Result
-        (trials, modules): ``grad_out`` ||dLoss/d out_m||_F, ``q`` mean(out_m^2), ``grad_w``, ``grad_b``
-        (module m's ``weight*`` and ``bias*`` parameters' gradient norms, 0 where it has none); (trials,):
-        ``grad_norm`` (all parameters), ``loss``. ``backend`` says ``torch-vmap`` or ``torch-loop (why)``;
-        ``spec.modules()`` names the modules.
-    """
-    from fastgrad.engine import run
-
-    if inputs is None:
-        raise ValueError("inputs: give one input's shape (16, (3, 8, 8)) or inputs(generator, batch)")
-    check_dtype(dtype)
-    spec = TorchNet(factory, inputs, loss, tuple(sorted(params.items())), vectorize)
-    return run(spec, trials, batch=batch, seed=seed, dtype=dtype, threads=1, chunk=chunk, first_trial=first_trial)
-
-
 def to_torch(spec: Any, seed: int = 0, trial: int = 0, batch: int = 32, dtype: str = "float64") -> Any:
     """Trial ``trial`` of ``fastgrad.run(spec, seed=seed, batch=batch)`` as a PyTorch module and its batch.
 
@@ -323,6 +279,6 @@ def from_torch(module: Any, loss: str | None = None, steps: int | None = None) -
     return convert(module, loss, steps)
 
 
-PUBLIC = ("TorchNet", "torch_run", "to_torch", "from_torch")
+PUBLIC = ("TorchNet", "to_torch", "from_torch")
 """What ``import fastgrad`` exports of this module."""
 MODEL = register(TorchNetModel())
