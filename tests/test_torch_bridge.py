@@ -346,8 +346,10 @@ def test_bad_input_is_one_line_naming_the_argument():
         fg.torch_run(lambda g: 3, 2, inputs=4)
     with pytest.raises(ValueError, match="factory: expected a function"):
         fg.TorchNet(factory=42, inputs=3)
-    with pytest.raises(ValueError, match="factory: cannot import 'nowhere:make'"):
-        fg.TorchNet(factory="nowhere:make", inputs=3)
+    with pytest.raises(ValueError, match="factory: cannot import 'nowhere.make'"):
+        fg.TorchNet(factory="nowhere.make", inputs=3)
+    with pytest.raises(ValueError, match="factory: expected a function"):
+        fg.TorchNet(factory="make", inputs=3)
     with pytest.raises(ValueError, match="inputs: expected an input shape"):
         fg.torch_run(mlp_factory, 2, inputs=(5, 0))
     with pytest.raises(ValueError, match="inputs: give one input's shape"):
@@ -384,3 +386,16 @@ def test_sweep_refuses_a_callable_factory_in_the_grid(tmp_path):
     with pytest.raises(ValueError, match="grid: 'factory' has a value of unsupported type"):
         fg.sweep("torchnet", {"factory": mlp_factory, "inputs": 5}, trials=2, store=tmp_path / "x",
                  progress=False)
+
+
+def test_sweep_on_dask_equals_local(tmp_path):
+    pytest.importorskip("dask.distributed")
+    grid = {"factory": "tests.test_torch_bridge.mlp_factory", "inputs": 5, "scale": [0.5, 2.0]}
+    fg.sweep("torchnet", grid, trials=5, batch=2, store=tmp_path / "local", progress=False)
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        report = fg.sweep("torchnet", grid, trials=5, batch=2, store=tmp_path / "dask", executor="dask",
+                          address=cluster.scheduler_address, progress=False)
+    assert report.done == 2 and not report.failed
+    pd.testing.assert_frame_equal(fg.load(tmp_path / "dask"), fg.load(tmp_path / "local"))

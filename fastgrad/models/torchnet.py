@@ -37,13 +37,14 @@ def _torch() -> Any:
 
 
 def resolve(factory: Any) -> Callable[..., Any]:
-    """A factory given as a callable, or as ``"module:function"`` (what a sweep's grid and Dask workers take)."""
+    """A factory given as a callable, or by name, ``"module.function"`` or ``"module:function"`` (what a sweep's grid,
+    the command line and Dask workers take)."""
     if callable(factory):
         return factory  # type: ignore[no-any-return]
-    if not isinstance(factory, str) or not re.fullmatch(r"[\w.]+:[\w.]+", factory):
-        raise ValueError(f"factory: expected a function generator -> torch.nn.Module, or 'module:function', got "
+    if not isinstance(factory, str) or not re.fullmatch(r"\w[\w.]*[.:]\w[\w.]*", factory):
+        raise ValueError(f"factory: expected a function generator -> torch.nn.Module, or 'module.function', got "
                          f"{factory!r}")
-    module, _, name = factory.partition(":")
+    module, _, name = factory.partition(":") if ":" in factory else factory.rpartition(".")
     try:
         obj: Any = importlib.import_module(module)
         for part in name.split("."):
@@ -65,8 +66,8 @@ class TorchNet:
         ``factory(generator, **params) -> torch.nn.Module``: builds trial k's module, drawing its
         weights from ``generator`` (a seeded ``torch.Generator``: pass it to ``nn.init`` functions,
         ``torch.randn``, ...). PyTorch's global generator, which default initialisers (``nn.Linear``'s)
-        draw from, is seeded per trial meanwhile too, and restored after. A sweep takes it as
-        ``"module:function"`` (importable by its workers).
+        draw from, is seeded per trial meanwhile too, and restored after. A sweep takes it by name,
+        ``"module.function"`` (importable by its workers).
     inputs : int, tuple of int, str or callable
         The shape of one input (``16``, ``(3, 8, 8)``, or ``"3x8x8"`` in a grid): x ~ N(0, 1) of shape
         ``(batch, *inputs)``, drawn after the module from the same generator. Or ``inputs(generator, batch)``
