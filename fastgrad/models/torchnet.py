@@ -14,7 +14,9 @@ a TorchNet runs or a module is converted, so ``import fastgrad`` never does.
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -46,7 +48,7 @@ def resolve(factory: Any) -> Callable[..., Any]:
                          f"{factory!r}")
     module, _, name = factory.partition(":") if ":" in factory else factory.rpartition(".")
     try:
-        obj: Any = importlib.import_module(module)
+        obj: Any = _import(module)
         for part in name.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as err:
@@ -54,6 +56,19 @@ def resolve(factory: Any) -> Callable[..., Any]:
     if not callable(obj):
         raise ValueError(f"factory: {factory!r} is a {type(obj).__name__}, not a function")
     return obj  # type: ignore[no-any-return]
+
+
+def _import(module: str) -> Any:
+    """Import ``module`` as ``python`` run in the current folder would (the ``fastgrad`` command's path lacks it)."""
+    here = os.getcwd()
+    added = here not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        return importlib.import_module(module)
+    finally:
+        if added:
+            sys.path.remove(here)
 
 
 @dataclass(frozen=True)
