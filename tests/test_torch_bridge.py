@@ -399,3 +399,25 @@ def test_sweep_on_dask_equals_local(tmp_path):
                           address=cluster.scheduler_address, progress=False)
     assert report.done == 2 and not report.failed
     pd.testing.assert_frame_equal(fg.load(tmp_path / "dask"), fg.load(tmp_path / "local"))
+
+
+class Tokens(nn.Module):
+    """A custom forward over integer inputs: embedding, mean over positions, a linear read-out."""
+
+    def __init__(self, g):
+        super().__init__()
+        self.embed = nn.Embedding(10, 6)
+        self.out = nn.Linear(6, 3)
+        for p in self.parameters():
+            nn.init.normal_(p, generator=g)
+
+    def forward(self, ids):
+        return self.out(torch.tanh(self.embed(ids)).mean(dim=1))
+
+
+def test_callable_inputs_keep_integer_token_ids():
+    res = fg.torch_run(Tokens, 4, batch=3, inputs=lambda g, b: torch.randint(0, 10, (b, 5), generator=g))
+    assert res.backend == "torch-vmap" and res.spec.modules() == ["embed", "out"]
+    ref = reference_loop(res.spec, 4, 3)
+    for key, value in ref.items():
+        np.testing.assert_allclose(res.arrays[key], value, err_msg=key, **TOL)

@@ -173,7 +173,8 @@ class Runner:
                if t.is_floating_point()):
             module = module.to(self.dt)  # 1.8 ms a trial of W-mlp even when nothing changes: only when needed
         if callable(self.spec.inputs):
-            x = torch.as_tensor(self.spec.inputs(g, self.batch)).to(self.dt)
+            x = torch.as_tensor(self.spec.inputs(g, self.batch))
+            x = x.to(self.dt) if x.is_floating_point() else x  # token ids stay integers
         else:
             x = torch.randn((self.batch, *self.spec.input_shape), generator=g, dtype=self.dt)
         return module, x, g

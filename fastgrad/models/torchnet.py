@@ -99,6 +99,8 @@ class TorchNet:
 
     Notes
     -----
+    A run of dtype float32 builds its modules and draws its batches with PyTorch's default dtype set to
+    float32 (restored after): PyTorch's float32 draws, not the float64 trial rounded.
     The depth axis is the module's leaf modules (modules with no children) that its forward calls,
     in registration order: :meth:`modules` names them.
     """
