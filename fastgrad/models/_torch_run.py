@@ -22,7 +22,6 @@ import itertools
 import threading
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +33,6 @@ from fastgrad.codes import TORCH_GENERATOR
 from fastgrad.models._torch_nets import LOSSES
 from fastgrad.rng import stream_key
 
-PIPELINE = 4
-"""Parts a vectorised block is measured in, the next part's modules built meanwhile."""
 STATISTICS = ("grad_out", "q", "grad_w", "grad_b")
 """Per-module statistics, (trials, modules): ||dLoss/d out_m||_F over the batch; mean(out_m^2); the
 gradient norms of module m's own weights (parameters named ``weight*``) and biases (``bias*``), 0 if none."""
@@ -61,17 +58,6 @@ def seeded_global(seed: int, trial: int) -> Iterator[None]:
         yield
     finally:
         gen.set_state(state)
-
-
-_pool: ThreadPoolExecutor | None = None
-
-
-def _builder() -> ThreadPoolExecutor:
-    """The thread that builds the next part's modules while this one is measured."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastgrad-torch-build")
-    return _pool
 
 
 @contextlib.contextmanager
@@ -206,32 +192,15 @@ class Runner:
         return [self.trial(self.first + k) for k in range(lo, hi)]
 
     def fill(self, stats: dict[str, np.ndarray], lo: int, hi: int) -> None:
-        """Measure trials ``first + lo .. first + hi - 1`` into rows lo .. hi - 1 of ``stats``.
-
-        Vectorised, in :data:`PIPELINE` parts: part i + 1's modules are built on another thread while part i
-        is measured (building is Python, measuring mostly PyTorch kernels that release the GIL).
-        """
+        """Measure trials ``first + lo .. first + hi - 1`` into rows lo .. hi - 1 of ``stats``."""
+        # Building the next trials on another thread meanwhile was no faster here (2 busy cores: 19-20 against
+        # 21-33 trials/s on W-mlp), and both would set PyTorch's global dtype and generator: not done.
         with self.lock, default_dtype(self.dt):  # PyTorch parallelises each call itself: one block at a time
-            parts = min(PIPELINE, hi - lo) if self.mode == "vmap" else 1
-            bounds = [lo + i * (hi - lo) // parts for i in range(parts + 1)]
-            ahead: Future[Any] | None = None
-            try:
-                built = self.trials(bounds[0], bounds[1])
-                for i in range(parts):
-                    if i + 1 < parts and self.mode == "vmap":
-                        ahead = _builder().submit(self.trials, bounds[i + 1], bounds[i + 2])
-                    measured = self._vmapped_or_none(built) if self.mode == "vmap" else None
-                    following = None
-                    if ahead is not None:  # joined before any loop: both seed the global generator
-                        following, ahead = ahead.result(), None
-                    if measured is None:
-                        measured = self._looped(built, bounds[i])
-                    self._store(stats, bounds[i], bounds[i + 1], *measured)
-                    if i + 1 < parts:
-                        built = following if following is not None else self.trials(bounds[i + 1], bounds[i + 2])
-            finally:
-                if ahead is not None:  # a failure while the next part was being built: let it finish first
-                    ahead.exception()
+            built = self.trials(lo, hi)
+            measured = self._vmapped_or_none(built) if self.mode == "vmap" else None
+            if measured is None:
+                measured = self._looped(built, lo)
+            self._store(stats, lo, hi, *measured)
 
     def _vmapped_or_none(self, trials: list[tuple[nn.Module, torch.Tensor, torch.Tensor]]) -> tuple[Any, ...] | None:
         """The vectorised measurement, or None (and the mode set to ``loop``, with a warning) if vmap fails."""
@@ -243,7 +212,7 @@ class Runner:
                                  f"{_first_line(err)}") from err
             self.mode, self.why = "loop", _first_line(err)
             warnings.warn(f"fastgrad.torch_run: the module does not run under torch.func.vmap "
-                          f"({self.why}); measuring its trials one by one", RuntimeWarning, stacklevel=4)
+                          f"({self.why}); measuring its trials one by one", RuntimeWarning, stacklevel=3)
             return None
 
     def _eps(self, lead: tuple[int, ...]) -> list[torch.Tensor]:
