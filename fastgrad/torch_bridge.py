@@ -15,7 +15,7 @@ from fastgrad.results import Result
 
 def torch_run(factory: Any, trials: int, batch: int = 32, inputs: Any = None, loss: Any = "mse", seed: int = 0,
               dtype: str = "float64", vectorize: bool | None = None, chunk: int | None = None,
-              first_trial: int = 0, **params: Any) -> Result:
+              first_trial: int = 0, init: Any = None, **params: Any) -> Result:
     """Gradient statistics of any PyTorch network over ``trials`` seeded trials.
 
     ``fastgrad.run(fastgrad.TorchNet(factory, inputs, loss, params), ...)``: see :class:`TorchNet`.
@@ -37,8 +37,11 @@ def torch_run(factory: Any, trials: int, batch: int = 32, inputs: Any = None, lo
     chunk : int, optional
         Trials per vectorised call (default 64): bounds memory.
     first_trial : int
+    init : callable or str, optional
+        ``init(module, generator, **params)`` drawing a trial's parameters in place on one module built by
+        ``factory(generator)``: no module built per trial (see :class:`TorchNet`).
     **params
-        Keyword arguments of ``factory``.
+        Keyword arguments of ``factory`` (of ``init`` if given).
 
     Returns
     -------
@@ -51,5 +54,5 @@ def torch_run(factory: Any, trials: int, batch: int = 32, inputs: Any = None, lo
     if inputs is None:
         raise ValueError("inputs: give one input's shape (16, (3, 8, 8)) or inputs(generator, batch)")
     check_dtype(dtype)
-    spec = TorchNet(factory, inputs, loss, tuple(sorted(params.items())), vectorize)
+    spec = TorchNet(factory, inputs, loss, tuple(sorted(params.items())), vectorize, init)
     return run(spec, trials, batch=batch, seed=seed, dtype=dtype, threads=1, chunk=chunk, first_trial=first_trial)

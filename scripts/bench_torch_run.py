@@ -7,6 +7,8 @@ Rows, each the median trials/s over the repeats, first call (compiling or warmin
 
 - ``fastgrad run``: the compiled engine, fg.run(W_MLP);
 - ``torch_run vmap``: fg.torch_run of the same network as an nn.Sequential, vectorised with torch.func;
+- ``torch_run vmap, init= (one module)``: the same trials' draws made by ``init`` on one module built once
+  (TorchNet's ``init``), so no module is built per trial;
 - ``torch_run loop``: the same, vectorize=False (one autograd pass per trial inside torch_run);
 - ``plain torch loop``: what a user writes without fastgrad: per trial, build the module, hooks with
   retain_grad on every output, backward, read the norms;
@@ -47,6 +49,13 @@ def w_mlp(g: torch.Generator) -> nn.Sequential:
         nn.init.normal_(lin.bias, std=0.1, generator=g)
         layers += [lin, nn.Tanh()]
     return nn.Sequential(*layers)
+
+
+def w_mlp_init(module: nn.Sequential, g: torch.Generator) -> None:
+    """W-mlp's draws on a built module (torch_run's ``init``): W ~ N(0, 1/64), b ~ N(0, 0.01)."""
+    for lin in module[::2]:
+        nn.init.normal_(lin.weight, std=1 / 8, generator=g)
+        nn.init.normal_(lin.bias, std=0.1, generator=g)
 
 
 def plain_loop(trials: int, batch: int, built: list | None = None) -> np.ndarray:  # type: ignore[type-arg]
@@ -106,6 +115,8 @@ def main() -> None:
         "fastgrad run": (lambda: fg.run(W_MLP, 8 * n, batch=b, threads=args.threads), 8 * n),
         "torch_run vmap": (lambda: fg.torch_run(w_mlp, n, batch=b, inputs=64), n),
         "torch_run vmap, building excluded": (lambda: runner._vmapped(built), 64),
+        "torch_run vmap, init= (one module)": (lambda: fg.torch_run(w_mlp, n, batch=b, inputs=64, init=w_mlp_init),
+                                              n),
         "torch_run loop": (lambda: fg.torch_run(w_mlp, n // 4, batch=b, inputs=64, vectorize=False), n // 4),
         "plain torch loop": (lambda: plain_loop(n // 4, b), n // 4),
         "plain torch loop, building excluded": (lambda: plain_loop(64, b, built), 64),

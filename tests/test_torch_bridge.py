@@ -415,3 +415,30 @@ def test_callable_inputs_keep_integer_token_ids():
     ref = reference_loop(res.spec, 4, 3)
     for key, value in ref.items():
         np.testing.assert_allclose(res.arrays[key], value, err_msg=key, **TOL)
+
+
+def plain_mlp(g):
+    return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def scale_init(module, g, scale=1.0):
+    """Draws the weights; shifts the biases it does not draw (from the module's state as the factory left it)."""
+    for m in module:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=scale / m.in_features**0.5, generator=g)
+            m.bias.add_(0.1)
+
+
+def test_init_draws_each_trial_on_one_module():
+    res = fg.torch_run(plain_mlp, 5, batch=3, inputs=5, init=scale_init, scale=2.0)
+    assert res.backend == "torch-vmap"
+    ref = reference_loop(res.spec, 5, 3)  # trial k: the factory's module, reset, then init's draws
+    for key, value in ref.items():
+        np.testing.assert_allclose(res.arrays[key], value, err_msg=key, **TOL)
+    a, b = res.spec.trial(1, batch=3).module, res.spec.trial(4, batch=3).module
+    assert torch.equal(a[0].bias, b[0].bias) and not torch.equal(a[0].weight, b[0].weight)  # no drift
+    loop = fg.torch_run(plain_mlp, 5, batch=3, inputs=5, init=scale_init, scale=2.0, vectorize=False)
+    part = fg.torch_run(plain_mlp, 3, batch=3, inputs=5, init=scale_init, scale=2.0, first_trial=2, chunk=2)
+    for key in res.arrays:
+        np.testing.assert_allclose(loop.arrays[key], res.arrays[key], err_msg=key, **TOL)
+        np.testing.assert_allclose(part.arrays[key], res.arrays[key][2:], err_msg=key, **TOL)

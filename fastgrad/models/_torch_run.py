@@ -147,23 +147,48 @@ class Runner:
         self.mode = "vmap" if spec.vectorize is not False else "loop"
         self.why = ""  # why the vectorised path was left
         self.lock = threading.Lock()
+        self.template: nn.Module | None = None
+        if spec.init is not None:  # one module, its parameters drawn afresh by init for every trial
+            self.template = self._made(0, with_params=False)
+            self.pristine = {k: v.clone() for k, v in self.template.state_dict(keep_vars=False).items()}
         self.probe = self._probe()
+
+    def _made(self, trial: int, with_params: bool = True) -> nn.Module:
+        """``factory(g, **params)`` of trial ``trial``'s generator, in the run's dtype."""
+        g = generator(self.seed, trial)
+        # PyTorch's global generator too (nn.Linear's default init draws from it), restored after
+        with default_dtype(self.dt), seeded_global(self.seed, trial):
+            module = self.spec.make(g, with_params)
+        if any(t.dtype != self.dt for t in itertools.chain(module.parameters(), module.buffers())
+               if t.is_floating_point()):
+            module = module.to(self.dt)  # 1.8 ms a trial of W-mlp even when nothing changes: only when needed
+        return module
+
+    def _initialised(self, module: nn.Module, trial: int, g: torch.Generator) -> None:
+        """``init(module, g, **params)`` of trial ``trial``, on the template's state (restored first)."""
+        with torch.no_grad():
+            for k, v in module.state_dict(keep_vars=True).items():
+                v.copy_(self.pristine[k])
+            with default_dtype(self.dt), seeded_global(self.seed, trial):
+                self.spec.init_function(module, g)
 
     def build(self, trial: int) -> tuple[nn.Module, torch.Tensor, torch.Generator]:
         """Trial ``trial``'s module and batch x, and its generator (to draw y next)."""
         g = generator(self.seed, trial)
-        # PyTorch's global generator too (nn.Linear's default init draws from it), restored after
-        with default_dtype(self.dt), seeded_global(self.seed, trial):
-            module = self.spec.make(g)
-        if any(t.dtype != self.dt for t in itertools.chain(module.parameters(), module.buffers())
-               if t.is_floating_point()):
-            module = module.to(self.dt)  # 1.8 ms a trial of W-mlp even when nothing changes: only when needed
+        if self.template is None:
+            module = self._made(trial)
+        else:
+            module = copy.deepcopy(self.template)
+            self._initialised(module, trial, g)
+        return module, self._inputs(g), g
+
+    def _inputs(self, g: torch.Generator) -> torch.Tensor:
         if callable(self.spec.inputs):
             x = torch.as_tensor(self.spec.inputs(g, self.batch))
             x = x.to(self.dt) if x.is_floating_point() else x  # token ids stay integers
         else:
             x = torch.randn((self.batch, *self.spec.input_shape), generator=g, dtype=self.dt)
-        return module, x, g
+        return x
 
     def _probe(self) -> Probe:
         module, x, _ = self.build(self.first)
@@ -196,15 +221,37 @@ class Runner:
         # Building the next trials on another thread meanwhile was no faster here (2 busy cores: 19-20 against
         # 21-33 trials/s on W-mlp), and both would set PyTorch's global dtype and generator: not done.
         with self.lock, default_dtype(self.dt):  # PyTorch parallelises each call itself: one block at a time
+            if self.template is not None and self.mode == "vmap":
+                measured = self._vmapped_or_none(self._states(lo, hi))
+                if measured is not None:
+                    self._store(stats, lo, hi, *measured)
+                    return
             built = self.trials(lo, hi)
             measured = self._vmapped_or_none(built) if self.mode == "vmap" else None
             if measured is None:
                 measured = self._looped(built, lo)
             self._store(stats, lo, hi, *measured)
 
-    def _vmapped_or_none(self, trials: list[tuple[nn.Module, torch.Tensor, torch.Tensor]]) -> tuple[Any, ...] | None:
+    def _states(self, lo: int, hi: int) -> tuple[Any, ...]:
+        """With ``init``: trials' parameters and buffers drawn on the template, no module built (stacked)."""
+        assert self.template is not None
+        states, xs, ys = [], [], []
+        for k in range(lo, hi):
+            g = generator(self.seed, self.first + k)
+            self._initialised(self.template, self.first + k, g)
+            states.append({n: t.detach().clone() for n, t in self.template.state_dict(keep_vars=True).items()})
+            xs.append(self._inputs(g))
+            ys.append(torch.randn(self.probe.out_shape, generator=g, dtype=self.dt))
+        names = dict(self.template.named_parameters())
+        params = {n: torch.stack([st[n] for st in states]) for n in names}
+        buffers = {n: torch.stack([st[n] for st in states]) for n, _ in self.template.named_buffers()}
+        return self.template, params, buffers, torch.stack(xs), torch.stack(ys)
+
+    def _vmapped_or_none(self, trials: Any) -> tuple[Any, ...] | None:
         """The vectorised measurement, or None (and the mode set to ``loop``, with a warning) if vmap fails."""
         try:
+            if isinstance(trials, tuple):
+                return self._stacked(*trials)
             return self._vmapped(trials)
         except Exception as err:  # noqa: BLE001  # any failure under vmap: say it, then loop
             if self.spec.vectorize:
@@ -219,10 +266,18 @@ class Runner:
         return [torch.zeros((*lead, *shape), dtype=self.dt) for _, shape in self.probe.calls]
 
     def _vmapped(self, trials: list[tuple[nn.Module, torch.Tensor, torch.Tensor]]) -> tuple[Any, ...]:
-        from torch.func import functional_call, grad, stack_module_state, vmap
+        from torch.func import stack_module_state
 
         params, buffers = stack_module_state([m for m, _, _ in trials])
-        base = copy.deepcopy(trials[0][0]).to("meta")  # the trials' modules stay usable for a fallback
+        return self._stacked(trials[0][0], params, buffers, torch.stack([t[1] for t in trials]),
+                             torch.stack([t[2] for t in trials]))
+
+    def _stacked(self, module: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                 x: torch.Tensor, y: torch.Tensor) -> tuple[Any, ...]:
+        """``vmap`` of ``grad`` over the trials' stacked parameters, buffers, batches and targets."""
+        from torch.func import functional_call, grad, vmap
+
+        base = copy.deepcopy(module).to("meta")  # the trials' modules stay usable for a fallback
         rec = Recorder()
         rec.attach(base)
         loss_fn = self.loss
@@ -234,10 +289,8 @@ class Runner:
             loss = loss_fn(out, y)
             return loss, (torch.stack(rec.squares), loss.detach())
 
-        x = torch.stack([t[1] for t in trials])
-        y = torch.stack([t[2] for t in trials])
         (g_params, g_eps), (squares, losses) = vmap(grad(one, argnums=(0, 2), has_aux=True))(
-            params, buffers, self._eps((len(trials),)), x, y)
+            params, buffers, self._eps((x.shape[0],)), x, y)
         return g_params, g_eps, squares, losses
 
     def _looped(self, trials: list[tuple[nn.Module, torch.Tensor, torch.Tensor]], lo: int) -> tuple[Any, ...]:

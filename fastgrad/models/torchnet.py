@@ -38,23 +38,22 @@ def _torch() -> Any:
     return torch
 
 
-def resolve(factory: Any) -> Callable[..., Any]:
+def resolve(factory: Any, what: str = "factory") -> Callable[..., Any]:
     """A factory given as a callable, or by name, ``"module.function"`` or ``"module:function"`` (what a sweep's grid,
     the command line and Dask workers take)."""
     if callable(factory):
         return factory  # type: ignore[no-any-return]
     if not isinstance(factory, str) or not re.fullmatch(r"\w[\w.]*[.:]\w[\w.]*", factory):
-        raise ValueError(f"factory: expected a function generator -> torch.nn.Module, or 'module.function', got "
-                         f"{factory!r}")
+        raise ValueError(f"{what}: expected a function, or its name 'module.function', got {factory!r}")
     module, _, name = factory.partition(":") if ":" in factory else factory.rpartition(".")
     try:
         obj: Any = _import(module)
         for part in name.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"factory: cannot import {factory!r}: {err}") from err
+        raise ValueError(f"{what}: cannot import {factory!r}: {err}") from err
     if not callable(obj):
-        raise ValueError(f"factory: {factory!r} is a {type(obj).__name__}, not a function")
+        raise ValueError(f"{what}: {factory!r} is a {type(obj).__name__}, not a function")
     return obj  # type: ignore[no-any-return]
 
 
@@ -92,10 +91,16 @@ class TorchNet:
         ``(1/B) sum_b <y[b], out[b]>``, y ~ N(0, 1) (a random back-projection); or ``loss(out, y)`` with
         y ~ N(0, 1) of the output's shape. ``out`` is the module's output, or the first element of a tuple.
     params : tuple of (str, value) pairs
-        Keyword arguments of the factory (a sweep's grid parameters that are not fields go here).
+        Keyword arguments of the factory, or of ``init`` if given (a sweep's grid parameters that are not
+        fields go here).
     vectorize : bool, optional
         None (default): run trials vectorised with ``torch.func.vmap`` and fall back, with a warning, to
         one trial at a time if the module fails under it; True: refuse the fallback; False: never vmap.
+    init : callable or str, optional
+        ``init(module, generator, **params)``: draws a trial's parameters in place (``nn.init.normal_(...,
+        generator=generator)``). Then ``factory(generator)`` (without ``params``) is called once and its module
+        reused: trial k is that module, reset to what the factory built, with ``init``'s draws from trial k's
+        generator. Building a module per trial in Python is most of a W-mlp trial's time; this skips it.
 
     Notes
     -----
@@ -110,10 +115,13 @@ class TorchNet:
     loss: Any = "mse"
     params: tuple[tuple[str, Any], ...] = ()
     vectorize: bool | None = None
+    init: Any = None
     model: str = field(default="torchnet", init=False)
 
     def __post_init__(self) -> None:
         resolve(self.factory)
+        if self.init is not None:
+            resolve(self.init, "init")
         self.input_shape  # noqa: B018  # validates inputs
         if not callable(self.loss) and self.loss not in TORCH_LOSSES:
             raise ValueError(f"loss: unknown {self.loss!r}; choose one of {', '.join(TORCH_LOSSES)} or pass "
@@ -141,13 +149,18 @@ class TorchNet:
                              f"batch), got {self.inputs!r}")
         return tuple(int(s) for s in shape)
 
-    def make(self, generator: Any) -> Any:
-        """Trial's module: ``factory(generator, **params)``, refused unless it is a ``torch.nn.Module``."""
-        module = resolve(self.factory)(generator, **dict(self.params))
+    def make(self, generator: Any, with_params: bool = True) -> Any:
+        """A trial's module: ``factory(generator, **params)`` (without ``params``: the template ``init`` draws on),
+        refused unless it is a ``torch.nn.Module``."""
+        module = resolve(self.factory)(generator, **(dict(self.params) if with_params else {}))
         if not isinstance(module, _torch().nn.Module):
             raise ValueError(f"factory: expected a function returning a torch.nn.Module, got a "
                              f"{type(module).__name__}")
         return module
+
+    def init_function(self, module: Any, generator: Any) -> None:
+        """``init(module, generator, **params)``: draw a trial's parameters in place."""
+        resolve(self.init, "init")(module, generator, **dict(self.params))
 
     def trial(self, trial: int, seed: int = 0, batch: int = 32, dtype: str = "float64") -> Any:
         """Trial ``trial`` of a run of this net, as :func:`torch_run` measures it.
