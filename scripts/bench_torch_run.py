@@ -39,13 +39,16 @@ import fastgrad as fg  # noqa: E402
 from benchmarks.workloads import W_MLP, W_MLP_BATCH  # noqa: E402
 from fastgrad.models._torch_run import Runner  # noqa: E402
 
+WIDTH = 64
+"""W-mlp's width; --width changes it (and the compiled engine's spec with it)."""
+
 
 def w_mlp(g: torch.Generator) -> nn.Sequential:
-    """W-mlp as a PyTorch module: 50 x (Linear(64, 64), Tanh), W ~ N(0, 1/64), b ~ N(0, 0.01)."""
+    """W-mlp as a PyTorch module: 50 x (Linear(n, n), Tanh), W ~ N(0, 1/n), b ~ N(0, 0.01)."""
     layers: list[nn.Module] = []
     for _ in range(W_MLP.depth):
-        lin = nn.Linear(64, 64)
-        nn.init.normal_(lin.weight, std=1 / 8, generator=g)
+        lin = nn.Linear(WIDTH, WIDTH)
+        nn.init.normal_(lin.weight, std=WIDTH**-0.5, generator=g)
         nn.init.normal_(lin.bias, std=0.1, generator=g)
         layers += [lin, nn.Tanh()]
     return nn.Sequential(*layers)
@@ -54,7 +57,7 @@ def w_mlp(g: torch.Generator) -> nn.Sequential:
 def w_mlp_init(module: nn.Sequential, g: torch.Generator) -> None:
     """W-mlp's draws on a built module (torch_run's ``init``): W ~ N(0, 1/64), b ~ N(0, 0.01)."""
     for lin in module[::2]:
-        nn.init.normal_(lin.weight, std=1 / 8, generator=g)
+        nn.init.normal_(lin.weight, std=WIDTH**-0.5, generator=g)
         nn.init.normal_(lin.bias, std=0.1, generator=g)
 
 
@@ -68,8 +71,8 @@ def plain_loop(trials: int, batch: int, built: list | None = None) -> np.ndarray
         if built is None:
             g = torch.Generator().manual_seed(k)
             net = w_mlp(g)
-            x = torch.randn(batch, 64, generator=g)
-            y = torch.randn(batch, 64, generator=g)
+            x = torch.randn(batch, WIDTH, generator=g)
+            y = torch.randn(batch, WIDTH, generator=g)
         else:
             net, x, y = built[k % len(built)]
             net.zero_grad(set_to_none=True)
@@ -99,25 +102,30 @@ def timed(fn, repeats: int) -> tuple[float, list[float]]:  # type: ignore[no-unt
 
 
 def main() -> None:
+    global WIDTH
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--width", type=int, default=64, help="another width than W-mlp's")
+    p.add_argument("--batch", type=int, default=W_MLP_BATCH, help="another batch than W-mlp's 32")
     p.add_argument("--out", default="results/torch_run")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_default_dtype(torch.float64)
-    n, b = args.trials, W_MLP_BATCH
-    spec = fg.TorchNet(w_mlp, inputs=64)
+    WIDTH = args.width
+    n, b = args.trials, args.batch
+    mlp = fg.MLP(depth=W_MLP.depth, width=WIDTH, activation="tanh", init="scaled_normal", sigma_w=1.0, sigma_b=0.1)
+    spec = fg.TorchNet(w_mlp, inputs=WIDTH)
     runner = Runner(spec, b, 0, np.dtype("float64"))
     built = [runner.trial(k) for k in range(64)]
     rows = {
-        "fastgrad run": (lambda: fg.run(W_MLP, 8 * n, batch=b, threads=args.threads), 8 * n),
-        "torch_run vmap": (lambda: fg.torch_run(w_mlp, n, batch=b, inputs=64), n),
+        "fastgrad run": (lambda: fg.run(mlp, 8 * n, batch=b, threads=args.threads), 8 * n),
+        "torch_run vmap": (lambda: fg.torch_run(w_mlp, n, batch=b, inputs=WIDTH), n),
         "torch_run vmap, building excluded": (lambda: runner._vmapped(built), 64),
-        "torch_run vmap, init= (one module)": (lambda: fg.torch_run(w_mlp, n, batch=b, inputs=64, init=w_mlp_init),
+        "torch_run vmap, init= (one module)": (lambda: fg.torch_run(w_mlp, n, batch=b, inputs=WIDTH, init=w_mlp_init),
                                               n),
-        "torch_run loop": (lambda: fg.torch_run(w_mlp, n // 4, batch=b, inputs=64, vectorize=False), n // 4),
+        "torch_run loop": (lambda: fg.torch_run(w_mlp, n // 4, batch=b, inputs=WIDTH, vectorize=False), n // 4),
         "plain torch loop": (lambda: plain_loop(n // 4, b), n // 4),
         "plain torch loop, building excluded": (lambda: plain_loop(64, b, built), 64),
     }
@@ -130,7 +138,7 @@ def main() -> None:
         print(f"{name:36s} {trials / med:10,.0f} trials/s  (first call {first:.2f} s)", flush=True)
     base = next(r["trials_per_s"] for r in results if r["row"] == "fastgrad run")
     plain = next(r["trials_per_s"] for r in results if r["row"] == "plain torch loop")
-    lines = [f"{time.strftime('%Y-%m-%d')}, W-mlp (depth 50, width 64, tanh, batch 32, float64), "
+    lines = [f"{time.strftime('%Y-%m-%d')}, W-mlp (depth 50, tanh, float64) at width {WIDTH}, batch {b}, "
              f"{args.threads} threads, torch {torch.__version__}", "",
              "| row | trials/s (median, min-max) | first call s | x compiled engine | x plain torch loop |",
              "|---|---|---|---|---|"]
