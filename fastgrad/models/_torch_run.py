@@ -6,7 +6,8 @@ Trial k builds its module with ``factory(g)`` from a ``torch.Generator`` g seede
 fastgrad's counter-based stream ``stream_key(seed, k, TORCH_GENERATOR)`` (PyTorch's global generator,
 which default initialisers draw from, seeded from it too meanwhile), then draws its batch x
 and its targets (or probe) y from the same generator: trial k is the same whatever the number of
-trials, the chunking or the run it belongs to. A zero perturbation is added to the output of every
+trials, the chunking or the run it belongs to. With ``init``, one module is built once and trial k's
+parameters are ``init(module, g)``'s draws on it, its state reset to the factory's first. A zero perturbation is added to the output of every
 leaf module (forward hooks), so dLoss/d(output of module m) is the gradient of the loss with
 respect to that perturbation.
 
