@@ -4,12 +4,12 @@ Imported only when a TorchNet runs: PyTorch is an optional extra (``fastgrad[tor
 
 Trial k builds its module with ``factory(g)`` from a ``torch.Generator`` g seeded with the key of
 fastgrad's counter-based stream ``stream_key(seed, k, TORCH_GENERATOR)`` (PyTorch's global generator,
-which default initialisers draw from, seeded from it too meanwhile), then draws its batch x
-and its targets (or probe) y from the same generator: trial k is the same whatever the number of
-trials, the chunking or the run it belongs to. With ``init``, one module is built once and trial k's
-parameters are ``init(module, g)``'s draws on it, its state reset to the factory's first. A zero perturbation is added to the output of every
-leaf module (forward hooks), so dLoss/d(output of module m) is the gradient of the loss with
-respect to that perturbation.
+which default initialisers draw from, seeded from it too meanwhile), then draws its batch x and its
+targets (or probe) y from the same generator: trial k is the same whatever the number of trials, the
+chunking or the run it belongs to. With ``init``, one module is built once and trial k's parameters
+are ``init(module, g)``'s draws on it, its state reset to the factory's first. A zero perturbation is
+added to the output of every leaf module (forward hooks), so dLoss/d(output of module m) is the
+gradient of the loss with respect to that perturbation.
 
 Trials run vectorised with ``torch.func`` (``stack_module_state``, ``functional_call``, ``vmap`` of
 ``grad``) when the module allows it, else one by one with autograd; :attr:`Runner.mode` says which.
