@@ -80,7 +80,7 @@ def compiled_trial(spec, seed, k, batch):
         extra = dict(residual=spec.residual, norm=spec.norm) if name == "resmlp" else {}
         return getattr(fg, f"{name}_backprop")(*arrays, activation=spec.activation, loss=spec.loss,
                                                last_activation=spec.last_activation, alpha=spec.alpha, **extra)
-    extra = dict(activation=spec.activation) if name == "rnn" else {}
+    extra = dict(activation=spec.activation, alpha=spec.alpha) if name in ("rnn", "indrnn") else {}
     return getattr(fg, f"{name}_backprop")(*arrays, loss=spec.loss, **extra)
 
 
@@ -140,7 +140,8 @@ def unrolled(t, spec):
     fg.RNN(steps=4, hidden=4, inputs=2, activation="relu", loss="all"),
     fg.LSTM(steps=5, hidden=4, inputs=3, loss="probe"),
     fg.GRU(steps=5, hidden=4, inputs=3, sigma_b=0.3, loss="all"),
-], ids=["rnn", "rnn-relu-all", "lstm-probe", "gru-all"])
+    fg.IndRNN(steps=5, hidden=4, inputs=3, activation="tanh", u_low=-1.2, u_high=1.2, sigma_b=0.2),
+], ids=["rnn", "rnn-relu-all", "lstm-probe", "gru-all", "indrnn"])
 def test_to_torch_recurrent_reproduces_run(spec):
     k = 2
     res = compiled_trial(spec, 5, k, 3)
@@ -148,6 +149,15 @@ def test_to_torch_recurrent_reproduces_run(spec):
     hs = unrolled(t, spec)  # (the LSTM's c_t feed h_t inside the fused step: grad_c is test_gated's)
     cell = t.module.cell
     np.testing.assert_allclose([h.grad.norm().item() for h in hs], res.grad_h[0], **TOL)
+    if isinstance(spec, fg.IndRNN):
+        np.testing.assert_allclose(cell.u.grad.norm().item(), res.grad_u[0], **TOL)
+        np.testing.assert_allclose(cell.weight_ih.grad.norm().item(), res.grad_wx[0], **TOL)
+        np.testing.assert_allclose(cell.bias.grad.norm().item(), res.grad_b[0], **TOL)
+        conv = fg.from_torch(t.module, steps=spec.steps)  # and back: the same arrays, the same statistics
+        assert conv.spec == spec.__class__(steps=5, hidden=4, inputs=3, activation="tanh")
+        for key, value in conv.backprop(t.x, t.y).arrays.items():
+            np.testing.assert_allclose(value, res.arrays[key], err_msg=key, **TOL)
+        return
     np.testing.assert_allclose(cell.weight_hh_l0.grad.norm().item(), res.grad_whh[0], **TOL)
     np.testing.assert_allclose(cell.weight_ih_l0.grad.norm().item(), res.grad_wxh[0], **TOL)
     if isinstance(spec, fg.GRU):

@@ -20,6 +20,7 @@ from torch import nn
 
 from fastgrad.models import named, of
 from fastgrad.models.gru import GRU, gru_backprop
+from fastgrad.models.indrnn import IndRNN, indrnn_backprop
 from fastgrad.models.lstm import LSTM, lstm_backprop
 from fastgrad.models.mlp import MLP, mlp_backprop
 from fastgrad.models.resmlp import ResMLP, resmlp_backprop
@@ -121,6 +122,29 @@ class Residual(nn.Module):
         return h + self.scale * self.act(self.linear(self.norm(h)))
 
 
+class IndRNNCell(nn.Module):
+    """fastgrad's IndRNN as a batch-first PyTorch cell: ``h_t = phi(x_t W_x + u * h_{t-1} + b)``.
+
+    ``weight_ih`` is W_x's transpose (n, d), as ``nn.RNN``'s; ``forward(x, h0)`` returns every step's h
+    (B, S, n) and the last (1, B, n), as ``nn.RNN`` does.
+    """
+
+    def __init__(self, inputs: int, hidden: int, act: nn.Module, dtype: torch.dtype = torch.float64) -> None:
+        super().__init__()
+        self.weight_ih = nn.Parameter(torch.zeros(hidden, inputs, dtype=dtype))
+        self.u = nn.Parameter(torch.zeros(hidden, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(hidden, dtype=dtype))
+        self.act = act
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.zeros(x.shape[0], self.u.shape[0], dtype=x.dtype) if h0 is None else h0[0]
+        outs = []
+        for t in range(x.shape[1]):
+            h = self.act(x[:, t] @ self.weight_ih.T + self.u * h + self.bias)
+            outs.append(h)
+        return torch.stack(outs, dim=1), h[None]
+
+
 class LastStep(nn.Module):
     """A batch-first recurrent cell's output at its last step (loss ``last``, ``probe``) or at every step."""
 
@@ -170,6 +194,13 @@ def _cell(spec: Any, arrays: tuple[np.ndarray, ...]) -> nn.Module:
     """The torch cell of an RNN, LSTM or GRU trial (one layer, batch first), wrapped in :class:`LastStep`."""
     dt = torch.float64 if arrays[0].dtype == np.float64 else torch.float32
     n, d = spec.hidden, spec.inputs
+    if isinstance(spec, IndRNN):
+        u, W_x, b = arrays[:3]
+        ind = IndRNNCell(d, n, activation_module(spec.activation, spec.alpha), dt)
+        _set(ind.weight_ih, W_x[0].T)
+        _set(ind.u, u[0])
+        _set(ind.bias, b[0])
+        return LastStep(ind, every_step=spec.loss == "all")
     if isinstance(spec, RNN):
         if spec.activation not in ("tanh", "relu"):
             raise ValueError(f"spec: torch.nn.RNN has tanh and relu only, not {spec.activation!r}")
@@ -198,8 +229,8 @@ def to_torch(spec: Any, seed: int = 0, trial: int = 0, batch: int = 32, dtype: s
 
     check_int("trial", trial, minimum=0)
     model = of(spec)
-    if model.name not in ("mlp", "resmlp", "rnn", "lstm", "gru"):
-        raise ValueError(f"spec: to_torch covers MLP, ResMLP, RNN, LSTM and GRU, not {type(spec).__name__}")
+    if model.name not in ("mlp", "resmlp", "rnn", "lstm", "gru", "indrnn"):
+        raise ValueError(f"spec: to_torch covers MLP, ResMLP, RNN, LSTM, GRU and IndRNN, not {type(spec).__name__}")
     arrays = model.trial_arrays(spec, seed, np.array([trial]), batch, dtype)
     if isinstance(spec, (MLP, ResMLP)):
         W, b, x, y = arrays
@@ -343,6 +374,29 @@ def _from_cell(cell: nn.RNNBase, loss: str, steps: int | None) -> FromTorch:
     return FromTorch(spec, arrays, backprop)
 
 
+def _from_indrnn(cell: IndRNNCell, loss: str, steps: int | None) -> FromTorch:
+    if steps is None:
+        raise ValueError("steps: from_torch of an IndRNN needs the number of steps its inputs have")
+    named_act = _activation_name(cell.act)
+    if named_act is None:
+        raise _refuse("act", cell.act)
+    act, alpha = named_act
+    dt = np.float64 if cell.u.dtype == torch.float64 else np.float32
+    hidden, inputs = cell.weight_ih.shape
+    spec = IndRNN(steps=steps, hidden=hidden, inputs=inputs, activation=act, alpha=alpha, loss=loss)
+    arrays = {"u": _numpy(cell.u).astype(dt)[None], "W_x": _numpy(cell.weight_ih).T.astype(dt)[None].copy(),
+              "b": _numpy(cell.bias).astype(dt)[None]}
+
+    def backprop(x: Any, y: Any) -> Result:
+        xs = _as_array(x, dt).transpose(1, 0, 2)  # batch first -> (S, B, d)
+        ys = _as_array(y, dt)
+        ys = ys.transpose(1, 0, 2) if loss == "all" else ys
+        return indrnn_backprop(arrays["u"], arrays["W_x"], arrays["b"], np.ascontiguousarray(xs[None]),
+                               np.ascontiguousarray(ys[None]), activation=act, loss=loss, alpha=alpha)
+
+    return FromTorch(spec, arrays, backprop)
+
+
 def from_torch(module: Any, loss: str | None = None, steps: int | None = None) -> FromTorch:
     """A module a fastgrad family covers, as the family's spec and explicit arrays.
 
@@ -354,6 +408,8 @@ def from_torch(module: Any, loss: str | None = None, steps: int | None = None) -
         loss = "last" if loss is None else loss
         named("rnn")  # the family is registered
         return _from_cell(module, loss, steps)
+    if isinstance(module, LastStep) and isinstance(module.cell, IndRNNCell):
+        return _from_indrnn(module.cell, ("all" if module.every_step else "last") if loss is None else loss, steps)
     if isinstance(module, LastStep) and isinstance(module.cell, (nn.RNN, nn.LSTM, nn.GRU)):
         return _from_cell(module.cell, ("all" if module.every_step else "last") if loss is None else loss, steps)
     if isinstance(module, nn.Sequential):

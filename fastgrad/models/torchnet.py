@@ -264,8 +264,9 @@ def to_torch(spec: Any, seed: int = 0, trial: int = 0, batch: int = 32, dtype: s
 
     Parameters
     ----------
-    spec : MLP, ResMLP, RNN, LSTM or GRU
-        An RNN's activation must be tanh or relu (``torch.nn.RNN``'s).
+    spec : MLP, ResMLP, RNN, LSTM, GRU or IndRNN
+        An RNN's activation must be tanh or relu (``torch.nn.RNN``'s); an IndRNN becomes a small PyTorch
+        cell of fastgrad's (``weight_ih``, ``u``, ``bias``), PyTorch having none.
     seed, trial, batch : int
     dtype : {"float32", "float64"}
 
@@ -291,8 +292,8 @@ def from_torch(module: Any, loss: str | None = None, steps: int | None = None) -
     module : torch.nn.Module
         ``nn.Sequential`` of ``nn.Linear`` and activation modules (one hidden width and activation: an
         MLP; with :func:`to_torch`'s residual blocks: a ResMLP); ``nn.RNN`` (tanh, relu), ``nn.LSTM``,
-        ``nn.GRU`` (one layer, ``batch_first`` either way). Anything else is refused, naming the first
-        module no family covers.
+        ``nn.GRU`` (one layer, ``batch_first`` either way); :func:`to_torch`'s IndRNN cell. Anything else is
+        refused, naming the first module no family covers.
     loss : str, optional
         The spec's loss (default ``mse``; recurrent ``last``).
     steps : int, optional
