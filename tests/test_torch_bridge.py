@@ -259,6 +259,10 @@ def test_torch_run_equals_compiled_engine_on_the_same_weights():
         np.testing.assert_allclose(res.grad_w[k, linear], compiled.grad_w[0], **TOL)
         np.testing.assert_allclose(res.grad_b[k, linear], compiled.grad_b[0], **TOL)
         assert np.all(res.grad_w[k, [1, 3]] == 0)  # Tanh has no weights
+    from fastgrad import stats
+
+    rate = stats.decay_rate(res, "grad_out", n_boot=50)  # fastgrad's statistics take the result unchanged
+    assert rate["excluded"] == 0 and np.isfinite(rate["slope"])
 
 
 def test_torch_run_recurrent_equals_compiled_engine():
