@@ -456,3 +456,16 @@ def test_init_draws_each_trial_on_one_module():
     for key in res.arrays:
         np.testing.assert_allclose(loop.arrays[key], res.arrays[key], err_msg=key, **TOL)
         np.testing.assert_allclose(part.arrays[key], res.arrays[key][2:], err_msg=key, **TOL)
+
+
+def test_inplace_activations():
+    def inplace(g):
+        net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(inplace=True), nn.Linear(6, 2))
+        for p in net.parameters():
+            nn.init.normal_(p, generator=g)
+        return net
+
+    res = fg.torch_run(inplace, 3, batch=4, inputs=4)
+    ref = reference_loop(res.spec, 3, 4)
+    for key in ("grad_w", "grad_b", "grad_norm", "loss"):
+        np.testing.assert_allclose(res.arrays[key], ref[key], err_msg=key, **TOL)

@@ -101,7 +101,7 @@ class Recorder:
             self.calls.append((name, tuple(t.shape)))
             if self.eps is not None:
                 t = t + self.eps[i]
-            self.squares.append(t.pow(2).sum())
+            self.squares.append(t.detach().pow(2).sum())  # no graph: an in-place op after it stays legal
             if isinstance(out, torch.Tensor):
                 return t
             return type(out)([t, *out[1:]]) if isinstance(out, list) else (t, *out[1:])
