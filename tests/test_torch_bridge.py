@@ -469,3 +469,14 @@ def test_inplace_activations():
     ref = reference_loop(res.spec, 3, 4)
     for key in ("grad_w", "grad_b", "grad_norm", "loss"):
         np.testing.assert_allclose(res.arrays[key], ref[key], err_msg=key, **TOL)
+
+
+def test_float32_squares_do_not_underflow():
+    def tiny(g):
+        net = nn.Linear(3, 2)
+        nn.init.normal_(net.weight, std=1e-20, generator=g)
+        nn.init.zeros_(net.bias)
+        return net
+
+    res = fg.torch_run(tiny, 2, batch=2, inputs=3, dtype="float32")
+    assert res.q.dtype == np.float32 and np.all(res.q > 0)  # ~1e-40: a float32 square would be 0

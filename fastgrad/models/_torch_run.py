@@ -101,7 +101,8 @@ class Recorder:
             self.calls.append((name, tuple(t.shape)))
             if self.eps is not None:
                 t = t + self.eps[i]
-            self.squares.append(t.detach().pow(2).sum())  # no graph: an in-place op after it stays legal
+            # off the graph (an in-place op after it stays legal), in float64 (a float32 1e-20 squares to 0)
+            self.squares.append(t.detach().to(torch.float64).pow(2).sum())
             if isinstance(out, torch.Tensor):
                 return t
             return type(out)([t, *out[1:]]) if isinstance(out, list) else (t, *out[1:])
