@@ -24,6 +24,7 @@ from fastgrad.results import Result  # noqa: E402
 from fastgrad.spectra import Spectrum, spectrum  # noqa: E402
 from fastgrad.store import load  # noqa: E402
 from fastgrad.sweep import sweep  # noqa: E402
+from fastgrad.torch_bridge import torch_run  # noqa: E402
 from fastgrad.train import TrainResult, train  # noqa: E402
 from fastgrad.version import __version__  # noqa: E402
 
@@ -69,6 +70,7 @@ __all__ = [
     "run",
     "spectrum",
     "sweep",
+    "torch_run",
     "train",
     "trial_arrays",
 ]

@@ -55,3 +55,6 @@ CHAIN_XY, CHAIN_WB = 0, 1
 
 # Training: epoch e's visiting order of the data comes from tensor ORDER + e.
 ORDER = 1_000_000
+
+# A PyTorch trial (fastgrad.torch_run): the seed of its torch.Generator is the key of this stream.
+TORCH_GENERATOR = 20

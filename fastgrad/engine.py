@@ -133,8 +133,9 @@ def run(
     n_threads, compile_seconds, run_seconds = run_chunks(block, kernel_key, trials, chunk, threads)
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
-    return Result(arrays, spec=spec, seed=seed, trials=trials, batch=batch, dtype=dt.name, backend=backend,
-                  version=__version__, threads=n_threads, compile_seconds=compile_seconds, run_seconds=run_seconds)
+    return Result(arrays, spec=spec, seed=seed, trials=trials, batch=batch, dtype=dt.name,
+                  backend=model.backend_label(kernel_key, backend), version=__version__, threads=n_threads,
+                  compile_seconds=compile_seconds, run_seconds=run_seconds)
 
 
 _cuda_warm: set[tuple[str, str]] = set()

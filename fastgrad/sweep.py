@@ -13,7 +13,6 @@ Rerunning the same sweep resumes it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import json
 import math
@@ -119,11 +118,10 @@ def expand_grid(model: str, grid: dict[str, Any]) -> list[dict[str, Any]]:
     family = models.named(model)
     if not isinstance(grid, dict) or not grid:
         raise ValueError("grid: expected a non-empty dict of parameter -> values")
-    cls = family.spec
-    known = [f.name for f in dataclasses.fields(cls) if f.init]
+    known, required = family.grid_fields()
     axes: dict[str, list[Any]] = {}
     for name, values in grid.items():
-        if name not in known:
+        if known is not None and name not in known:
             raise ValueError(f"grid: unknown parameter {name!r} for model {model}; known: {', '.join(known)}")
         vals = list(values) if isinstance(values, (list, tuple, np.ndarray, range)) else [values]
         if not vals:
@@ -131,15 +129,13 @@ def expand_grid(model: str, grid: dict[str, Any]) -> list[dict[str, Any]]:
         axes[name] = [_normalise_value(name, v) for v in vals]
         if len(set(map(json.dumps, axes[name]))) != len(axes[name]):
             raise ValueError(f"grid: {name!r} lists a value twice")
-    required = [f.name for f in dataclasses.fields(cls)
-                if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     missing = [name for name in required if name not in axes]
     if missing:
         raise ValueError(f"grid: model {model} needs {', '.join(missing)} (no default)")
     cells = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
     for params in cells:
         try:
-            cls(**params)
+            family.spec_of(params)
         except ValueError as err:
             raise ValueError(f"grid: cell {params} is invalid: {err}") from err
     return cells
@@ -170,7 +166,7 @@ def _compute_timed(model: str, params: dict[str, Any], trials: int, batch: int, 
                    backend: str, threads: int | None, spectrum: bool, first_trial: int) -> tuple[dict[str, np.ndarray],
                                                                                                   float]:
     """:func:`compute_cell` and its run time in seconds (compiling and loading kernels excluded)."""
-    spec = models.named(model).spec(**params)
+    spec = models.named(model).spec_of(params)
     res = run(spec, trials=trials, batch=batch, seed=seed, dtype=dtype,
               backend=backend,  # type: ignore[arg-type]
               threads=threads, first_trial=first_trial)
@@ -388,7 +384,7 @@ def _chunk(group: list[dict[str, Any]], lo: int, m: int, model: str, batch: int,
            custom: Callable[..., dict[str, np.ndarray]] | None) -> tuple[list[dict[str, np.ndarray]], float]:
     """Trials lo .. lo + m - 1 of every cell of a group: their statistics and the run time (compiling excluded)."""
     if len(group) > 1:  # cells that differ only in scales: one draw per trial for all of them
-        results = run_cells([models.named(model).spec(**p) for p in group], trials=m, batch=batch, seed=seed,
+        results = run_cells([models.named(model).spec_of(p) for p in group], trials=m, batch=batch, seed=seed,
                             dtype=dtype, threads=threads, first_trial=lo)
         return [dict(r.arrays) for r in results], sum(r.run_seconds for r in results)
     if custom is not None:
@@ -555,7 +551,7 @@ def _share_draws(family: models.Model, todo: list[dict[str, Any]]) -> list[list[
         groups.setdefault(key, []).append(params)
     out = []
     for group in groups.values():
-        if not family.shares_draws([family.spec(**p) for p in group]):
+        if not family.shares_draws([family.spec_of(p) for p in group]):
             out += [[p] for p in group]
             continue
         out += [group[i:i + GROUP_CELLS] for i in range(0, len(group), GROUP_CELLS)]

@@ -27,7 +27,8 @@ LAYERS = [
     {"lowering"},  # what the models' lowerings share
     {"executor", "gpu", "explicit", "trials"},  # running trials: the one argument check, threads, chunks, arrays
     {"models"},  # the model table: one module per family (models.* import each other)
-    {"engine", "data", "train", "theory", "stats", "spectra"},  # running and analysing, through the table
+    # running and analysing, through the table
+    {"engine", "data", "train", "theory", "stats", "spectra", "torch_bridge"},
     {"sweep", "plot", "report", "warmup", "analysis"},  # many runs: stores, figures, warm-up, analysis
     {"studies"},  # the demo's experiments, remedies, isometry: on the public API only (below)
     {"cli", "__init__"},  # the command line and the public namespace

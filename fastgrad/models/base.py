@@ -10,6 +10,7 @@ No module outside a model's own switches on its type or name.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -121,6 +122,21 @@ class Model:
     def shares_draws(self, specs: list[Any]) -> bool:
         """Whether ``specs`` can run together over one draw per trial (:meth:`run_cells`)."""
         return False
+
+    def backend_label(self, key: Any, backend: str) -> str:
+        """What ran a generated run, as its :class:`~fastgrad.results.Result` names it (``key``: the plan's)."""
+        return backend
+
+    def grid_fields(self) -> tuple[list[str] | None, list[str]]:
+        """The parameters a sweep's grid may name (None: any) and those it must name."""
+        known = [f.name for f in dataclasses.fields(self.spec) if f.init]
+        required = [f.name for f in dataclasses.fields(self.spec) if f.init and f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
+        return known, required
+
+    def spec_of(self, params: dict[str, Any]) -> Any:
+        """The spec of a sweep cell's parameters."""
+        return self.spec(**params)
 
     def run_cells(self, specs: list[Any], trials: int, batch: int, seed: int, dt: np.dtype, threads: int | None,
                   chunk: int, first_trial: int) -> list[Any]:
