@@ -272,25 +272,27 @@ def attention_back(q: np.ndarray, k: np.ndarray, v: np.ndarray, att: np.ndarray,
 def residue(x: np.ndarray, tokens: int) -> float:
     """res(X) = ||X - 1 xbar^T||_F / ||X||_F of each sequence of x (N, d), averaged over the sequences.
 
-    Two passes (the mean token, then the deviations): the one-pass difference of squares cancels
-    exactly where res is small, which is what rank collapse measures.
+    Two passes over tokens shifted by the first one (the mean shift, then the deviations): the
+    one-pass difference of squares cancels exactly where res is small, which is what rank collapse
+    measures, and identical tokens give res = 0 exactly (their shifts are exact zeros).
     """
     n, d = x.shape
     batch = n // tokens
-    xbar = np.empty(d)
+    shift = np.empty(d)
     total = 0.0
     for b in range(batch):
-        xbar[:] = 0.0
+        first = b * tokens
+        shift[:] = 0.0
         whole = 0.0
         for i in range(tokens):
             for c in range(d):
-                v = np.float64(x[b * tokens + i, c])
-                xbar[c] += v
+                v = np.float64(x[first + i, c])
+                shift[c] += v - np.float64(x[first, c])
                 whole += v * v
         spread = 0.0
         for i in range(tokens):
             for c in range(d):
-                e = np.float64(x[b * tokens + i, c]) - xbar[c] / tokens
+                e = (np.float64(x[first + i, c]) - np.float64(x[first, c])) - shift[c] / tokens
                 spread += e * e
         total += np.sqrt(spread / whole)
     return total / batch
@@ -424,7 +426,7 @@ def _scale_by(a: np.ndarray, b: np.ndarray) -> None:
             a[i, j] *= b[i, j]
 
 
-@jit(inline="always")
+@jit
 def trial(w: tuple[np.ndarray, ...], x: np.ndarray, y: np.ndarray, net: Net, work: Work, stats: np.ndarray,
           t: int) -> None:
     """One trial into column ``t`` of ``stats`` (K, T, L): w = (W_q, W_k, W_v, W_o, W_1, W_2), x and y (N, d)."""
