@@ -62,7 +62,8 @@ def torch_stats(arrays, t, **kw):
     keep: list = []
     torch_forward(ws, x, y, keep=keep, **kw).backward()
     names = ("grad_wq", "grad_wk", "grad_wv", "grad_wo", "grad_w1", "grad_w2")
-    out = {n: np.array([float(w.grad[l].norm()) for l in range(w.shape[0])]) for n, w in zip(names, ws) if w is not None}
+    out = {n: np.array([float(w.grad[l].norm()) for l in range(w.shape[0])])
+           for n, w in zip(names, ws, strict=True) if w is not None}
     streams = [s.detach() for s, _ in keep]
     out["grad_x"] = np.array([float(s.grad.norm()) for s, _ in keep])
     out["q"] = np.array([float((s ** 2).mean()) for s in streams])
@@ -186,9 +187,11 @@ def test_inits_scale_each_matrix_group():
 
 
 def test_float32_runs_close_to_float64():
+    # through the explicit routine: the float32 kernel without compiling the float32 draws (tested with the MLP's)
     spec = fg.Transformer(**SIZE, norm="post")
-    r32 = fg.run(spec, trials=3, batch=2, dtype="float32")
-    r64 = fg.run(spec, trials=3, batch=2)
+    arrays = fg.transformer_trial_arrays(spec, 0, 3, 2)
+    r64 = fg.transformer_backprop(*arrays, heads=2, norm="post")
+    r32 = fg.transformer_backprop(*(a.astype(np.float32) for a in arrays), heads=2, norm="post")
     for name in r64.per_layer:
         assert getattr(r32, name).dtype == np.float32
         np.testing.assert_allclose(getattr(r32, name), getattr(r64, name), rtol=2e-4, atol=1e-6, err_msg=name)
