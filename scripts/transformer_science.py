@@ -160,6 +160,38 @@ def qk_gradient(args: argparse.Namespace, rank: dict, lines: list[str]) -> dict:
     return out
 
 
+def structured_inputs(args: argparse.Namespace, rows: list[dict], lines: list[str]) -> None:
+    """Xiong et al.'s per-block profile with token embeddings and sinusoidal positions instead of i.i.d. inputs.
+
+    The same weights (trial arrays of the L = 12 networks), given to :func:`fastgrad.transformer_backprop`
+    with x = E[token] + PE: E ~ N(0, 1) per trial, a vocabulary of 10 or 1000, random tokens.
+    """
+    depth, tokens, d = 12, args.tokens, args.width
+    rng = np.random.default_rng(args.seed + 1)
+    pos, i = np.arange(tokens)[:, None], np.arange(d)[None, :]
+    pe = np.where(i % 2 == 0, np.sin(pos / 10000 ** (i / d)), np.cos(pos / 10000 ** ((i - 1) / d)))
+    lines += ["## Xiong et al.'s per-block profile with token and position inputs", "",
+              f"L = {depth}, the same weights as above, x = E[token] + sinusoidal positions (E ~ N(0, 1), random "
+              "tokens) instead of x ~ N(0, 1); median ||dLoss/dW_2|| of blocks 1, 2, 6, 12.", "",
+              "| norm | inputs | block 1 | block 2 | block 6 | block 12 |", "|---|---|---|---|---|---|"]
+    for norm in ("post", "pre"):
+        spec = fg.Transformer(depth=depth, tokens=tokens, width=d, heads=args.heads, norm=norm,
+                              init="xavier_normal", activation="relu")
+        arrays = list(fg.transformer_trial_arrays(spec, args.seed, args.trials, args.batch))
+        for vocab in (0, 10, 1000):
+            if vocab:
+                emb = rng.normal(size=(args.trials, vocab, d))
+                ids = rng.integers(0, vocab, size=(args.trials, args.batch, tokens))
+                arrays[6] = np.ascontiguousarray(emb[np.arange(args.trials)[:, None, None], ids] + pe)
+            g = np.median(fg.transformer_backprop(*arrays, heads=args.heads, norm=norm, activation="relu").grad_w2, 0)
+            what = f"tokens of a vocabulary of {vocab} + positions" if vocab else "i.i.d. N(0, 1)"
+            lines.append(f"| {norm}-LN | {what} | {g[0]:.1f} | {g[1]:.1f} | {g[5]:.1f} | {g[11]:.1f} |")
+            for l in range(depth):
+                rows.append({"study": "inputs", "norm": norm, "vocab": vocab, "depth": depth, "layer": l + 1,
+                             "grad_w2_median": float(g[l])})
+    lines.append("")
+
+
 def figures(args: argparse.Namespace, xi: dict, rank: dict, qk: dict, out: Path) -> None:
     """The three figures."""
     import matplotlib
@@ -267,6 +299,7 @@ def main() -> None:
     xi = xiong(args, rows, lines)
     rank = rank_collapse(args, rows, lines)
     qk = qk_gradient(args, rank, lines)
+    structured_inputs(args, rows, lines)
     figures(args, xi, rank, qk, out)
     lines.append(f"Total run time {time.perf_counter() - t0:.0f} s (2 shared cores).")
     pd.DataFrame(rows).to_csv(out / "transformers.csv", index=False)
