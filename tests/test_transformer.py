@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import fastgrad as fg
 from fastgrad._numba import max_threads
@@ -104,6 +106,22 @@ def test_every_statistic_equals_torch_autograd(cfg):
         for name, want in ref.items():
             np.testing.assert_allclose(getattr(run, name)[t], want, rtol=1e-10, atol=1e-13, err_msg=name)
             assert np.array_equal(getattr(given, name)[t], getattr(run, name)[t]), name  # trial arrays = the run
+
+
+@given(depth=st.integers(1, 3), tokens=st.integers(1, 5), heads=st.integers(1, 2), head_dim=st.integers(1, 3),
+       ratio=st.integers(1, 2), norm=st.sampled_from(["pre", "post", "none"]), rms=st.booleans(),
+       causal=st.booleans(), skip=st.booleans(), mlp=st.booleans(), relu=st.booleans(), probe=st.booleans(),
+       batch=st.integers(1, 3), seed=st.integers(0, 2 ** 31))
+def test_random_shapes_and_options_equal_torch_autograd(depth, tokens, heads, head_dim, ratio, norm, rms, causal,
+                                                        skip, mlp, relu, probe, batch, seed):
+    kw = {"norm": norm, "causal": causal, "skip": skip, "activation": "relu" if relu else "gelu",
+          "loss": "probe" if probe else "mse", "norm_kind": ("rms" if rms else "layer") if norm != "none" else None}
+    spec = fg.Transformer(depth=depth, tokens=tokens, width=heads * head_dim, heads=heads, mlp=mlp,
+                          ratio=ratio if mlp else None, **kw)
+    run = fg.run(spec, trials=1, batch=batch, seed=seed)
+    ref = torch_stats(fg.transformer_trial_arrays(spec, seed, 1, batch), 0, heads=heads, **kw)
+    for name, want in ref.items():  # width 1 under LayerNorm: zero streams, res = 0/0 = nan on both sides
+        np.testing.assert_allclose(getattr(run, name)[0], want, rtol=1e-9, atol=1e-12, err_msg=name)
 
 
 @pytest.mark.parametrize("norm", ["pre", "post"])
