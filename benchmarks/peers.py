@@ -404,3 +404,50 @@ def torch_mlp_cells(cells: list[tuple[float, float]], depth: int, width: int, tr
                              batched=True)
         seconds.append(time.perf_counter() - t0)
     return seconds
+
+
+# ---------------------------------------------------------------- the transformer (W-transformer)
+def torch_transformer_batched(a: Arrays, heads: int) -> dict[str, np.ndarray]:
+    """Pre-LN transformers (gelu, mse, closing LayerNorm) as one autograd graph over all trials.
+
+    ``a``: the arrays of :func:`fastgrad.transformer_trial_arrays` (W_q .. W_2 as (T, L, ., .), x, y
+    (T, B, T_tok, d)); returns fastgrad's statistics (T, L).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    ws = [torch.from_numpy(a[k]).requires_grad_() for k in ("W_q", "W_k", "W_v", "W_o", "W_1", "W_2")]
+    x, y = torch.from_numpy(a["x"]), torch.from_numpy(a["y"])
+    trials, batch, tokens, d = x.shape
+    depth, dh = ws[0].shape[1], d // heads
+    h = x.reshape(trials, batch * tokens, d)
+    streams, ents = [], []
+    for l in range(depth):
+        wq, wk, wv, wo, w1, w2 = (w[:, l] for w in ws)
+        u = F.layer_norm(h, (d,), eps=1e-5)
+        q, k, v = (torch.bmm(u, m).view(trials, batch, tokens, heads, dh).transpose(2, 3) for m in (wq, wk, wv))
+        s = q @ k.transpose(-1, -2) / dh ** 0.5
+        att = torch.softmax(s, -1)
+        with torch.no_grad():
+            ents.append(-(att * torch.log_softmax(s, -1)).sum(-1).mean((1, 2, 3)))
+        o = (att @ v).transpose(2, 3).reshape(trials, batch * tokens, d)
+        yv = h + torch.bmm(o, wo)
+        h = yv + torch.bmm(F.gelu(torch.bmm(F.layer_norm(yv, (d,), eps=1e-5), w1)), w2)
+        h.retain_grad()
+        streams.append(h)
+    out = F.layer_norm(h, (d,), eps=1e-5)
+    loss = 0.5 * ((out - y.reshape(out.shape)) ** 2).sum() / batch
+    loss.backward()
+    names = ("grad_wq", "grad_wk", "grad_wv", "grad_wo", "grad_w1", "grad_w2")
+    with torch.no_grad():
+        stats = {n: w.grad.square().sum((2, 3)).sqrt() for n, w in zip(names, ws, strict=True)}
+        stats["grad_x"] = torch.stack([s.grad.square().sum((1, 2)).sqrt() for s in streams], -1)
+        stats["q"] = torch.stack([s.square().mean((1, 2)) for s in streams], -1)
+        stats["entropy"] = torch.stack(ents, -1)
+        res = []
+        for s in streams:
+            seq = s.view(trials, batch, tokens, d)
+            dev = (seq - seq.mean(2, keepdim=True)).square().sum((2, 3)).sqrt()
+            res.append((dev / seq.square().sum((2, 3)).sqrt()).mean(1))
+        stats["res"] = torch.stack(res, -1)
+    return {k: v.numpy() for k, v in stats.items()}

@@ -44,6 +44,17 @@ def rnn_flops(spec: fg.RNN, batch: int) -> float:
     return float(spec.steps * 6 * batch * (n * n + d * n))
 
 
+# The W-transformer (issue 23): T = 16 tokens, d = 64, H = 4, L = 12, batch 8, pre-LN (gelu, mse).
+W_TRANSFORMER = fg.Transformer(depth=12, tokens=16, width=64, heads=4, norm="pre")
+W_TRANSFORMER_BATCH = 8
+
+
+def transformer_flops(spec: fg.Transformer, batch: int) -> float:
+    """Flops of one trial's products: per block forward 2N(4d^2 + 2dm) + 4 N T d (scores, A V), backward twice that."""
+    n, d, m = batch * spec.tokens, spec.width, spec.hidden
+    return float(spec.depth * 3 * (2 * n * (4 * d * d + 2 * d * m) + 4 * n * spec.tokens * d))
+
+
 @numba.njit(parallel=True, cache=True)
 def _matmuls(h, w, d, reps):  # the W-mlp's products alone: z = h W, dW = h^T d, dh = d W^T
     for _t in numba.prange(reps):

@@ -35,9 +35,12 @@ from benchmarks.workloads import (  # noqa: E402
     W_MLP_VARIANTS,
     W_RNN,
     W_RNN_BATCH,
+    W_TRANSFORMER,
+    W_TRANSFORMER_BATCH,
     matmul_peak,
     mlp_flops,
     rnn_flops,
+    transformer_flops,
 )
 
 MLPS = {f"W-mlp {name}": spec for name, spec in W_MLP_VARIANTS.items()}
@@ -48,7 +51,10 @@ IMPLS = {
             "jax vmap"],
     "rnn": ["fastgrad", "fastgrad generated", "numpy batched", "torch batched", "torch compile", "jax vmap"],
     "chain": ["fastgrad", "fastgrad generated", "numpy batched", "torch batched", "jax vmap"],
+    "transformer": ["fastgrad", "fastgrad generated", "torch batched"],
 }
+TRANSFORMER = ("W-transformer", W_TRANSFORMER)
+TRANSFORMER_ARRAYS = ("W_q", "W_k", "W_v", "W_o", "W_1", "W_2", "x", "y")
 
 
 def _spec(workload: str) -> tuple[str, object]:
@@ -56,6 +62,8 @@ def _spec(workload: str) -> tuple[str, object]:
         return "mlp", MLPS[workload]
     if workload in RNNS:
         return "rnn", RNNS[workload]
+    if workload == TRANSFORMER[0]:
+        return "transformer", TRANSFORMER[1]
     return "chain", CHAIN[1]
 
 
@@ -64,6 +72,9 @@ def _save_arrays(workload: str, trials: int, dtype: str, path: Path) -> None:
     if kind == "mlp":
         W, b, x, y = fg.mlp_trial_arrays(spec, 0, trials, W_MLP_BATCH, dtype)
         arrays = {**{f"W{l}": w for l, w in enumerate(W)}, **{f"b{l}": v for l, v in enumerate(b)}, "x": x, "y": y}
+    elif kind == "transformer":
+        arrays = dict(zip(TRANSFORMER_ARRAYS, fg.transformer_trial_arrays(spec, 0, trials, W_TRANSFORMER_BATCH, dtype),
+                          strict=True))
     elif kind == "rnn":
         whh, wxh, bias, x, y = fg.rnn_trial_arrays(spec, 0, trials, W_RNN_BATCH, dtype)
         arrays = {"W_hh": whh, "W_xh": wxh, "b": bias, "x": x, "y": y}
@@ -90,9 +101,11 @@ def _implementation(impl: str, workload: str, dtype: str):  # type: ignore[no-un
             return lambda a: fg.mlp_backprop(a["W_stacked"], a["b_stacked"], a["x"], a["y"], activation=act).arrays
         if kind == "rnn":
             return lambda a: fg.rnn_backprop(a["W_hh"], a["W_xh"], a["b"], a["x"], a["y"], activation=act).arrays
+        if kind == "transformer":
+            return lambda a: fg.transformer_backprop(*(a[k] for k in TRANSFORMER_ARRAYS), heads=spec.heads).arrays
         return lambda a: {"dc_db": fg.chain_backprop(a["w"], a["b"], a["x"], a["y"], activation=act)}
     if impl == "fastgrad generated":
-        batch = W_MLP_BATCH if kind == "mlp" else W_RNN_BATCH
+        batch = {"mlp": W_MLP_BATCH, "transformer": W_TRANSFORMER_BATCH}.get(kind, W_RNN_BATCH)
         return lambda a: fg.run(spec, trials=_trials(a), batch=batch, dtype=dtype).arrays
     if impl == "numpy batched":
         return lambda a: getattr(peers, f"numpy_{kind}")(a, act)
@@ -105,6 +118,8 @@ def _implementation(impl: str, workload: str, dtype: str):  # type: ignore[no-un
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
+        if kind == "transformer":
+            return lambda a: peers.torch_transformer_batched(a, spec.heads)
         fn = {"mlp": peers.torch_mlp_batched, "rnn": peers.torch_rnn_batched, "chain": peers.torch_chain}[kind]
         return lambda a: fn(a, act)
     if impl == "torch compile":  # the first call compiles: the worker times it apart
@@ -180,6 +195,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(ROOT / "results" / "peers"))
     parser.add_argument("--quick", action="store_true", help="fewer trials and workloads (a smoke run)")
+    parser.add_argument("--only", help="run only this workload (e.g. W-transformer)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
@@ -190,11 +206,13 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    workloads = [*MLPS, *RNNS, CHAIN[0]]
-    trials = {"mlp": 128, "rnn": 64, "chain": 200_000}
+    workloads = [*MLPS, *RNNS, CHAIN[0], TRANSFORMER[0]]
+    trials = {"mlp": 128, "rnn": 64, "chain": 200_000, "transformer": 64}
     if args.quick:
-        workloads = ["W-mlp tanh", "W-rnn g=1.0", "chain"]
-        trials = {"mlp": 16, "rnn": 8, "chain": 10_000}
+        workloads = ["W-mlp tanh", "W-rnn g=1.0", "chain", TRANSFORMER[0]]
+        trials = {"mlp": 16, "rnn": 8, "chain": 10_000, "transformer": 4}
+    if args.only:
+        workloads = [args.only]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -223,8 +241,10 @@ def main() -> None:
                 ref = results.get("fastgrad", (None, {}))[1]
                 for impl, (timing, stats) in results.items():
                     rates = [timing["trials"] / t for t in timing["times"]]
-                    flops = (mlp_flops(spec, W_MLP_BATCH) if kind == "mlp" else
-                             rnn_flops(spec, W_RNN_BATCH) if kind == "rnn" else 0.0)  # type: ignore[arg-type]
+                    flops = (mlp_flops(spec, W_MLP_BATCH) if kind == "mlp" else  # type: ignore[arg-type]
+                             rnn_flops(spec, W_RNN_BATCH) if kind == "rnn" else  # type: ignore[arg-type]
+                             transformer_flops(spec, W_TRANSFORMER_BATCH) if kind == "transformer"  # type: ignore[arg-type]
+                             else 0.0)
                     med = float(np.median(rates))
                     rows.append({
                         "workload": workload, "dtype": dtype, "impl": impl, "trials": timing["trials"],

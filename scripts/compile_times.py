@@ -51,6 +51,7 @@ ENTRY_POINTS = {
     "spectrum LSTM": "fg.spectrum(fg.LSTM(steps=10, hidden=8, inputs=2), trials=4, batch=2)",
     "train MLP": "fg.train(fg.MLP(depth=3, width=8), fg.data.teacher(samples=64, features=4, outputs=3), epochs=1, "
                  "batch=8, trials=2)",
+    "run Transformer": "fg.run(fg.Transformer(depth=3, tokens=5, width=8, heads=2), trials=4, batch=3)",
 }
 
 # Explicit arrays are made with NumPy, so that making them compiles nothing.
