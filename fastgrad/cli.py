@@ -39,8 +39,8 @@ def demo(args: argparse.Namespace) -> int:
     size = DemoSize(trials=args.trials, chain_trials=args.chain_trials, depth=args.depth, width=args.width,
                     batch=args.batch, rnn_steps=args.rnn_steps, phase_trials=args.phase_trials,
                     train_trials=args.train_trials, train_epochs=args.train_epochs, cure_steps=args.cure_steps,
-                    cure_depth=args.cure_depth,
-                    spectrum_depths=args.spectrum_depths)
+                    cure_depth=args.cure_depth, spectrum_depths=args.spectrum_depths,
+                    transformer_depth=args.transformer_depth, transformer_trials=args.transformer_trials)
     table = run_demo(args.out, size, progress=not args.quiet)
     cols = ["configuration", "slope", "slope_low", "slope_high", "depth_scale", "vanished", "exploded", "nonfinite"]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-trials", type=int, default=16, help="trials per cell of the phase diagram")
     p.add_argument("--train-trials", type=int, default=8, help="trials per training configuration")
     p.add_argument("--train-epochs", type=int, default=20)
+    p.add_argument("--transformer-depth", type=int, default=12, help="blocks of the transformers (default 12)")
+    p.add_argument("--transformer-trials", type=int, default=64, help="trials per transformer configuration")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=demo)
     p = sub.add_parser("sweep", help="run a grid of configurations into a resumable store",

@@ -11,9 +11,9 @@ def test_demo_writes_its_summary(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--trials", "8", "--chain-trials", "500", "--depth", "6",
                  "--width", "8", "--batch", "4", "--rnn-steps", "10", "--phase-trials", "2", "--train-trials", "2",
                  "--train-epochs", "2", "--cure-steps", "12", "--cure-depth", "5", "--spectrum-depths", "2,4",
-                 "--quiet"]) == 0
+                 "--transformer-depth", "3", "--transformer-trials", "4", "--quiet"]) == 0
     table = pd.read_csv(out / "summary.csv").set_index("configuration")
-    assert len(table) == 13 + 6 + 4  # the problem, then the cures: 6 recurrent cells, 4 MLPs
+    assert len(table) == 13 + 6 + 4 + 2  # the problem, the cures (6 recurrent cells, 4 MLPs), post/pre-LN
     assert table.loc["chain sigmoid N(0,1)", "slope"] > 1.0  # the classic vanishing chain
     # Every factor is 25: log |dC/db_l| falls by ln 25 per layer towards the output.
     assert np.isclose(table.loc["chain sigmoid w=100, z=0", "slope"], -np.log(25.0), rtol=1e-9)

@@ -8,7 +8,8 @@ from fastgrad.cli import main
 from fastgrad.studies.demo import DemoSize, run_demo
 
 LEAST = {"trials": 1, "chain_trials": 1, "depth": 2, "width": 1, "batch": 1, "rnn_steps": 2, "phase_trials": 1,
-         "train_trials": 1, "train_epochs": 1, "cure_steps": 2, "cure_depth": 3}
+         "train_trials": 1, "train_epochs": 1, "cure_steps": 2, "cure_depth": 3, "transformer_depth": 2,
+         "transformer_trials": 1}
 
 
 def test_every_size_field_is_checked():

@@ -11,8 +11,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+import fastgrad as fg
 from fastgrad import GRU, LSTM, MLP, RNN, Chain, ResMLP, Result, __version__, plot, run, stats, theory
 from fastgrad.warmup import Job, compile_jobs, describe
+
+Transformer: Any = vars(fg)["Transformer"]  # exported from the model table when fastgrad is imported
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class DemoSize:
     cure_steps: int = 200
     cure_depth: int = 100
     spectrum_depths: tuple[int, ...] = (8, 32, 128)
+    transformer_depth: int = 12
+    transformer_trials: int = 64
 
     def __post_init__(self) -> None:
         for name, minimum in _MINIMA.items():
@@ -54,7 +59,8 @@ class DemoSize:
 _MINIMA: dict[str, int] = {
     # field: its least value; 2 where a decay rate is fitted (a slope needs two layers or steps)
     "trials": 1, "chain_trials": 1, "depth": 2, "width": 1, "batch": 1, "rnn_steps": 2, "phase_trials": 1,
-    "train_trials": 1, "train_epochs": 1, "cure_steps": 2, "cure_depth": 3,
+    "train_trials": 1, "train_epochs": 1, "cure_steps": 2, "cure_depth": 3, "transformer_depth": 2,
+    "transformer_trials": 1,
 }
 _WHY = {2: " (a decay rate is fitted over at least two layers or steps)",
         3: " (a residual MLP has an input layer, at least one block and a read-out)"}
@@ -126,7 +132,7 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     sw2 = np.round(np.linspace(0.5, 3.0, 11), 3)
     sb2 = np.round(np.linspace(0.0, 0.3, 6), 3)
     jobs = _jobs([kw for _, kw, _, _ in mlps], [kw for _, kw in rnns])
-    bar = tqdm(total=len(jobs) + 3 + len(mlps) + len(rnns) + len(sw2) * len(sb2) + 3, desc="fastgrad demo",
+    bar = tqdm(total=len(jobs) + 3 + len(mlps) + len(rnns) + len(sw2) * len(sb2) + 4, desc="fastgrad demo",
                unit="step", disable=not progress)
     # Compile every kernel first, two processes side by side on a multi-core machine; a
     # second run finds them in the on-disk cache and loads them in a second or two.
@@ -195,6 +201,9 @@ def run_demo(out: str | Path, size: DemoSize | None = None, progress: bool = Tru
     bar.set_description("the cures: gated cells, residual nets")
     rows += _cures(out, size)
     bar.update(2)
+    bar.set_description("transformers at initialisation")
+    rows += _transformers(out, size)
+    bar.update()
     bar.set_description("Jacobian spectra")
     _isometry(out, size)
     bar.update()
@@ -233,6 +242,8 @@ def _jobs(mlps: list[dict[str, Any]], rnns: list[dict[str, Any]]) -> list[Job]:
     jobs += [("run", RNN(steps=2, hidden=2, inputs=1, **kw), "float64") for kw in rnns]
     jobs += [("run", spec, "float64") for spec in (LSTM(steps=2, hidden=2, inputs=1), GRU(steps=2, hidden=2, inputs=1),
                                                   ResMLP(depth=3, width=2))]
+    jobs += [("run", Transformer(depth=2, tokens=2, width=4, heads=1, norm=norm), "float64")
+             for norm in ("post", "pre")]
     jobs += [("train", MLP(depth=2, width=2, **{**BASELINE, **net}), "float64") for net, _ in REMEDIES.values()]
     jobs += [("train", RNN(steps=2, hidden=2, inputs=1, **net), "float64") for net, _ in RNN_REMEDIES.values()]
     unique: dict[str, Job] = {}
@@ -304,6 +315,49 @@ def _cures(out: Path, size: DemoSize) -> list[dict[str, Any]]:
                                          "a = 1: the data lies above it at width 64, a finite-width excess ~1/n;\n"
                                          "a = 1/sqrt(L): under the data")
     plot.save(fig, out / "cures_resmlp")
+    return rows
+
+
+TRANSFORMER_SHAPE = {"tokens": 8, "width": 32, "heads": 4}
+"""The demo's transformers: T = 8 tokens of width d = 32, 4 heads (seconds, not minutes)."""
+
+RANK_CASES: dict[str, dict[str, Any]] = {
+    # Dong et al. (2021): what keeps self-attention from collapsing the tokens onto one
+    "attention only": dict(norm="none", skip=False, mlp=False),
+    "attention + residual": dict(norm="none", mlp=False),
+    "attention + MLP": dict(norm="none", skip=False),
+    "full block, pre-LN": dict(norm="pre"),
+}
+
+
+def _transformers(out: Path, size: DemoSize) -> list[dict[str, Any]]:
+    """Transformers at initialisation: where LayerNorm sits (Xiong et al. 2020) and rank collapse (Dong et al. 2021)."""
+    depth, trials = size.transformer_depth, size.transformer_trials
+    placements = {f"{norm}-LN": run(Transformer(depth=depth, norm=norm, **TRANSFORMER_SHAPE), trials=trials, batch=4)
+                  for norm in ("post", "pre")}
+    rows = [_row(f"transformer {name}", res, "grad_w2") for name, res in placements.items()]
+    fig = plot.decay_curves(stats.summary(placements, "grad_w2"), xlabel="block l (1 = nearest the input)",
+                            ylabel="||dLoss/dW_2|| of block l (median over trials)",
+                            title=f"Where LayerNorm sits: transformers of {depth} blocks at initialisation, "
+                                  f"T = 8, d = 32, {trials} trials each\npost-LN: the same gradient in every block "
+                                  "(Xiong et al.: ~d sqrt(ln d), whatever L); pre-LN: smaller towards the output,\n"
+                                  "as the stream's second moment grows (the last block's ~ L^-1/2: "
+                                  "docs/transformers.md)")
+    plot.save(fig, out / "transformer_layernorm")
+    cases = {name: run(Transformer(depth=depth, **TRANSFORMER_SHAPE, **kw), trials=trials, batch=4)
+             for name, kw in RANK_CASES.items()}
+    frame = stats.summary(cases, "res")
+    floor = 1e-17  # pure attention collapses to rounding, and then to exactly 0: drawn at this floor
+    for column in ("median", "q25", "q75", "q05", "q95"):
+        if column in frame:
+            frame[column] = frame[column].clip(lower=floor)
+    fig = plot.decay_curves(frame, xlabel="block l (1 = nearest the input)",
+                            ylabel="res(X_l) = ||X - 1 mean token|| / ||X|| (1e-17: exactly 0)",
+                            title=f"Rank collapse: {depth} blocks, T = 8, d = 32, {trials} trials each\n"
+                                  "pure self-attention maps every token to one within a few blocks "
+                                  "(doubly exponentially, Dong et al. 2021);\nskips, MLPs and LayerNorm keep "
+                                  "the tokens apart")
+    plot.save(fig, out / "transformer_rank")
     return rows
 
 
