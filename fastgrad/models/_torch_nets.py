@@ -162,6 +162,13 @@ class LastStep(nn.Module):
         return out if self.every_step else out[:, -1]
 
 
+def _normalise(h: torch.Tensor, kind: str, width: int) -> torch.Tensor:
+    """LayerNorm (eps 1e-5) or RMSNorm (eps None: the dtype's machine epsilon) over the last axis, no affine."""
+    if kind == "rms":
+        return nn.functional.rms_norm(h, (width,))
+    return nn.functional.layer_norm(h, (width,), eps=LAYER_NORM_EPS)
+
+
 class TransformerBlock(nn.Module):
     """One encoder block of :class:`TransformerNet`: attention, then (with ``w_1``) an MLP, each a residual branch.
 
@@ -176,6 +183,11 @@ class TransformerBlock(nn.Module):
         self.w_2 = nn.Linear(hidden, width, bias=False, dtype=dtype) if hidden else None
         self.act = net.act
         self.config = net.config
+        self.width = width
+
+    def normalise(self, h: torch.Tensor) -> torch.Tensor:
+        """The block's norm over the last axis, without affine parameters (:meth:`TransformerNet.normalise`)."""
+        return _normalise(h, self.config["norm_kind"], self.width)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -183,18 +195,18 @@ class TransformerBlock(nn.Module):
         heads = c["heads"]
         dh = d // heads
         a = c["scale"]
-        u = c["norm_fn"](h) if c["norm"] == "pre" else h
+        u = self.normalise(h) if c["norm"] == "pre" else h
         q, k, v = (m(u).view(batch, tokens, heads, dh).transpose(1, 2) for m in (self.w_q, self.w_k, self.w_v))
         s = q @ k.transpose(-1, -2) / math.sqrt(dh)
         if c["causal"]:
             s = s.masked_fill(torch.ones(tokens, tokens, dtype=torch.bool, device=h.device).triu(1), float("-inf"))
         o = (torch.softmax(s, -1) @ v).transpose(1, 2).reshape(batch, tokens, d)
         t = (h if c["skip"] else 0) + a * self.w_o(o)
-        t = c["norm_fn"](t) if c["norm"] == "post" else t
+        t = self.normalise(t) if c["norm"] == "post" else t
         if self.w_1 is not None and self.w_2 is not None:
-            v_in = c["norm_fn"](t) if c["norm"] == "pre" else t
+            v_in = self.normalise(t) if c["norm"] == "pre" else t
             t2 = (t if c["skip"] else 0) + a * self.w_2(self.act(self.w_1(v_in)))
-            t = c["norm_fn"](t2) if c["norm"] == "post" else t2
+            t = self.normalise(t2) if c["norm"] == "post" else t2
         return t
 
 
@@ -231,15 +243,13 @@ class TransformerNet(nn.Module):
         self.activation, self.alpha, self.tokens = activation, alpha, tokens
         self.config: dict[str, Any] = dict(heads=heads, norm=norm, norm_kind=norm_kind, final_norm=final_norm,
                                            residual=residual, scale=residual_scale(residual, depth), skip=skip,
-                                           causal=causal, norm_fn=self.normalise)
+                                           causal=causal)
         self.width = width
         self.blocks = nn.ModuleList(TransformerBlock(self, width, hidden, dtype) for _ in range(depth))
 
     def normalise(self, h: torch.Tensor) -> torch.Tensor:
         """The norm, over the last axis, without affine parameters."""
-        if self.config["norm_kind"] == "rms":
-            return nn.functional.rms_norm(h, (self.width,))
-        return nn.functional.layer_norm(h, (self.width,), eps=LAYER_NORM_EPS)
+        return _normalise(h, self.config["norm_kind"], self.width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
