@@ -180,8 +180,8 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.w_q, self.w_k, self.w_v, self.w_o = (nn.Linear(width, width, bias=False, dtype=dtype) for _ in range(4))
         self.w_1 = nn.Linear(width, hidden, bias=False, dtype=dtype) if hidden else None
+        self.act = activation_module(net.activation, net.alpha) if hidden else None
         self.w_2 = nn.Linear(hidden, width, bias=False, dtype=dtype) if hidden else None
-        self.act = net.act
         self.config = net.config
         self.width = width
 
@@ -203,7 +203,7 @@ class TransformerBlock(nn.Module):
         o = (torch.softmax(s, -1) @ v).transpose(1, 2).reshape(batch, tokens, d)
         t = (h if c["skip"] else 0) + a * self.w_o(o)
         t = self.normalise(t) if c["norm"] == "post" else t
-        if self.w_1 is not None and self.w_2 is not None:
+        if self.w_1 is not None and self.w_2 is not None and self.act is not None:
             v_in = self.normalise(t) if c["norm"] == "pre" else t
             t2 = (t if c["skip"] else 0) + a * self.w_2(self.act(self.w_1(v_in)))
             t = self.normalise(t2) if c["norm"] == "post" else t2
@@ -239,7 +239,7 @@ class TransformerNet(nn.Module):
                  residual: float | str = 1.0, skip: bool = True, causal: bool = False, tokens: int | None = None,
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
-        self.act = activation_module(activation, alpha)
+        activation_module(activation, alpha)  # refuses an activation PyTorch lacks
         self.activation, self.alpha, self.tokens = activation, alpha, tokens
         self.config: dict[str, Any] = dict(heads=heads, norm=norm, norm_kind=norm_kind, final_norm=final_norm,
                                            residual=residual, scale=residual_scale(residual, depth), skip=skip,
