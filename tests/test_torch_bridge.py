@@ -167,6 +167,100 @@ def test_to_torch_recurrent_reproduces_run(spec):
         np.testing.assert_allclose(cell.bias_ih_l0.grad.norm().item(), res.grad_b[0], **TOL)
 
 
+def module_outputs(module, kind):
+    """Outputs of every module of type ``kind`` of a forward pass, kept with their gradients."""
+    outs = []
+    for m in module.modules():
+        if isinstance(m, kind):
+            m.register_forward_hook(lambda mod, i, o: (o.retain_grad(), outs.append(o))[0])
+    return outs
+
+
+CNN_SPECS = [  # test_cnn's sizes and activations: the compiled kernels are in the disk cache
+    fg.CNN(depth=3, channels=3, in_channels=2, ndim=2, size=4, padding="circular", sigma_w2=1.5, sigma_b2=0.1),
+    fg.CNN(depth=3, channels=3, in_channels=2, ndim=1, size=6, padding="zeros", activation="linear", loss="probe"),
+]
+
+
+@pytest.mark.parametrize("spec", CNN_SPECS, ids=["2d-circular", "1d-zeros-probe"])
+def test_to_torch_cnn_reproduces_run(spec):
+    k = 1
+    W, B, x, y = fg.cnn_trial_arrays(spec, 3, np.array([k]), 2)
+    res = fg.cnn_backprop(W, B, x, y, activation=spec.activation, loss=spec.loss, padding=spec.padding)
+    t = fg.to_torch(spec, seed=3, trial=k, batch=2)
+    convs = [m for m in t.module if isinstance(m, (nn.Conv1d, nn.Conv2d))]
+    assert len(convs) == 3 and all(m.padding_mode == spec.padding for m in convs)
+    assert t.x.shape == (2, 2, *spec.shape) and t.y.shape == (2, 3, *spec.shape)
+    outs = module_outputs(t.module, (nn.Conv1d, nn.Conv2d))
+    t.loss(t.module(t.x), t.y).backward()
+    np.testing.assert_allclose([m.weight.grad.norm().item() for m in convs], res.grad_w[0], **TOL)
+    np.testing.assert_allclose([m.bias.grad.norm().item() for m in convs], res.grad_b[0], **TOL)
+    np.testing.assert_allclose([o.grad.norm().item() for o in outs], res.delta[0], **TOL)
+    np.testing.assert_allclose([(o.detach() ** 2).mean().item() for o in outs], res.q[0], **TOL)
+    conv = fg.from_torch(t.module, size=spec.size, loss=spec.loss)  # and back: the spec, the arrays, the statistics
+    assert conv.spec == fg.CNN(depth=3, channels=3, in_channels=2, ndim=spec.ndim, size=spec.size,
+                               padding=spec.padding, activation=spec.activation, loss=spec.loss)
+    for got, want in zip(conv.arrays["W"] + conv.arrays["b"], W + B, strict=True):
+        np.testing.assert_array_equal(got, want)
+    for key, value in conv.backprop(t.x, t.y).arrays.items():
+        np.testing.assert_array_equal(value, res.arrays[key], err_msg=key)
+
+
+def test_from_torch_plain_conv_sequential_equals_autograd():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), nn.Tanh(),
+                        nn.Conv2d(3, 3, 3, padding="same", padding_mode="circular"), nn.Tanh()).double()
+    x, y = torch.randn(2, 2, 4, 4, dtype=torch.float64), torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    conv = fg.from_torch(net, size=4)
+    assert conv.spec == fg.CNN(depth=2, channels=3, in_channels=2, size=4, ndim=2, padding="circular")
+    res = conv.backprop(x, y)
+    outs = module_outputs(net, nn.Conv2d)
+    (0.5 * ((net(x) - y) ** 2).sum() / 2).backward()
+    np.testing.assert_allclose(res.grad_w[0], [m.weight.grad.norm().item() for m in net[::2]], **TOL)
+    np.testing.assert_allclose(res.delta[0], [o.grad.norm().item() for o in outs], **TOL)
+    np.testing.assert_allclose(res.q[0], [(o.detach() ** 2).mean().item() for o in outs], **TOL)
+
+
+TRANSFORMER_SPECS = [  # test_transformer's sizes and activations (its kernels are in the disk cache)
+    fg.Transformer(depth=2, tokens=4, width=4, heads=2, ratio=2, norm="pre"),
+    fg.Transformer(depth=2, tokens=4, width=4, heads=2, ratio=2, norm="post", norm_kind="rms", causal=True,
+                   residual="1/sqrt(L)", loss="probe"),
+    fg.Transformer(depth=2, tokens=4, width=4, heads=2, norm="none", mlp=False, causal=True, residual=0.5),
+]
+
+
+@pytest.mark.parametrize("spec", TRANSFORMER_SPECS, ids=["pre", "post-rms-causal-probe", "none-attention"])
+def test_to_torch_transformer_reproduces_run(spec):
+    k = 2
+    arrays = fg.transformer_trial_arrays(spec, 5, np.array([k]), 3)
+    res = fg.transformer_backprop(*arrays, heads=spec.heads, activation=spec.activation, norm=spec.norm,
+                                  norm_kind=spec.norm_kind, final_norm=spec.final_norm, residual=spec.residual,
+                                  causal=spec.causal, loss=spec.loss)
+    t = fg.to_torch(spec, seed=5, trial=k, batch=3)
+    assert t.x.shape == (3, 4, 4)
+    streams = [None] * spec.depth
+    for l, block in enumerate(t.module.blocks):
+        block.register_forward_hook(lambda mod, i, o, l=l: (o.retain_grad(), streams.__setitem__(l, o))[0])
+    t.loss(t.module(t.x), t.y).backward()
+    names = ("q", "k", "v", "o", "1", "2") if spec.mlp else ("q", "k", "v", "o")
+    for n in names:
+        np.testing.assert_allclose([getattr(b, f"w_{n}").weight.grad.norm().item() for b in t.module.blocks],
+                                   res.arrays[f"grad_w{n}"][0], err_msg=n, **TOL)
+    np.testing.assert_allclose([s.grad.norm().item() for s in streams], res.grad_x[0], **TOL)
+    np.testing.assert_allclose([(s.detach() ** 2).mean().item() for s in streams], res.q[0], **TOL)
+    conv = fg.from_torch(t.module, loss=spec.loss)  # and back
+    normed = spec.norm != "none" or spec.closing_norm  # the structure, with the norm kind and final norm resolved
+    assert conv.spec == fg.Transformer(depth=2, tokens=4, width=4, heads=2, ratio=spec.ratio, norm=spec.norm,
+                                       norm_kind=spec.kind if normed else None, residual=spec.residual,
+                                       causal=spec.causal, mlp=spec.mlp, loss=spec.loss,
+                                       final_norm=None if spec.norm == "post" else spec.closing_norm)
+    for name, got in conv.arrays.items():
+        want = arrays[("W_q", "W_k", "W_v", "W_o", "W_1", "W_2").index(name)]
+        assert (got is None and want is None) or np.array_equal(got, want), name
+    for key, value in conv.backprop(t.x, t.y).arrays.items():
+        np.testing.assert_array_equal(value, res.arrays[key], err_msg=key)
+
+
 def test_to_torch_refuses():
     with pytest.raises(ValueError, match="spec: torch.nn.RNN has tanh and relu only"):
         fg.to_torch(fg.RNN(steps=2, hidden=2, inputs=1, activation="sigmoid"))
@@ -239,6 +333,16 @@ def test_from_torch_refuses_naming_the_module():
         fg.from_torch(nn.GRU(2, 3))
     with pytest.raises(ValueError, match="module: expected a torch.nn.Module"):
         fg.from_torch(np.zeros(3))
+    with pytest.raises(ValueError, match=r"covers 2 \(Conv2d\): a CNN's convolutions have stride 1"):
+        fg.from_torch(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Tanh(), nn.Conv2d(2, 2, 3, stride=2)), size=4)
+    with pytest.raises(ValueError, match=r"covers 0 \(Conv1d\).*circular or zero padding"):
+        fg.from_torch(nn.Sequential(nn.Conv1d(2, 2, 3, padding=1, padding_mode="reflect")), size=4)
+    with pytest.raises(ValueError, match=r"covers 2 \(Flatten\)"):
+        fg.from_torch(nn.Sequential(nn.Conv1d(2, 2, 3, padding=1), nn.ReLU(), nn.Flatten()), size=4)
+    with pytest.raises(ValueError, match="size: from_torch of an nn.Sequential of Conv1d needs"):
+        fg.from_torch(nn.Sequential(nn.Conv1d(2, 2, 3, padding=1), nn.ReLU()))
+    with pytest.raises(ValueError, match="size: only convolutional networks"):
+        fg.from_torch(nn.Sequential(nn.Linear(3, 3)), size=4)
     with pytest.raises(ValueError, match=r"covers Branchy.*torch_run"):
         fg.from_torch(Branchy(torch.Generator()))
 

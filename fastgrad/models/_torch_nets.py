@@ -11,6 +11,7 @@ module a family covers back into the family's spec and explicit arrays.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -19,12 +20,14 @@ import torch
 from torch import nn
 
 from fastgrad.models import named, of
+from fastgrad.models.cnn import CNN, cnn_backprop
 from fastgrad.models.gru import GRU, gru_backprop
 from fastgrad.models.indrnn import IndRNN, indrnn_backprop
 from fastgrad.models.lstm import LSTM, lstm_backprop
 from fastgrad.models.mlp import MLP, mlp_backprop
 from fastgrad.models.resmlp import ResMLP, resmlp_backprop
 from fastgrad.models.rnn import RNN, rnn_backprop
+from fastgrad.models.transformer import Transformer, transformer_backprop
 from fastgrad.results import Result
 from fastgrad.specs import LAYER_NORM_EPS, residual_scale
 
@@ -41,7 +44,8 @@ class TorchTrial(NamedTuple):
     module : torch.nn.Module
         The network with the trial's weights.
     x : torch.Tensor
-        The trial's batch, (B, n_0) or, for recurrent cells, (B, S, d) (``batch_first``).
+        The trial's batch, (B, n_0); for recurrent cells (B, S, d) (``batch_first``); for a CNN
+        (B, c_0, N[, N]); for a transformer (B, T, d).
     y : torch.Tensor
         Its targets (``mse``) or back-projection g (``probe``), the shape of ``module(x)``.
     loss : callable
@@ -158,6 +162,102 @@ class LastStep(nn.Module):
         return out if self.every_step else out[:, -1]
 
 
+def _normalise(h: torch.Tensor, kind: str, width: int) -> torch.Tensor:
+    """LayerNorm (eps 1e-5) or RMSNorm (eps None: the dtype's machine epsilon) over the last axis, no affine."""
+    if kind == "rms":
+        return nn.functional.rms_norm(h, (width,))
+    return nn.functional.layer_norm(h, (width,), eps=LAYER_NORM_EPS)
+
+
+class TransformerBlock(nn.Module):
+    """One encoder block of :class:`TransformerNet`: attention, then (with ``w_1``) an MLP, each a residual branch.
+
+    ``w_q``, ``w_k``, ``w_v``, ``w_o``, ``w_1``, ``w_2`` are ``nn.Linear`` without bias: ``Q = u @ W_q`` with
+    ``W_q = w_q.weight.T`` (fastgrad's row layout, :func:`fastgrad.transformer_backprop`).
+    """
+
+    def __init__(self, net: TransformerNet, width: int, hidden: int, dtype: torch.dtype = torch.float64) -> None:
+        super().__init__()
+        self.w_q, self.w_k, self.w_v, self.w_o = (nn.Linear(width, width, bias=False, dtype=dtype) for _ in range(4))
+        self.w_1 = nn.Linear(width, hidden, bias=False, dtype=dtype) if hidden else None
+        self.act = activation_module(net.activation, net.alpha) if hidden else None
+        self.w_2 = nn.Linear(hidden, width, bias=False, dtype=dtype) if hidden else None
+        self.config = net.config
+        self.width = width
+
+    def normalise(self, h: torch.Tensor) -> torch.Tensor:
+        """The block's norm over the last axis, without affine parameters (:meth:`TransformerNet.normalise`)."""
+        return _normalise(h, self.config["norm_kind"], self.width)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        batch, tokens, d = h.shape
+        heads = c["heads"]
+        dh = d // heads
+        a = c["scale"]
+        u = self.normalise(h) if c["norm"] == "pre" else h
+        q, k, v = (m(u).view(batch, tokens, heads, dh).transpose(1, 2) for m in (self.w_q, self.w_k, self.w_v))
+        s = q @ k.transpose(-1, -2) / math.sqrt(dh)
+        if c["causal"]:
+            s = s.masked_fill(torch.ones(tokens, tokens, dtype=torch.bool, device=h.device).triu(1), float("-inf"))
+        o = (torch.softmax(s, -1) @ v).transpose(1, 2).reshape(batch, tokens, d)
+        t = (h if c["skip"] else 0) + a * self.w_o(o)
+        t = self.normalise(t) if c["norm"] == "post" else t
+        if self.w_1 is not None and self.w_2 is not None and self.act is not None:
+            v_in = self.normalise(t) if c["norm"] == "pre" else t
+            t2 = (t if c["skip"] else 0) + a * self.w_2(self.act(self.w_1(v_in)))
+            t = self.normalise(t2) if c["norm"] == "post" else t2
+        return t
+
+
+class TransformerNet(nn.Module):
+    """fastgrad's :class:`~fastgrad.Transformer` in PyTorch: L :class:`TransformerBlock` on (B, T, d), then the
+    final norm if any.
+
+    Norms have no affine parameters: ``F.layer_norm`` (eps 1e-5) or ``F.rms_norm`` (eps None: the dtype's
+    machine epsilon). ``blocks[l]``'s output is the stream x_l of fastgrad's ``grad_x`` and ``q``.
+
+    Parameters
+    ----------
+    depth, width, heads, hidden : int
+        L, d, H and the MLP's hidden width m (0: attention only).
+    activation : str
+    alpha : float, optional
+    norm : {"pre", "post", "none"}
+    norm_kind : {"layer", "rms"}
+    final_norm : bool
+        A norm on the last stream.
+    residual : float or "1/sqrt(L)"
+    skip, causal : bool
+    tokens : int, optional
+        T, the sequence length the spec was made for (any T runs; :func:`from_torch` reads it).
+    dtype : torch.dtype
+    """
+
+    def __init__(self, depth: int, width: int, heads: int, hidden: int, activation: str = "gelu",
+                 alpha: float | None = None, norm: str = "pre", norm_kind: str = "layer", final_norm: bool = True,
+                 residual: float | str = 1.0, skip: bool = True, causal: bool = False, tokens: int | None = None,
+                 dtype: torch.dtype = torch.float64) -> None:
+        super().__init__()
+        activation_module(activation, alpha)  # refuses an activation PyTorch lacks
+        self.activation, self.alpha, self.tokens = activation, alpha, tokens
+        self.config: dict[str, Any] = dict(heads=heads, norm=norm, norm_kind=norm_kind, final_norm=final_norm,
+                                           residual=residual, scale=residual_scale(residual, depth), skip=skip,
+                                           causal=causal)
+        self.width = width
+        self.blocks = nn.ModuleList(TransformerBlock(self, width, hidden, dtype) for _ in range(depth))
+
+    def normalise(self, h: torch.Tensor) -> torch.Tensor:
+        """The norm, over the last axis, without affine parameters."""
+        return _normalise(h, self.config["norm_kind"], self.width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for block in self.blocks:
+            h = block(h)
+        return self.normalise(h) if self.config["final_norm"] else h
+
+
 def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a))
 
@@ -220,6 +320,33 @@ def _cell(spec: Any, arrays: tuple[np.ndarray, ...]) -> nn.Module:
     return LastStep(cell, every_step=spec.loss == "all")
 
 
+def _cnn_module(spec: CNN, W: list[np.ndarray], b: list[np.ndarray]) -> nn.Sequential:
+    """nn.Sequential of nn.Conv1d/Conv2d (same padding, circular or zeros) and the activation, trial 0 of W, b."""
+    conv = nn.Conv1d if spec.ndim == 1 else nn.Conv2d
+    dt = torch.float64 if W[0].dtype == np.float64 else torch.float32
+    layers: list[nn.Module] = []
+    for w, v in zip(W, b, strict=True):
+        m = conv(w.shape[2], w.shape[1], spec.kernel_size, padding=spec.kernel_size // 2,
+                 padding_mode=spec.padding, dtype=dt)  # type: ignore[arg-type]
+        _set(m.weight, w[0])
+        _set(m.bias, v[0])
+        layers += [m, activation_module(spec.activation, spec.alpha)]
+    return nn.Sequential(*layers)
+
+
+def _transformer_module(spec: Transformer, arrays: tuple[Any, ...]) -> TransformerNet:
+    """A :class:`TransformerNet` holding trial 0 of the transformer's arrays."""
+    dt = torch.float64 if arrays[0].dtype == np.float64 else torch.float32
+    net = TransformerNet(spec.depth, spec.width, spec.heads, spec.hidden, spec.activation, spec.alpha, spec.norm,
+                         spec.kind, spec.closing_norm, spec.residual, spec.skip, spec.causal, spec.tokens, dt)
+    names = ("w_q", "w_k", "w_v", "w_o", "w_1", "w_2")
+    for l, block in enumerate(net.blocks):
+        for name, a in zip(names, arrays[:6], strict=True):
+            if a is not None:
+                _set(getattr(block, name).weight, a[0, l].T)
+    return net
+
+
 def to_torch(spec: Any, seed: int = 0, trial: int = 0, batch: int = 32, dtype: str = "float64") -> TorchTrial:
     """Trial ``trial`` of ``fastgrad.run(spec, seed=seed, batch=batch)`` as a PyTorch module and batch.
 
@@ -229,12 +356,20 @@ def to_torch(spec: Any, seed: int = 0, trial: int = 0, batch: int = 32, dtype: s
 
     check_int("trial", trial, minimum=0)
     model = of(spec)
-    if model.name not in ("mlp", "resmlp", "rnn", "lstm", "gru", "indrnn"):
-        raise ValueError(f"spec: to_torch covers MLP, ResMLP, RNN, LSTM, GRU and IndRNN, not {type(spec).__name__}")
+    if model.name not in ("mlp", "resmlp", "rnn", "lstm", "gru", "indrnn", "cnn", "transformer"):
+        raise ValueError("spec: to_torch covers MLP, ResMLP, RNN, LSTM, GRU, IndRNN, CNN and Transformer, not "
+                         f"{type(spec).__name__}")
     arrays = model.trial_arrays(spec, seed, np.array([trial]), batch, dtype)
-    if isinstance(spec, (MLP, ResMLP)):
+    if isinstance(spec, CNN):
         W, b, x, y = arrays
-        module: nn.Module = _mlp_module(spec, W, b)
+        module: nn.Module = _cnn_module(spec, W, b)
+        xb, yb = _tensor(x[0]), _tensor(y[0])
+    elif isinstance(spec, Transformer):
+        module = _transformer_module(spec, arrays)
+        xb, yb = _tensor(arrays[6][0]), _tensor(arrays[7][0])
+    elif isinstance(spec, (MLP, ResMLP)):
+        W, b, x, y = arrays
+        module = _mlp_module(spec, W, b)
         xb, yb = _tensor(x[0]), _tensor(y[0])
     else:
         module = _cell(spec, arrays)
@@ -397,13 +532,102 @@ def _from_indrnn(cell: IndRNNCell, loss: str, steps: int | None) -> FromTorch:
     return FromTorch(spec, arrays, backprop)
 
 
-def from_torch(module: Any, loss: str | None = None, steps: int | None = None) -> FromTorch:
+def _from_conv_sequential(seq: nn.Sequential, loss: str, size: int | None) -> FromTorch:
+    """nn.Sequential of nn.Conv1d/Conv2d (stride 1, same padding, circular or zeros) and one activation: a CNN."""
+    convs: list[nn.Conv1d | nn.Conv2d] = []
+    acts: list[tuple[str, float | None]] = []
+    kind = type(next(iter(seq.children())))
+    for path, m in seq.named_children():
+        if type(m) is kind:
+            conv: Any = m
+            k = conv.kernel_size[0]
+            same = conv.padding == "same" or tuple(conv.padding) == (k // 2,) * len(conv.kernel_size)
+            if (len(set(conv.kernel_size)) != 1 or k % 2 == 0 or set(conv.stride) != {1} or set(conv.dilation) != {1}
+                    or conv.groups != 1 or not same or conv.padding_mode not in ("circular", "zeros")):
+                raise _refuse(path, m, ": a CNN's convolutions have stride 1, an odd square kernel, \"same\" circular "
+                              "or zero padding, no dilation or groups")
+            if convs and (conv.kernel_size != convs[0].kernel_size or conv.padding_mode != convs[0].padding_mode
+                          or conv.in_channels != convs[-1].out_channels
+                          or conv.out_channels != convs[0].out_channels):
+                raise _refuse(path, m, ": a CNN's convolutions share their kernel size, padding and channels")
+            if len(acts) < len(convs):  # two convolutions in a row: the first has the identity
+                acts.append(("linear", None))
+            convs.append(conv)
+        elif _activation_name(m) is not None and len(acts) < len(convs):
+            acts.append(_activation_name(m))  # type: ignore[arg-type]
+        else:
+            raise _refuse(path, m)
+    if len(acts) < len(convs):
+        acts.append(("linear", None))
+    if len(set(acts)) > 1:
+        raise ValueError(f"module: the layers' activations differ ({sorted(a[0] for a in set(acts))}); a CNN has "
+                         "one; measure it with fastgrad.torch_run")
+    if size is None:
+        raise ValueError(f"size: from_torch of an nn.Sequential of {kind.__name__} needs the spatial size N of its "
+                         "inputs")
+    act, alpha = acts[0]
+    first = convs[0]
+    ndim = len(first.kernel_size)
+    dt = np.float64 if first.weight.dtype == torch.float64 else np.float32
+    W = [_numpy(c.weight).astype(dt)[None].copy() for c in convs]
+    b = [(_numpy(c.bias).astype(dt) if c.bias is not None else np.zeros(c.out_channels, dt))[None] for c in convs]
+    channels = first.out_channels
+    spec = CNN(depth=len(convs), channels=channels, size=size, ndim=ndim,
+               in_channels=None if first.in_channels == channels else first.in_channels,
+               kernel_size=first.kernel_size[0], padding=first.padding_mode, activation=act, alpha=alpha, loss=loss)
+
+    def backprop(x: Any, y: Any) -> Result:
+        return cnn_backprop(W, b, _as_array(x, dt)[None], _as_array(y, dt)[None], activation=act, loss=loss,
+                            padding=spec.padding, alpha=alpha)
+
+    return FromTorch(spec, {"W": W, "b": b}, backprop)
+
+
+def _from_transformer(net: TransformerNet, loss: str, tokens: int | None) -> FromTorch:
+    c = net.config
+    tokens = net.tokens if tokens is None else tokens
+    if tokens is None:
+        raise ValueError("size: from_torch of a TransformerNet made without tokens needs the sequence length T")
+    first: Any = net.blocks[0]
+    dt = np.float64 if first.w_q.weight.dtype == torch.float64 else np.float32
+    mlp = first.w_1 is not None
+    arrays: dict[str, Any] = {}
+    for name in ("w_q", "w_k", "w_v", "w_o", "w_1", "w_2"):
+        key = "W_" + name[2:]
+        arrays[key] = np.stack([_numpy(getattr(b, name).weight).T.astype(dt) for b in net.blocks])[None].copy() \
+            if mlp or name not in ("w_1", "w_2") else None
+    applied = c["norm"] != "none" or c["final_norm"]
+    structure = dict(norm=c["norm"], norm_kind=c["norm_kind"] if applied else None,
+                     final_norm=None if c["norm"] == "post" else c["final_norm"], residual=c["residual"],
+                     skip=c["skip"], causal=c["causal"], activation=net.activation, alpha=net.alpha if mlp else None,
+                     loss=loss)
+    width, hidden = net.width, arrays["W_1"].shape[-1] if mlp else 0
+    if mlp and hidden % width:
+        raise ValueError(f"module: the MLP's hidden width {hidden} is not a multiple of the width {width}; a "
+                         "fastgrad.Transformer's is ratio * width")
+    spec = Transformer(depth=len(net.blocks), tokens=tokens, width=width, heads=c["heads"],
+                       ratio=hidden // width if mlp else None, mlp=mlp, **structure)
+
+    def backprop(x: Any, y: Any) -> Result:
+        return transformer_backprop(arrays["W_q"], arrays["W_k"], arrays["W_v"], arrays["W_o"], arrays["W_1"],
+                                    arrays["W_2"], _as_array(x, dt)[None], _as_array(y, dt)[None], spec.heads,
+                                    **structure)
+
+    return FromTorch(spec, arrays, backprop)
+
+
+def from_torch(module: Any, loss: str | None = None, steps: int | None = None, size: int | None = None) -> FromTorch:
     """A module a fastgrad family covers, as the family's spec and explicit arrays.
 
     See :func:`fastgrad.from_torch`.
     """
     if not isinstance(module, nn.Module):
         raise ValueError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
+    if size is not None and not (isinstance(module, TransformerNet) or isinstance(module, nn.Sequential) and len(module)
+                                 and isinstance(module[0], (nn.Conv1d, nn.Conv2d))):
+        raise ValueError("size: only convolutional networks and TransformerNet take size")
+    if isinstance(module, TransformerNet):
+        return _from_transformer(module, "mse" if loss is None else loss, size)
     if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
         loss = "last" if loss is None else loss
         named("rnn")  # the family is registered
@@ -415,5 +639,7 @@ def from_torch(module: Any, loss: str | None = None, steps: int | None = None) -
     if isinstance(module, nn.Sequential):
         if steps is not None:
             raise ValueError("steps: only recurrent modules (nn.RNN, LSTM, GRU) take steps")
+        if len(module) and isinstance(module[0], (nn.Conv1d, nn.Conv2d)):
+            return _from_conv_sequential(module, "mse" if loss is None else loss, size)
         return _from_sequential(module, "mse" if loss is None else loss)
     raise _refuse("", module)

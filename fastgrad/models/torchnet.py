@@ -264,9 +264,12 @@ def to_torch(spec: Any, seed: int = 0, trial: int = 0, batch: int = 32, dtype: s
 
     Parameters
     ----------
-    spec : MLP, ResMLP, RNN, LSTM, GRU or IndRNN
+    spec : MLP, ResMLP, RNN, LSTM, GRU, IndRNN, CNN or Transformer
         An RNN's activation must be tanh or relu (``torch.nn.RNN``'s); an IndRNN becomes a small PyTorch
-        cell of fastgrad's (``weight_ih``, ``u``, ``bias``), PyTorch having none.
+        cell of fastgrad's (``weight_ih``, ``u``, ``bias``), PyTorch having none. A CNN becomes an
+        ``nn.Sequential`` of ``nn.Conv1d``/``nn.Conv2d`` (``padding_mode`` circular or zeros) and its
+        activation; a Transformer a ``TransformerNet`` of fastgrad's (``torch.nn.functional`` ops, its blocks'
+        matrices ``nn.Linear`` without bias, ``blocks[l]``'s output the stream x_l).
     seed, trial, batch : int
     dtype : {"float32", "float64"}
 
@@ -274,7 +277,8 @@ def to_torch(spec: Any, seed: int = 0, trial: int = 0, batch: int = 32, dtype: s
     -------
     TorchTrial
         ``(module, x, y, loss)``: the module holds exactly the trial's arrays (``*_trial_arrays``); x is its
-        batch ((B, n_0), or (B, S, d) batch first); y its targets or probe; ``loss(module(x), y)`` is the
+        batch ((B, n_0); (B, S, d) batch first; (B, c_0, N[, N]) for a CNN; (B, T, d) for a Transformer); y its
+        targets or probe; ``loss(module(x), y)`` is the
         scalar fastgrad back-propagates. Recurrent cells are wrapped to return h_S (or every step for
         ``loss="all"``).
     """
@@ -284,7 +288,7 @@ def to_torch(spec: Any, seed: int = 0, trial: int = 0, batch: int = 32, dtype: s
     return convert(spec, seed, trial, batch, dtype)
 
 
-def from_torch(module: Any, loss: str | None = None, steps: int | None = None) -> Any:
+def from_torch(module: Any, loss: str | None = None, steps: int | None = None, size: int | None = None) -> Any:
     """A PyTorch module a fastgrad family covers, as that family's spec and explicit arrays.
 
     Parameters
@@ -292,12 +296,17 @@ def from_torch(module: Any, loss: str | None = None, steps: int | None = None) -
     module : torch.nn.Module
         ``nn.Sequential`` of ``nn.Linear`` and activation modules (one hidden width and activation: an
         MLP; with :func:`to_torch`'s residual blocks: a ResMLP); ``nn.RNN`` (tanh, relu), ``nn.LSTM``,
-        ``nn.GRU`` (one layer, ``batch_first`` either way); :func:`to_torch`'s IndRNN cell. Anything else is
+        ``nn.GRU`` (one layer, ``batch_first`` either way); :func:`to_torch`'s IndRNN cell; ``nn.Sequential`` of
+        ``nn.Conv1d`` or ``nn.Conv2d`` (stride 1, odd square kernels, ``"same"`` circular or zero padding, one
+        channel count) and one activation: a CNN; :func:`to_torch`'s ``TransformerNet``. Anything else is
         refused, naming the first module no family covers.
     loss : str, optional
         The spec's loss (default ``mse``; recurrent ``last``).
     steps : int, optional
         The recurrent cells' number of steps (required for them).
+    size : int, optional
+        A CNN's spatial size N (required for it); a ``TransformerNet``'s tokens T (default: those it was
+        made for).
 
     Returns
     -------
@@ -308,7 +317,7 @@ def from_torch(module: Any, loss: str | None = None, steps: int | None = None) -
     _torch()
     from fastgrad.models._torch_nets import from_torch as convert
 
-    return convert(module, loss, steps)
+    return convert(module, loss, steps, size)
 
 
 PUBLIC = ("TorchNet", "to_torch", "from_torch")
