@@ -245,3 +245,47 @@ def test_training_step_equals_torch_sgd():
         flat += [(wo - 0.1 * wo.grad).detach().numpy().ravel()]
         flat += [(v - 0.1 * v.grad).detach().numpy() for v in [*bs, bo]]
         np.testing.assert_allclose(res.final[t], np.concatenate(flat), atol=1e-13)
+
+
+@pytest.mark.slow  # the training kernel compiled by the test above
+@pytest.mark.parametrize(("optimizer", "init"), [("adam", "delta_orthogonal"), ("momentum", "scaled_normal")])
+def test_deep_training_equals_torch(optimizer, init):
+    """Depth 10, 8x8 maps, three full-batch epochs of Adam or SGD with momentum: the losses and the final
+    parameters against torch.optim on the same network from the same initial parameters."""
+    rng = np.random.default_rng(1)
+    n, depth, c, lr, epochs = 10, 10, 4, 0.05, 3
+    x = rng.normal(size=(n, 64))
+    labels = rng.integers(0, 3, n)
+    y = np.eye(3)[labels]
+    data = fg.data.Dataset(x, y, x[:5], y[:5], "classification", "toy")
+    spec = fg.CNN(depth=depth, channels=c, size=8, ndim=2, init=init, sigma_w2=1.5, sigma_b2=0.1)
+    extra = {"momentum": 0.9} if optimizer == "momentum" else {}
+    res = fg.train(spec, data, optimizer=optimizer, lr=lr, epochs=epochs, batch=n, trials=1, seed=0, **extra)
+    p, off, ws, bs = res.initial[0], 0, [], []
+    for l in range(depth):
+        c_in = 1 if l == 0 else c
+        w = p[off:off + 9 * c_in * c].reshape(9, c_in, c).transpose(2, 1, 0).reshape(c, c_in, 3, 3)
+        ws.append(torch.tensor(w.copy(), requires_grad=True))
+        off += 9 * c_in * c
+    wo = torch.tensor(p[off:off + 3 * c].reshape(c, 3).copy(), requires_grad=True)
+    off += 3 * c
+    for _ in range(depth):
+        bs.append(torch.tensor(p[off:off + c].copy(), requires_grad=True))
+        off += c
+    bo = torch.tensor(p[off:off + 3].copy(), requires_grad=True)
+    params = [*ws, wo, *bs, bo]
+    opt = (torch.optim.Adam(params, lr=lr) if optimizer == "adam"
+           else torch.optim.SGD(params, lr=lr, momentum=0.9))
+    for e in range(epochs):
+        opt.zero_grad()
+        h = torch.tensor(x.reshape(n, 1, 8, 8))
+        for w, b in zip(ws, bs, strict=True):
+            h = torch.tanh(_conv(h, w, b, "circular"))
+        loss = F.cross_entropy(h.mean(dim=(2, 3)) @ wo + bo, torch.tensor(labels))
+        loss.backward()
+        opt.step()
+        assert res.loss[0, e] == pytest.approx(loss.item(), rel=1e-12)
+    flat = [v.detach().numpy().reshape(c, v.shape[1], 9).transpose(2, 1, 0).ravel() for v in ws]
+    flat += [wo.detach().numpy().ravel()] + [v.detach().numpy() for v in [*bs, bo]]
+    np.testing.assert_allclose(res.final[0], np.concatenate(flat), atol=1e-12)
+    assert np.abs(res.final[0] - p).max() > 1e-3  # the parameters moved
