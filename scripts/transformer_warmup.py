@@ -103,11 +103,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--depths", type=int, nargs="+", default=[4, 12])
     p.add_argument("--trials", type=int, default=16)
-    p.add_argument("--steps", type=int, default=250)
-    p.add_argument("--warmup", type=int, default=75, help="linear warm-up steps (the warm-up configuration)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=60, help="linear warm-up steps (the warm-up configuration)")
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--every", type=int, default=25, help="evaluate the held-out loss every this many steps")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--every", type=int, default=20, help="evaluate the held-out loss every this many steps")
     p.add_argument("--threshold", type=float, default=0.5, help="held-out cross-entropy (nats) counted as trained")
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--tokens", type=int, default=8)
@@ -180,8 +180,9 @@ def write_md(path: Path, rows: list[dict], args: argparse.Namespace, wall: float
              "|---:|---|---:|---:|---:|"]
     for depth, name, hit, n, step, final in summary(rows, args):
         lines.append(f"| {depth} | {name} | {hit}/{n} | {'-' if math.isnan(step) else f'{step:.0f}'} | {final:.3f} |")
-    lines += ["", f"Wall time {wall:.0f} s, torch {torch.__version__}, 1 thread, {platform.processor() or platform.machine()}"
-              f" ({os.cpu_count()} cores, shared).", ""]
+    cpu = platform.processor() or platform.machine()
+    lines += ["", f"Wall time {wall:.0f} s, torch {torch.__version__}, 1 thread, {cpu} "
+              f"({os.cpu_count()} cores, shared).", ""]
     path.write_text("\n".join(lines))
 
 

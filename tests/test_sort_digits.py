@@ -29,7 +29,8 @@ def test_targets_are_the_sorted_digits_and_inputs_carry_digit_and_position():
     assert np.allclose((x ** 2).mean(-1), 1.0)  # two channels of sqrt(width / 2): mean square 1
     shown = x[..., :digits].argmax(-1)  # decode the digits, then sort them independently
     np.testing.assert_array_equal(x[..., :digits].sum(-1), scale)
-    np.testing.assert_array_equal(x[..., digits:digits + tokens], np.broadcast_to(scale * np.eye(tokens), x[..., digits:digits + tokens].shape))
+    place = x[..., digits:digits + tokens]
+    np.testing.assert_array_equal(place, np.broadcast_to(scale * np.eye(tokens), place.shape))
     assert not x[..., digits + tokens:].any()
     np.testing.assert_array_equal(y.argmax(-1), np.sort(shown, axis=1))
     np.testing.assert_array_equal(y.sum(-1), 1.0)
