@@ -205,3 +205,59 @@ def copy_task(samples: int = 2000, steps: int = 10, symbols: int = 8, delay: int
     n_test = int(round(test_fraction * samples))
     return Dataset(x[n_test:], y[n_test:], x[:n_test], y[:n_test], "classification",
                    f"copy-{steps}x{symbols}-delay-{delay}")
+
+
+def sort_digits(samples: int = 2000, tokens: int = 8, digits: int = 10, width: int = 32, test_fraction: float = 0.2,
+                seed: int = 0) -> Dataset:
+    """Sort short digit sequences: a per-token classification task for transformers.
+
+    Each sequence has ``tokens`` digits drawn uniformly from ``0 .. digits - 1``; the
+    target at position i is the i-th smallest digit. Token i's input, of width
+    ``width``, is the one-hot of its digit (channels ``0 .. digits - 1``) plus the
+    one-hot of its position (channels ``digits .. digits + tokens - 1``), zero
+    elsewhere, scaled by ``sqrt(width / 2)`` so that each coordinate has mean
+    square 1, the scale of the N(0, 1) inputs of :func:`fastgrad.run`. The
+    embedding is fixed (no parameters): a transformer's weights are all it learns.
+    The position channels are needed: attention without them is permutation
+    equivariant and cannot sort. Predicting each position's marginal over the
+    digits, whatever the input, is the best a model blind to the input can do; the
+    uniform guess has cross-entropy ``log(digits)``.
+
+    Parameters
+    ----------
+    samples : int
+        Number of sequences (training plus held-out), >= 2.
+    tokens : int
+        Sequence length T, >= 1.
+    digits : int
+        Alphabet size, >= 2.
+    width : int
+        Token width d, >= ``digits + tokens``.
+    test_fraction : float
+        Share of the sequences held out (the first rows), in [0, 1).
+    seed : int
+
+    Returns
+    -------
+    Dataset
+        ``x`` of shape (N, tokens, width), ``y`` of shape (N, tokens, digits) (one-hot
+        of the sorted digits), task ``classification``.
+    """
+    samples = check_int("samples", samples, minimum=2)
+    tokens = check_int("tokens", tokens)
+    digits = check_int("digits", digits, minimum=2)
+    width = check_int("width", width)
+    if width < digits + tokens:
+        raise ValueError(f"width: must be >= digits + tokens = {digits + tokens}, got {width}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction: must be in [0, 1), got {test_fraction}")
+    labels = np.random.default_rng(seed).integers(0, digits, (samples, tokens))
+    x = np.zeros((samples, tokens, width))
+    rows, cols = np.arange(samples)[:, None], np.arange(tokens)[None, :]
+    x[rows, cols, labels] = 1.0
+    x[:, np.arange(tokens), digits + np.arange(tokens)] = 1.0
+    x *= np.sqrt(width / 2.0)
+    y = np.eye(digits)[np.sort(labels, axis=1)]
+    n_test = int(round(test_fraction * samples))
+    return Dataset(x[n_test:], y[n_test:], x[:n_test], y[:n_test], "classification",
+                   f"sort-{tokens}x{digits}")
