@@ -37,9 +37,10 @@ def _start(store: Path, cli: bool = False) -> subprocess.Popen:
                 "--depth", "12", "--width", "48", "--init", "scaled_normal", "--activation", "tanh",
                 "--sigma-w2", "0.6,1.0,1.4,1.8,2.2,2.6", "--sigma-b2", "0.0,0.05"]
     else:
-        args = [sys.executable, "-c", f"import fastgrad; fastgrad.sweep('mlp', {GRID!r}, trials={TRIALS}, "
-                                      f"batch={BATCH}, seed={SEED}, store={str(store)!r}, progress=False, "
-                                      "save_every=0)"]
+        args = [sys.executable, "-X", "faulthandler", "-c",
+                f"import fastgrad; fastgrad.sweep('mlp', {GRID!r}, trials={TRIALS}, "
+                f"batch={BATCH}, seed={SEED}, store={str(store)!r}, progress=False, "
+                "save_every=0)"]
     # SIGINT back to its default in the child: a shell's background job (CI's, nohup's) starts with it ignored,
     # and Python then installs no KeyboardInterrupt for it.
     return subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True,
@@ -119,7 +120,12 @@ def test_sigterm_saves_like_ctrl_c(tmp_path):
     proc = _start(store)
     _wait_for_pieces(proc, store)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired as stuck:  # say where (faulthandler dumps every thread on SIGABRT)
+        proc.send_signal(signal.SIGABRT)
+        dump = proc.communicate()[1][-6000:]
+        raise AssertionError(f"the sweep did not exit within 60 s of SIGTERM:\n{dump}") from stuck
     assert proc.returncode != 0 and "SweepInterrupted" in err and "the same command resumes" in err
 
 
