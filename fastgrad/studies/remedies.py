@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -413,8 +413,7 @@ def run_isometry_training(data: Dataset, depth: int = 32, width: int = 64, sigma
         train(spec, data, lr=lr, batch=batch, epochs=1, trials=1, seed=seed, threads=threads)  # compiles
         res = train(spec, data, lr=lr, batch=batch, epochs=epochs, trials=trials, seed=seed, threads=threads)
         results[weights] = res
-        trained = res.spec  # the spec with the data's widths and the linear read-out: training's draws
-        assert isinstance(trained, MLP)
+        trained = cast(MLP, res.spec)  # the spec with the data's widths and the linear read-out: training's draws
         full = spectrum(trained, trials, batch=spectrum_batch, seed=seed, threads=threads)
         body = spectrum(dataclasses.replace(trained, depth=depth - 1, output_width=width, last_activation=None),
                         trials, batch=spectrum_batch, seed=seed, threads=threads)
