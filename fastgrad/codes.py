@@ -41,6 +41,8 @@ MLP_X, MLP_Y, MLP_W0, MLP_B0 = 0, 1, 2, 3
 # Tensor ids of a transformer trial: x, y, then block l's (0-based) W_q, W_k, W_v, W_o, W_1, W_2 are
 # TRANSFORMER_W0 + 6 l + 0 .. 5; where its norms sit: none, inside the branches (pre), after the sums (post).
 TRANSFORMER_X, TRANSFORMER_Y, TRANSFORMER_W0, NORM_NONE, NORM_PRE, NORM_POST = 0, 1, 2, 0, 1, 2
+# Training's read-out W_r of a transformer: far above any block's tensors (block l < 166,666).
+TRANSFORMER_READOUT = 999_999
 
 # Tensor ids of an RNN trial; training adds the read-out W_o.
 RNN_X, RNN_Y, RNN_WHH, RNN_WXH, RNN_B, RNN_WO = 0, 1, 2, 3, 4, 5

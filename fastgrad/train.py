@@ -106,6 +106,7 @@ def train(
     alpha: float = 0.99,
     weight_decay: float = 0.0,
     clip_norm: float | None = None,
+    warmup_steps: int = 0,
     epochs: int = 30,
     batch: int = 32,
     trials: int = 16,
@@ -160,6 +161,10 @@ def train(
     clip_norm : float, optional
         Clip the global gradient norm (all weights and biases) to this value, before the
         optimiser's update.
+    warmup_steps : int
+        Linear learning-rate warm-up over this many updates (0, the default: none): update t
+        (1, 2, ...) of a trial uses the rate ``lr * min(1, t / warmup_steps)``, as PyTorch's
+        ``LambdaLR`` stepped after every update; every optimiser.
     epochs, batch, trials, seed : int
     dtype : {"float32", "float64"}
     threads : int, optional
@@ -184,15 +189,17 @@ def train(
         raise ValueError(f"alpha: must be in [0, 1), got {alpha}")
     weight_decay = check_float("weight_decay", weight_decay)
     clip = 0.0 if clip_norm is None else check_float("clip_norm", clip_norm, positive=True)
+    warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
     epochs = check_int("epochs", epochs)
     args = check_run(trials, batch, seed, dtype, threads)
     batch, trials, seed, dt = args.batch, args.trials, args.seed, args.dtype
     if batch > data.x_train.shape[0]:
         raise ValueError(f"batch: {batch} is more than the {data.x_train.shape[0]} training samples")
     config = {"optimizer": optimizer, "lr": lr, "momentum": momentum, "betas": (beta1, beta2), "eps": eps,
-              "alpha": alpha, "weight_decay": weight_decay, "clip_norm": clip_norm, "epochs": epochs, "batch": batch,
+              "alpha": alpha, "weight_decay": weight_decay, "clip_norm": clip_norm, "warmup_steps": warmup_steps, "epochs": epochs, "batch": batch,
               "trials": trials, "data": data.name, "dtype": dt.name}
-    opt = cpu_train.Optimizer(OPTIMIZERS[optimizer], lr, momentum, weight_decay, clip, beta1, beta2, eps, alpha)
+    opt = cpu_train.Optimizer(OPTIMIZERS[optimizer], lr, momentum, weight_decay, clip, beta1, beta2, eps, alpha,
+                              warmup_steps)
     classification = data.task == "classification"
     setup = model.train_setup(spec, data, classification, dt)
     record = _record(trials, epochs, setup.n_params, setup.layers, setup.steps, dt)

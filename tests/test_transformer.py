@@ -22,8 +22,11 @@ SIZE = {"depth": 2, "tokens": 4, "width": 4, "heads": 2, "ratio": 2}
 
 
 def torch_forward(ws, x, y, heads, activation="gelu", norm="pre", norm_kind=None, final_norm=None, residual=1.0,
-                  skip=True, causal=False, loss="mse", keep=None):
-    """The loss of one trial from torch.nn.functional ops; ``keep`` collects the streams and attentions."""
+                  skip=True, causal=False, loss="mse", keep=None, output=False):
+    """The loss of one trial from torch.nn.functional ops; ``keep`` collects the streams and attentions.
+
+    ``output=True`` returns the last stream (after the final norm, if any) instead of the loss.
+    """
     wq, wk, wv, wo, w1, w2 = ws
     depth = wq.shape[0]
     batch, tokens, d = x.shape
@@ -55,6 +58,8 @@ def torch_forward(ws, x, y, heads, activation="gelu", norm="pre", norm_kind=None
             keep.append((t, att))
         h = t
     out = nrm(h) if final else h
+    if output:
+        return out
     return (0.5 * ((out - y) ** 2).sum() if loss == "mse" else (out * y).sum()) / batch
 
 

@@ -36,8 +36,9 @@ from fastgrad.rng import stream_key, uniform
 class Optimizer(NamedTuple):
     """The optimiser: ``kind`` (codes.SGD, MOMENTUM, NESTEROV, ADAM, RMSPROP), learning rate,
     momentum (MOMENTUM, NESTEROV), L2 coefficient on the weights, the global-norm clipping
-    threshold (0: none), Adam's ``beta1`` and ``beta2``, the ``eps`` of Adam and RMSprop, and
-    RMSprop's smoothing constant ``alpha``."""
+    threshold (0: none), Adam's ``beta1`` and ``beta2``, the ``eps`` of Adam and RMSprop,
+    RMSprop's smoothing constant ``alpha``, and the linear warm-up's length in updates (0: none):
+    update t (1, 2, ...) uses the rate ``lr * min(1, t / warmup)``."""
 
     kind: int
     lr: float
@@ -48,6 +49,7 @@ class Optimizer(NamedTuple):
     beta2: float
     eps: float
     alpha: float
+    warmup: int
 
 
 class Data(NamedTuple):
@@ -151,15 +153,17 @@ def optimizer_step(param: np.ndarray, grad: np.ndarray, first: np.ndarray, secon
     ``g = grad * scale + decay * param``. ``first`` is the momentum buffer (MOMENTUM,
     NESTEROV) or Adam's first moment m; ``second`` the running mean of g^2 (Adam's v,
     RMSprop's square average; may be empty for the others). Both start at 0 for each trial.
-    ``step`` counts this trial's updates, this one included (1, 2, ...): Adam's bias correction.
+    ``step`` counts this trial's updates, this one included (1, 2, ...): Adam's bias correction and
+    the warm-up's rate ``lr * min(1, step / warmup)`` (PyTorch's ``LambdaLR`` stepped after each update).
     """
+    lr = opt.lr if opt.warmup <= 0 else opt.lr * min(1.0, step / opt.warmup)
     if opt.kind == ADAM:
-        _adam_step(param, grad, first, second, opt, decay, scale, step)
+        _adam_step(param, grad, first, second, opt, lr, decay, scale, step)
         return
     if opt.kind == RMSPROP:
-        _rmsprop_step(param, grad, second, opt, decay, scale)
+        _rmsprop_step(param, grad, second, opt, lr, decay, scale)
         return
-    lr, momentum = opt.lr, opt.momentum
+    momentum = opt.momentum
     velocity = first
     for i in range(param.size):
         g = grad[i] * scale + decay * param[i]
@@ -171,8 +175,8 @@ def optimizer_step(param: np.ndarray, grad: np.ndarray, first: np.ndarray, secon
 
 
 @jit(inline="always")
-def _adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, opt: Optimizer, decay: float,
-               scale: float, step: int) -> None:
+def _adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, opt: Optimizer, lr: float,
+               decay: float, scale: float, step: int) -> None:
     """Adam (``torch.optim.Adam``, amsgrad=False): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
     p -= lr m_hat / (sqrt(v_hat) + eps) with m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t).
 
@@ -181,7 +185,7 @@ def _adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray
     """
     b1, b2, eps = opt.beta1, opt.beta2, opt.eps
     t = float(step)  # a float power, as PyTorch's (not repeated multiplication)
-    step_size = opt.lr / (1.0 - b1**t)
+    step_size = lr / (1.0 - b1**t)
     root2 = math.sqrt(1.0 - b2**t)
     w1 = 1.0 - b1
     w2 = 1.0 - b2
@@ -193,11 +197,11 @@ def _adam_step(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray
 
 
 @jit(inline="always")
-def _rmsprop_step(param: np.ndarray, grad: np.ndarray, v: np.ndarray, opt: Optimizer, decay: float,
+def _rmsprop_step(param: np.ndarray, grad: np.ndarray, v: np.ndarray, opt: Optimizer, lr: float, decay: float,
                   scale: float) -> None:
     """RMSprop (``torch.optim.RMSprop``, centered=False, momentum=0): v = a v + (1 - a) g^2,
     p -= lr g / (sqrt(v) + eps)."""
-    lr, a, eps = opt.lr, opt.alpha, opt.eps
+    a, eps = opt.alpha, opt.eps
     w = 1.0 - a
     for i in range(param.size):
         g = grad[i] * scale + decay * param[i]

@@ -33,7 +33,28 @@ import numpy as np
 
 from fastgrad._math import exp, log_unit
 from fastgrad._numba import REDUCE_FASTMATH, call, jit, kernel
-from fastgrad.codes import MLP_PROBE, NORM_POST, NORM_PRE, NORMAL, TRANSFORMER_W0, TRANSFORMER_X, TRANSFORMER_Y
+from fastgrad.codes import (
+    MLP_PROBE,
+    NORM_POST,
+    NORM_PRE,
+    NORMAL,
+    TRAIN_XENT,
+    TRANSFORMER_READOUT,
+    TRANSFORMER_W0,
+    TRANSFORMER_X,
+    TRANSFORMER_Y,
+)
+from fastgrad.kernels.cpu_train import (
+    Data,
+    Optimizer,
+    Record,
+    clip_scale,
+    diverged_epoch,
+    epoch_order,
+    optimizer_step,
+    second_size,
+)
+from fastgrad.kernels.cpu_train import loss_gradient as train_loss_gradient
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import sum_squares
 
@@ -112,7 +133,8 @@ class Work(NamedTuple):
     Few arrays on purpose: a tuple of 28 buffers passed between the passes cost ~15 s of compilation.
     ``streams`` (L + 1, 8, N, d) and ``scales`` (L + 1, 4, N, float64) by the slots above; ``hidden``
     (L + 1, 2, N, m): block l's activations phi(z) and derivatives phi'(z), index L scratch (z, dLoss/dh);
-    ``att`` (L, B, H, T, T); ``scratch`` (7, N, d); ``dw``, ``dw1``, ``dw2`` the weight gradients.
+    ``att`` (L, B, H, T, T); ``scratch`` (7, N, d). The weight gradients are a tuple shaped as the
+    weights (:func:`backward`).
     """
 
     streams: np.ndarray
@@ -120,9 +142,6 @@ class Work(NamedTuple):
     hidden: np.ndarray
     att: np.ndarray
     scratch: np.ndarray
-    dw: np.ndarray
-    dw1: np.ndarray
-    dw2: np.ndarray
 
 
 @jit
@@ -307,7 +326,7 @@ def _combine(dst: np.ndarray, base: np.ndarray, branch: np.ndarray, skip: bool, 
             dst[i, j] = (base[i, j] if skip else 0.0) + a * branch[i, j]
 
 
-@jit(inline="always")
+@jit
 def forward(w: tuple[np.ndarray, ...], x: np.ndarray, net: Net, work: Work, stats: np.ndarray, t: int) -> None:
     """The streams x_1 .. x_L and the output from x (N, d) into ``work``; q, entropy, res into ``stats[:, t]``."""
     wq, wk, wv, wo, w1, w2 = w
@@ -365,25 +384,39 @@ def _projection_back(u: np.ndarray, dp: np.ndarray, w: np.ndarray, dw: np.ndarra
     return _norm(dw)
 
 
-@jit(inline="always")
-def backward(w: tuple[np.ndarray, ...], y: np.ndarray, net: Net, work: Work, stats: np.ndarray, t: int) -> None:
-    """Back from the loss through every block: the weight-gradient norms and grad_x into ``stats[:, t]``."""
-    wq, wk, wv, wo, w1, w2 = w
-    depth = wq.shape[0]
+@jit
+def output_gradient(y: np.ndarray, net: Net, work: Work) -> None:
+    """dLoss/d(output) of the statistics' losses (mse against ``y``, or the probe ``y``) into scratch G."""
     n, d = y.shape
     batch = n // work.att.shape[3]
+    g, out = work.scratch[G], work.streams[work.streams.shape[0] - 1, Y]
+    for i in range(n):
+        for j in range(d):
+            g[i, j] = (y[i, j] if net.loss == MLP_PROBE else out[i, j] - y[i, j]) / batch
+
+
+@jit
+def backward(w: tuple[np.ndarray, ...], dw: tuple[np.ndarray, ...], net: Net, work: Work, stats: np.ndarray,
+             t: int) -> None:
+    """Back from dLoss/d(output), in scratch G, through every block: norms and grad_x into ``stats[:, t]``.
+
+    Block l's weight gradients go to ``dw[k][l % dw[k].shape[0]]`` (k = q, k, v, o, 1, 2): shaped as the
+    weights for training, or one block deep (reused) when only their norms are wanted.
+    """
+    wq, wk, wv, wo, w1, w2 = w
+    depth = wq.shape[0]
+    n, d = work.scratch.shape[1], work.scratch.shape[2]
     pre, post = net.norm == NORM_PRE, net.norm == NORM_POST
     a = net.residual
     st, sc, s = work.streams, work.scales, work.scratch
     g, g2, tmp = s[G], s[G2], s[TMP]
     out = st[depth, Y]
-    for i in range(n):
-        for j in range(d):
-            g[i, j] = (y[i, j] if net.loss == MLP_PROBE else out[i, j] - y[i, j]) / batch
     if net.final_norm:
         norm_back(g, out, sc[0, R_X], net.rms)
     for l in range(depth - 1, -1, -1):
         c, r = st[l], sc[l]
+        b = l % dw[0].shape[0]  # the block's gradients (0: a one-block buffer, reused)
+        dq, dk, dv, do, dw1, dw2 = dw[0][b], dw[1][b], dw[2][b], dw[3][b], dw[4][b], dw[5][b]
         stats[6, t, l] = _norm(g)
         stats[4, t, l] = 0.0  # without MLP sublayers (written over below with them)
         stats[5, t, l] = 0.0
@@ -392,12 +425,12 @@ def backward(w: tuple[np.ndarray, ...], y: np.ndarray, net: Net, work: Work, sta
                 norm_back(g, st[l + 1, X], sc[l + 1, R_X], net.rms)
             _combine(g2, g, g, False, a)
             h, dh = work.hidden[l], work.hidden[depth, 1]
-            _mm_tn(h[0], g2, work.dw2)
-            stats[5, t, l] = _norm(work.dw2)
+            _mm_tn(h[0], g2, dw2)
+            stats[5, t, l] = _norm(dw2)
             _mm_nt(g2, w2[l], dh)
             _scale_by(dh, h[1])
-            _mm_tn(c[M], dh, work.dw1)
-            stats[4, t, l] = _norm(work.dw1)
+            _mm_tn(c[M], dh, dw1)
+            stats[4, t, l] = _norm(dw1)
             _mm_nt(dh, w1[l], g2)
             if pre:
                 norm_back(g2, c[M], r[R_M], net.rms)
@@ -405,13 +438,13 @@ def backward(w: tuple[np.ndarray, ...], y: np.ndarray, net: Net, work: Work, sta
         if post:
             norm_back(g, c[Y], r[R_Y], net.rms)
         _combine(g2, g, g, False, a)
-        _mm_tn(c[O], g2, work.dw)
-        stats[3, t, l] = _norm(work.dw)
+        _mm_tn(c[O], g2, do)
+        stats[3, t, l] = _norm(do)
         _mm_nt(g2, wo[l], s[DO])
         attention_back(c[Q], c[K], c[V], work.att[l], s[DO], s[DQ], s[DK], s[DV], net.causal)
-        stats[0, t, l] = _projection_back(c[U], s[DQ], wq[l], work.dw, g2, tmp, False)  # g2 = dLoss/du, summed
-        stats[1, t, l] = _projection_back(c[U], s[DK], wk[l], work.dw, g2, tmp, True)
-        stats[2, t, l] = _projection_back(c[U], s[DV], wv[l], work.dw, g2, tmp, True)
+        stats[0, t, l] = _projection_back(c[U], s[DQ], wq[l], dq, g2, tmp, False)  # g2 = dLoss/du, summed
+        stats[1, t, l] = _projection_back(c[U], s[DK], wk[l], dk, g2, tmp, True)
+        stats[2, t, l] = _projection_back(c[U], s[DV], wv[l], dv, g2, tmp, True)
         if pre:
             norm_back(g2, c[U], r[R_U], net.rms)
         _combine(g, g, g2, net.skip, 1.0)
@@ -427,11 +460,15 @@ def _scale_by(a: np.ndarray, b: np.ndarray) -> None:
 
 
 @jit
-def trial(w: tuple[np.ndarray, ...], x: np.ndarray, y: np.ndarray, net: Net, work: Work, stats: np.ndarray,
-          t: int) -> None:
-    """One trial into column ``t`` of ``stats`` (K, T, L): w = (W_q, W_k, W_v, W_o, W_1, W_2), x and y (N, d)."""
+def trial(w: tuple[np.ndarray, ...], dw: tuple[np.ndarray, ...], x: np.ndarray, y: np.ndarray, net: Net, work: Work,
+          stats: np.ndarray, t: int) -> None:
+    """One trial into column ``t`` of ``stats`` (K, T, L): w = (W_q, W_k, W_v, W_o, W_1, W_2), x and y (N, d).
+
+    ``dw``: the weight gradients' buffers (:func:`backward`).
+    """
     forward(w, x, net, work, stats, t)
-    backward(w, y, net, work, stats, t)
+    output_gradient(y, net, work)
+    backward(w, dw, net, work, stats, t)
 
 
 @jit(inline="always")
@@ -441,18 +478,23 @@ def workspace(depth: int, batch: int, tokens: int, d: int, m: int, heads: int, d
     return Work(np.empty((depth + 1, 8, n, d), dtype=dtype), np.empty((depth + 1, 4, n)),
                 np.empty((depth + 1, 2, n, m), dtype=dtype),
                 np.empty((depth, batch, heads, tokens, tokens), dtype=dtype),
-                np.empty((7, n, d), dtype=dtype), np.empty((d, d), dtype=dtype), np.empty((d, m), dtype=dtype),
-                np.empty((m, d), dtype=dtype))
+                np.empty((7, n, d), dtype=dtype))
+
+
+@jit(inline="always")
+def draw_weights(w: tuple[np.ndarray, ...], seed: int, trial_id: int, init: Init) -> None:
+    """Block l's six matrices of generated trial ``trial_id``, from tensors W0 + 6 l + k."""
+    for l in range(init.depth):
+        for k in range(6):
+            if init.hidden > 0 or k < 4:
+                draw_matrix(init.draw, w[k][l], init.kind, init.scales[k], seed, trial_id, TRANSFORMER_W0 + 6 * l + k)
 
 
 @jit(inline="always")
 def draw_trial(w: tuple[np.ndarray, ...], x: np.ndarray, y: np.ndarray, seed: int, trial_id: int,
                init: Init) -> None:
-    """Every array of generated trial ``trial_id``: block l's six matrices from tensors W0 + 6 l + k; x, y ~ N(0, 1)."""
-    for l in range(init.depth):
-        for k in range(6):
-            if init.hidden > 0 or k < 4:
-                draw_matrix(init.draw, w[k][l], init.kind, init.scales[k], seed, trial_id, TRANSFORMER_W0 + 6 * l + k)
+    """Every array of generated trial ``trial_id``: the weights (:func:`draw_weights`); x, y ~ N(0, 1)."""
+    draw_weights(w, seed, trial_id, init)
     draw_vector(init.draw, x.reshape(x.size), NORMAL, 1.0, seed, trial_id, TRANSFORMER_X)
     draw_vector(init.draw, y.reshape(y.size), NORMAL, 1.0, seed, trial_id, TRANSFORMER_Y)
 
@@ -473,9 +515,10 @@ def generated(net: Net, init: Init, seed: int, trial0: int, batch: int, stats: n
     x = np.empty((batch * tokens, d), dtype=dtype)
     y = np.empty((batch * tokens, d), dtype=dtype)
     work = workspace(depth, batch, tokens, d, m, net.heads, dtype)
+    dw = _weights(1, d, m, dtype)
     for t in range(lo, hi):
         draw_trial(w, x, y, seed, trial0 + t, init)
-        trial(w, x, y, net, work, stats, t)
+        trial(w, dw, x, y, net, work, stats, t)
 
 
 @kernel
@@ -484,8 +527,9 @@ def explicit(net: Net, wq: np.ndarray, wk: np.ndarray, wv: np.ndarray, wo: np.nd
     """Columns ``lo .. hi - 1``: W_q .. W_o (T, L, d, d), W_1 (T, L, d, m), W_2 (T, L, m, d), x and y (T, B, T, d)."""
     _, batch, tokens, d = x.shape
     work = workspace(wq.shape[1], batch, tokens, d, w1.shape[3], net.heads, x.dtype)
+    dw = _weights(1, d, w1.shape[3], x.dtype)
     for t in range(lo, hi):
-        trial((wq[t], wk[t], wv[t], wo[t], w1[t], w2[t]), x[t].reshape(batch * tokens, d),
+        trial((wq[t], wk[t], wv[t], wo[t], w1[t], w2[t]), dw, x[t].reshape(batch * tokens, d),
               y[t].reshape(batch * tokens, d), net, work, stats, t)
 
 
@@ -495,3 +539,144 @@ def draw_arrays(init: Init, seed: int, trials: np.ndarray, wq: np.ndarray, wk: n
     """The arrays of the given trials, exactly as :func:`generated` draws them."""
     for i in range(trials.size):
         draw_trial((wq[i], wk[i], wv[i], wo[i], w1[i], w2[i]), x[i], y[i], seed, trials[i], init)
+
+
+@jit(inline="always")
+def _packed(p: np.ndarray, depth: int, d: int, m: int) -> tuple[np.ndarray, ...]:
+    """Views of a packed vector [W_q, W_k, W_v, W_o (L, d, d), W_1 (L, d, m), W_2 (L, m, d), ...] as the weights."""
+    a = depth * d * d
+    b = depth * d * m
+    return (p[:a].reshape((depth, d, d)), p[a:2 * a].reshape((depth, d, d)), p[2 * a:3 * a].reshape((depth, d, d)),
+            p[3 * a:4 * a].reshape((depth, d, d)), p[4 * a:4 * a + b].reshape((depth, d, m)),
+            p[4 * a + b:4 * a + 2 * b].reshape((depth, m, d)))
+
+
+@jit
+def _readout(out: np.ndarray, wr: np.ndarray, br: np.ndarray, logits: np.ndarray) -> None:
+    """logits = out @ W_r + b_r over rows."""
+    _mm(out, wr, logits)
+    n, k = logits.shape
+    for i in range(n):
+        for j in range(k):
+            logits[i, j] += br[j]
+
+
+@jit
+def _load(src: np.ndarray, order: np.ndarray, first: int, count: int, rows: int, dst: np.ndarray) -> None:
+    """dst's sequences = src[order[first + r]] for r < count (N, T, c); later ones repeat the last given."""
+    tokens, c = src.shape[1], src.shape[2]
+    for r in range(rows):
+        seq = order[first + min(r, count - 1)]
+        for i in range(tokens):
+            for j in range(c):
+                dst[r * tokens + i, j] = src[seq, i, j]
+
+
+@kernel
+def train(net: Net, init: Init, seed: int, trial0: int, data: Data, opt: Optimizer, epochs: int, batch: int,
+          out: Record, lo: int, hi: int) -> None:
+    """Train trials ``trial0 + lo .. trial0 + hi - 1`` into rows lo .. hi - 1 of ``out``.
+
+    The L blocks (trial k's weights as :func:`generated` draws them), then a read-out on every token:
+    ``logits = out_L W_r + b_r``, W_r (d x outputs) ~ N(0, 1 / d) from tensor TRANSFORMER_READOUT,
+    b_r = 0; ``net.loss`` is codes.TRAIN_MSE or TRAIN_XENT of each token's logits against
+    ``data.y`` (N, T, outputs), averaged over the minibatch's tokens. ``data.x`` is (N, T, d).
+    Parameters are packed [W_q, W_k, W_v, W_o, W_1, W_2 (each all blocks), W_r, b_r]; L2 decay
+    on all but b_r. Per epoch: ``grad_w`` (L + 1) the mean of block l's ||dLoss/d(W_q .. W_2)||
+    (all six together) and of ||dLoss/dW_r||, ``grad_b`` (1) of ||dLoss/db_r||, ``grad_h`` (L) of
+    ||dLoss/dx_l||; held-out accuracy per token (classification).
+    """
+    x, y = data.x, data.y
+    dtype = x.dtype
+    depth, tokens, d, m = init.depth, init.tokens, init.width, init.hidden
+    n, n_out = y.shape[0], y.shape[2]
+    n_blocks = depth * (4 * d * d + 2 * d * m)
+    n_w = n_blocks + d * n_out
+    size = n_w + n_out
+    p = np.empty(size, dtype=dtype)
+    gp = np.empty(size, dtype=dtype)
+    first = np.empty(size)
+    second = np.empty(second_size(opt.kind, size))
+    w, dw = _packed(p, depth, d, m), _packed(gp, depth, d, m)
+    wr, br = p[n_blocks:n_w].reshape((d, n_out)), p[n_w:]
+    gwr, gbr = gp[n_blocks:n_w].reshape((d, n_out)), gp[n_w:]
+    work = workspace(depth, batch, tokens, d, m, net.heads, dtype)
+    rows = batch * tokens
+    xb = np.empty((rows, d), dtype=dtype)
+    yb = np.empty((rows, n_out), dtype=dtype)
+    logits = np.empty((rows, n_out), dtype=dtype)
+    dlogits = np.empty((rows, n_out), dtype=dtype)
+    stats = np.empty((len(STATISTICS), 1, depth), dtype=dtype)
+    final = work.streams[depth, Y]
+    steps = n // batch
+    keys = np.empty(n)
+    m_test = data.x_test.shape[0]
+    order_test = np.arange(m_test)
+    for k in range(lo, hi):
+        trial = trial0 + k
+        draw_weights(w, seed, trial, init)
+        draw_matrix(init.draw, wr, NORMAL, 1.0 / np.sqrt(d), seed, trial, TRANSFORMER_READOUT)
+        br[:] = 0.0
+        out.params0[k] = p
+        first[:] = 0.0
+        second[:] = 0.0
+        updates = 0
+        out.diverged[k] = -1
+        for epoch in range(epochs):
+            if out.diverged[k] >= 0:
+                diverged_epoch(out, k, epoch)
+                continue
+            order = epoch_order(seed, trial, epoch, keys)
+            total = 0.0
+            correct = 0
+            out.grad_w[k, epoch] = 0.0
+            out.grad_b[k, epoch] = 0.0
+            out.grad_h[k, epoch] = 0.0
+            for s in range(steps):
+                _load(x, order, s * batch, batch, batch, xb)
+                _load(y, order, s * batch, batch, batch, yb)
+                forward(w, xb, net, work, stats, 0)
+                _readout(final, wr, br, logits)
+                value, hits = train_loss_gradient(logits, yb, net.loss, dlogits)
+                total += value
+                correct += hits
+                _mm_tn(final, dlogits, gwr)
+                for j in range(n_out):
+                    acc = 0.0
+                    for i in range(rows):
+                        acc += dlogits[i, j]
+                    gbr[j] = acc
+                _mm_nt(dlogits, wr, work.scratch[G])
+                backward(w, dw, net, work, stats, 0)
+                for l in range(depth):
+                    block = 0.0
+                    for part in range(6):
+                        block += sum_squares(dw[part][l].reshape(dw[part][l].size))
+                    out.grad_w[k, epoch, l] += np.sqrt(block) / steps
+                    out.grad_h[k, epoch, l] += stats[6, 0, l] / steps
+                out.grad_w[k, epoch, depth] += np.sqrt(sum_squares(gp[n_blocks:n_w])) / steps
+                out.grad_b[k, epoch, 0] += np.sqrt(sum_squares(gbr)) / steps
+                scale = clip_scale(sum_squares(gp), opt.clip)
+                updates += 1
+                for part in range(2):  # the weights (with L2), then b_r: one call site, compiled once
+                    a, b = (0, n_w) if part == 0 else (n_w, size)
+                    optimizer_step(p[a:b], gp[a:b], first[a:b], second[a:b], opt,
+                                   opt.weight_decay if part == 0 else 0.0, scale, updates)
+            out.loss[k, epoch] = total / steps
+            out.accuracy[k, epoch] = correct / (steps * rows)
+            if not (np.isfinite(total) and np.isfinite(sum_squares(p))):
+                out.diverged[k] = epoch
+            out.test_accuracy[k, epoch] = np.nan
+            if net.loss == TRAIN_XENT and m_test > 0:
+                hits_test = 0
+                for start in range(0, m_test, batch):
+                    count = min(batch, m_test - start)
+                    _load(data.x_test, order_test, start, count, batch, xb)
+                    _load(data.y_test, order_test, start, count, batch, yb)
+                    forward(w, xb, net, work, stats, 0)
+                    _readout(final, wr, br, logits)
+                    _, hits = train_loss_gradient(logits[:count * tokens], yb[:count * tokens], net.loss,
+                                                  dlogits[:count * tokens])
+                    hits_test += hits
+                out.test_accuracy[k, epoch] = hits_test / (m_test * tokens)
+        out.params1[k] = p

@@ -9,6 +9,7 @@ and Noci et al. (2022).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from fastgrad.activations import NAMES, loop
-from fastgrad.codes import MLP_MSE, MLP_PROBE, NORM_NONE, NORM_POST, NORM_PRE, NORMAL, ORTHOGONAL
+from fastgrad.codes import MLP_MSE, MLP_PROBE, NORM_NONE, NORM_POST, NORM_PRE, NORMAL, ORTHOGONAL, TRAIN_MSE, TRAIN_XENT
 from fastgrad.executor import run_blocks, threads_context
 from fastgrad.explicit import check_array
 from fastgrad.kernels import cpu_transformer
 from fastgrad.kernels.cpu_transformer import STATISTICS
 from fastgrad.kernels.draw import draw_choice
-from fastgrad.models.base import Model, Plan, register
+from fastgrad.models.base import Model, Plan, TrainSetup, register
 from fastgrad.results import Result
 from fastgrad.specs import (
     LAYER_NORM_EPS,
@@ -332,6 +333,7 @@ class TransformerModel(Model):
     main_metric = "grad_x"  # the gradient of the residual stream, block by block
     cpu_only = "no CUDA kernel for the transformer yet"
     statistics = len(STATISTICS)
+    trainable = True
     default_chunk = 256  # a trial is ~1e6-1e8 flops: chunks of 4096 would hold progress for minutes
 
     def plan(self, spec: Transformer, trials: int, batch: int, seed: int, dt: np.dtype, first: int) -> Plan:
@@ -351,6 +353,27 @@ class TransformerModel(Model):
     def trial_arrays(self, spec: Transformer, seed: int, trials: int | np.ndarray, batch: int,
                      dtype: str) -> tuple[Any, ...]:
         return transformer_trial_arrays(spec, seed, trials, batch, dtype)
+
+    def train_setup(self, spec: Transformer, data: Any, classification: bool, dt: np.dtype) -> TrainSetup:
+        x, y = data.x_train, data.y_train
+        if x.ndim != 3 or y.ndim != 3 or y.shape[:2] != x.shape[:2]:
+            raise ValueError(f"data: a Transformer trains on sequences x (N, T, d) with a target per token y "
+                             f"(N, T, outputs) (fastgrad.data.sort_digits); got x {x.shape}, y {y.shape}")
+        tokens, width = int(x.shape[1]), int(x.shape[2])
+        if width % spec.heads:
+            raise ValueError(f"data: its token width {width} is the model's width, which heads={spec.heads} must divide")
+        if spec.loss != "mse":
+            raise ValueError(f"spec: loss={spec.loss!r} is not used in training, where the data's task sets the loss")
+        spec = dataclasses.replace(spec, tokens=tokens, width=width)
+        net, init = transformer(spec, dt.name)
+        net = net._replace(loss=TRAIN_XENT if classification else TRAIN_MSE)
+        arrays = tuple(np.ascontiguousarray(a, dtype=dt) for a in (x, y, data.x_test, data.y_test))
+        n_params = int(spec.depth * (4 * width * width + 2 * width * spec.hidden) + (width + 1) * data.outputs)
+
+        def call(seed: int, arrays: Any, opt: Any, epochs: int, batch: int, record: Any, lo: int, hi: int) -> None:
+            cpu_transformer.train(net, init, seed, 0, arrays, opt, epochs, batch, record, lo, hi)
+
+        return TrainSetup(spec, arrays, n_params, (spec.depth + 1, 1), spec.depth, call)
 
     def warmup_specs(self, activation: str) -> list[Transformer]:
         return [Transformer(depth=1, tokens=2, width=2, heads=1, activation=activation)]
