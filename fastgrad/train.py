@@ -48,6 +48,10 @@ class TrainResult:
         input's), what crosses the skips; None for MLPs. For recurrent cells
         ``grad_w`` holds (W_x, W_h, W_o) (the RNN's W_xh, W_hh) and ``grad_b`` (b, b_o), or the
         GRU's (b_ih, b_hh, b_o). ``accuracy`` counts every read-out step of every sequence.
+        Transformers: ``grad_w`` (L + 1) holds block l's ||dL/d(W_q, W_k, W_v, W_o, W_1, W_2)||
+        (the six together) and the read-out's ||dL/dW_r||, ``grad_b`` (1) ||dL/db_r||, ``grad_h``
+        (L) ||dL/dx_l|| of each block's output stream; parameters packed [W_q, W_k, W_v, W_o,
+        W_1, W_2 (each over all blocks, ``x @ W`` layout), W_r, b_r]; accuracies count tokens.
     spec, config : the network and the optimiser settings; seed, seconds, version.
     """
 
@@ -132,9 +136,16 @@ def train(
     is the mean over those steps of the mse or softmax cross-entropy of each step (each a
     mean over the minibatch); held-out accuracy is measured for classification.
 
+    A ``Transformer`` (its ``tokens`` and ``width`` set from the data) trains on sequences x
+    (N, T, d) with a target per token y (N, T, outputs) (``fastgrad.data.sort_digits``), through a
+    read-out on every token ``o = x_L W_r + b_r`` (x_L the last stream after any final norm),
+    W_r ~ N(0, 1/d) from the trial's own stream, b_r = 0; the loss is the mean over the
+    minibatch's tokens of each token's cross-entropy or mse (``warmup_steps`` gives the linear
+    warm-up Xiong et al. 2020 study).
+
     Parameters
     ----------
-    spec : MLP, ResMLP, RNN, LSTM or GRU
+    spec : MLP, ResMLP, RNN, LSTM, GRU, IndRNN, CNN or Transformer
     data : Dataset
     optimizer : {"sgd", "momentum", "nesterov", "adam", "rmsprop"}
         Each in PyTorch's form (``torch.optim``): ``sgd``, ``momentum`` and ``nesterov`` are
@@ -196,7 +207,8 @@ def train(
     if batch > data.x_train.shape[0]:
         raise ValueError(f"batch: {batch} is more than the {data.x_train.shape[0]} training samples")
     config = {"optimizer": optimizer, "lr": lr, "momentum": momentum, "betas": (beta1, beta2), "eps": eps,
-              "alpha": alpha, "weight_decay": weight_decay, "clip_norm": clip_norm, "warmup_steps": warmup_steps, "epochs": epochs, "batch": batch,
+              "alpha": alpha, "weight_decay": weight_decay, "clip_norm": clip_norm,
+              "warmup_steps": warmup_steps, "epochs": epochs, "batch": batch,
               "trials": trials, "data": data.name, "dtype": dt.name}
     opt = cpu_train.Optimizer(OPTIMIZERS[optimizer], lr, momentum, weight_decay, clip, beta1, beta2, eps, alpha,
                               warmup_steps)

@@ -405,7 +405,6 @@ def backward(w: tuple[np.ndarray, ...], dw: tuple[np.ndarray, ...], net: Net, wo
     """
     wq, wk, wv, wo, w1, w2 = w
     depth = wq.shape[0]
-    n, d = work.scratch.shape[1], work.scratch.shape[2]
     pre, post = net.norm == NORM_PRE, net.norm == NORM_POST
     a = net.residual
     st, sc, s = work.streams, work.scales, work.scratch

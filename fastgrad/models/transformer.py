@@ -361,7 +361,8 @@ class TransformerModel(Model):
                              f"(N, T, outputs) (fastgrad.data.sort_digits); got x {x.shape}, y {y.shape}")
         tokens, width = int(x.shape[1]), int(x.shape[2])
         if width % spec.heads:
-            raise ValueError(f"data: its token width {width} is the model's width, which heads={spec.heads} must divide")
+            raise ValueError(f"data: its token width {width} is the model's width, which heads={spec.heads} "
+                             "must divide")
         if spec.loss != "mse":
             raise ValueError(f"spec: loss={spec.loss!r} is not used in training, where the data's task sets the loss")
         spec = dataclasses.replace(spec, tokens=tokens, width=width)
