@@ -713,3 +713,13 @@ def test_isometry_experiment_runs_at_tiny_size():
     assert len(fig.axes) == 2 and all(ax.get_xlabel().startswith("initial var(lambda)") for ax in fig.axes)
     assert fig.axes[0].get_ylabel() and "Spearman rho: all trials" in fig.axes[0].get_title()
     plt.close(fig)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 8, 33, 1000])
+def test_epoch_order_sort_equals_numpys_stable_argsort(n):
+    """The training kernels' merge sort against NumPy's, with ties (stable) and without."""
+    from fastgrad.kernels.cpu_train import argsort_stable
+
+    rng = np.random.default_rng(n)
+    for keys in (rng.random(n), rng.integers(0, 3, n).astype(float), np.zeros(n)):
+        assert np.array_equal(argsort_stable(keys), np.argsort(keys, kind="stable"))

@@ -649,8 +649,8 @@ def train(net: Net, init: Init, seed: int, trial0: int, data: Data, opt: Optimiz
                 backward(w, dw, net, work, stats, 0)
                 for l in range(depth):
                     block = 0.0
-                    for part in range(6):
-                        block += sum_squares(dw[part][l].reshape(dw[part][l].size))
+                    for part in range(6):  # the six matrices' norms, from the backward pass's statistics
+                        block += np.float64(stats[part, 0, l]) ** 2
                     out.grad_w[k, epoch, l] += np.sqrt(block) / steps
                     out.grad_h[k, epoch, l] += stats[6, 0, l] / steps
                 out.grad_w[k, epoch, depth] += np.sqrt(sum_squares(gp[n_blocks:n_w])) / steps
