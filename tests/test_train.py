@@ -723,3 +723,20 @@ def test_epoch_order_sort_equals_numpys_stable_argsort(n):
     rng = np.random.default_rng(n)
     for keys in (rng.random(n), rng.integers(0, 3, n).astype(float), np.zeros(n)):
         assert np.array_equal(argsort_stable(keys), np.argsort(keys, kind="stable"))
+
+
+def test_warm_up_scales_the_first_update_of_the_mlp():
+    """SGD's first update with warm-up w is the update without it divided by w; warmup_steps=1 changes nothing.
+
+    Every training loop passes its update count to the shared ``optimizer_step`` (Adam's bias correction,
+    tested against torch.optim for every family, uses the same count), so the warm-up is tested here and
+    for the transformer (tests/test_transformer_train.py).
+    """
+    data = fg.data.teacher(samples=80, features=4, outputs=3, test_fraction=0.2, seed=0)
+    spec = fg.MLP(depth=2, width=5)
+    kw = {"optimizer": "sgd", "lr": 0.1, "epochs": 1, "batch": 64, "trials": 2, "seed": 0}
+    plain = fg.train(spec, data, **kw)
+    assert np.array_equal(fg.train(spec, data, warmup_steps=1, **kw).final, plain.final)
+    warm = fg.train(spec, data, warmup_steps=4, **kw)
+    np.testing.assert_allclose(warm.final - warm.initial, (plain.final - plain.initial) / 4, rtol=1e-12, atol=1e-15)
+    assert warm.config["warmup_steps"] == 4

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fastgrad._math import exp, log_unit
-from fastgrad._numba import REDUCE_FASTMATH, call, jit, kernel
+from fastgrad._numba import REDUCE_FASTMATH, call, copy, jit, kernel
 from fastgrad.codes import (
     MLP_PROBE,
     NORM_POST,
@@ -616,7 +616,7 @@ def train(net: Net, init: Init, seed: int, trial0: int, data: Data, opt: Optimiz
         draw_weights(w, seed, trial, init)
         draw_matrix(init.draw, wr, NORMAL, 1.0 / np.sqrt(d), seed, trial, TRANSFORMER_READOUT)
         br[:] = 0.0
-        out.params0[k] = p
+        copy(out.params0[k], p)
         first[:] = 0.0
         second[:] = 0.0
         updates = 0
@@ -678,4 +678,4 @@ def train(net: Net, init: Init, seed: int, trial0: int, data: Data, opt: Optimiz
                                                   dlogits[:count * tokens])
                     hits_test += hits
                 out.test_accuracy[k, epoch] = hits_test / (m_test * tokens)
-        out.params1[k] = p
+        copy(out.params1[k], p)
