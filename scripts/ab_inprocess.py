@@ -51,6 +51,8 @@ WORKLOADS = {
     "ResMLP batch 8 float32": ("resmlp", 1024, 8, "float32"),
     "LSTM float64": ("lstm", 128, 16, "float64"),
     "GRU float64": ("gru", 128, 16, "float64"),
+    "W-transformer float64": ("transformer", 32, 8, "float64"),
+    "W-transformer float32": ("transformer", 32, 8, "float32"),
     "chain float64": ("chain", 400_000, 1, "float64"),
     "chain float32": ("chain", 400_000, 1, "float32"),
 }
@@ -71,6 +73,8 @@ def spec(fg: Any, model: str) -> Any:
         return fg.LSTM(steps=100, hidden=64, inputs=16)
     if model == "gru":
         return fg.GRU(steps=100, hidden=64, inputs=16)
+    if model == "transformer":  # W-transformer
+        return fg.Transformer(depth=12, tokens=16, width=64, heads=4, norm="pre")
     return fg.Chain(depth=30)
 
 
