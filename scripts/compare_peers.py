@@ -51,7 +51,7 @@ IMPLS = {
             "jax vmap"],
     "rnn": ["fastgrad", "fastgrad generated", "numpy batched", "torch batched", "torch compile", "jax vmap"],
     "chain": ["fastgrad", "fastgrad generated", "numpy batched", "torch batched", "jax vmap"],
-    "transformer": ["fastgrad", "fastgrad generated", "torch batched"],
+    "transformer": ["fastgrad", "fastgrad generated", "torch batched", "torch compile", "jax vmap"],
 }
 TRANSFORMER = ("W-transformer", W_TRANSFORMER)
 TRANSFORMER_ARRAYS = ("W_q", "W_k", "W_v", "W_o", "W_1", "W_2", "x", "y")
@@ -126,6 +126,8 @@ def _implementation(impl: str, workload: str, dtype: str):  # type: ignore[no-un
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
+        if kind == "transformer":
+            return peers.torch_compiled_transformer(spec.heads)
         return peers.torch_compiled_mlp(act) if kind == "mlp" else peers.torch_compiled_rnn(act)
     if impl == "jax vmap":
         import jax
@@ -133,7 +135,8 @@ def _implementation(impl: str, workload: str, dtype: str):  # type: ignore[no-un
         jax.config.update("jax_enable_x64", dtype == "float64")
         import jax.numpy as jnp
 
-        fn = {"mlp": peers.jax_mlp, "rnn": peers.jax_rnn, "chain": peers.jax_chain}[kind](act)
+        fn = (peers.jax_transformer(spec.heads) if kind == "transformer" else
+              {"mlp": peers.jax_mlp, "rnn": peers.jax_rnn, "chain": peers.jax_chain}[kind](act))
 
         def run(a):  # type: ignore[no-untyped-def]
             dev = {k: ([jnp.asarray(v) for v in a[k]] if isinstance(a[k], list) else jnp.asarray(a[k])) for k in a}
