@@ -326,7 +326,7 @@ def _combine(dst: np.ndarray, base: np.ndarray, branch: np.ndarray, skip: bool, 
             dst[i, j] = (base[i, j] if skip else 0.0) + a * branch[i, j]
 
 
-@jit
+@jit(inline="always")
 def forward(w: tuple[np.ndarray, ...], x: np.ndarray, net: Net, work: Work, stats: np.ndarray, t: int) -> None:
     """The streams x_1 .. x_L and the output from x (N, d) into ``work``; q, entropy, res into ``stats[:, t]``."""
     wq, wk, wv, wo, w1, w2 = w
@@ -395,7 +395,7 @@ def output_gradient(y: np.ndarray, net: Net, work: Work) -> None:
             g[i, j] = (y[i, j] if net.loss == MLP_PROBE else out[i, j] - y[i, j]) / batch
 
 
-@jit
+@jit(inline="always")
 def backward(w: tuple[np.ndarray, ...], dw: tuple[np.ndarray, ...], net: Net, work: Work, stats: np.ndarray,
              t: int) -> None:
     """Back from dLoss/d(output), in scratch G, through every block: norms and grad_x into ``stats[:, t]``.
@@ -611,6 +611,7 @@ def train(net: Net, init: Init, seed: int, trial0: int, data: Data, opt: Optimiz
     keys = np.empty(n)
     m_test = data.x_test.shape[0]
     order_test = np.arange(m_test)
+    held_out = (m_test + batch - 1) // batch if net.loss == TRAIN_XENT else 0
     for k in range(lo, hi):
         trial = trial0 + k
         draw_weights(w, seed, trial, init)
@@ -631,12 +632,20 @@ def train(net: Net, init: Init, seed: int, trial0: int, data: Data, opt: Optimiz
             out.grad_w[k, epoch] = 0.0
             out.grad_b[k, epoch] = 0.0
             out.grad_h[k, epoch] = 0.0
-            for s in range(steps):
-                _load(x, order, s * batch, batch, batch, xb)
-                _load(y, order, s * batch, batch, batch, yb)
+            hits_test = 0
+            for s in range(steps + held_out):  # the minibatches, then the held-out chunks: one forward call site
+                step = s < steps
+                start = s * batch if step else (s - steps) * batch
+                count = batch if step else min(batch, m_test - start)
+                _load(x if step else data.x_test, order if step else order_test, start, count, batch, xb)
+                _load(y if step else data.y_test, order if step else order_test, start, count, batch, yb)
                 forward(w, xb, net, work, stats, 0)
                 _readout(final, wr, br, logits)
-                value, hits = train_loss_gradient(logits, yb, net.loss, dlogits)
+                c = count * tokens
+                value, hits = train_loss_gradient(logits[:c], yb[:c], net.loss, dlogits[:c])
+                if not step:
+                    hits_test += hits
+                    continue
                 total += value
                 correct += hits
                 _mm_tn(final, dlogits, gwr)
@@ -658,24 +667,12 @@ def train(net: Net, init: Init, seed: int, trial0: int, data: Data, opt: Optimiz
                 scale = clip_scale(sum_squares(gp), opt.clip)
                 updates += 1
                 for part in range(2):  # the weights (with L2), then b_r: one call site, compiled once
-                    a, b = (0, n_w) if part == 0 else (n_w, size)
-                    optimizer_step(p[a:b], gp[a:b], first[a:b], second[a:b], opt,
+                    lo_p, hi_p = (0, n_w) if part == 0 else (n_w, size)
+                    optimizer_step(p[lo_p:hi_p], gp[lo_p:hi_p], first[lo_p:hi_p], second[lo_p:hi_p], opt,
                                    opt.weight_decay if part == 0 else 0.0, scale, updates)
             out.loss[k, epoch] = total / steps
             out.accuracy[k, epoch] = correct / (steps * rows)
             if not (np.isfinite(total) and np.isfinite(sum_squares(p))):
                 out.diverged[k] = epoch
-            out.test_accuracy[k, epoch] = np.nan
-            if net.loss == TRAIN_XENT and m_test > 0:
-                hits_test = 0
-                for start in range(0, m_test, batch):
-                    count = min(batch, m_test - start)
-                    _load(data.x_test, order_test, start, count, batch, xb)
-                    _load(data.y_test, order_test, start, count, batch, yb)
-                    forward(w, xb, net, work, stats, 0)
-                    _readout(final, wr, br, logits)
-                    _, hits = train_loss_gradient(logits[:count * tokens], yb[:count * tokens], net.loss,
-                                                  dlogits[:count * tokens])
-                    hits_test += hits
-                out.test_accuracy[k, epoch] = hits_test / (m_test * tokens)
+            out.test_accuracy[k, epoch] = hits_test / (m_test * tokens) if held_out else np.nan
         copy(out.params1[k], p)
