@@ -37,7 +37,11 @@ def _executor() -> ThreadPoolExecutor:
     They are started at once, with SIGINT and SIGTERM held back meanwhile: a ThreadPoolExecutor
     starts a thread inside ``submit``, and a Ctrl-C landing between the thread's start and its
     registration left a worker that nothing wakes at exit, so the interpreter waited for it for ever
-    (seen in a sweep interrupted on its second chunk).
+    (seen in a sweep interrupted on its second chunk). Holding the signals back in this thread does
+    not stop another thread (tqdm's monitor, say) from taking one, and Python then raises it here
+    all the same (seen in a sweep sent SIGTERM just before its pool started): if anything is raised
+    while the workers start, the pool is shut down, so that every worker started, registered or
+    not, exits.
     """
     global _pool
     with _pool_lock:
@@ -47,11 +51,15 @@ def _executor() -> ThreadPoolExecutor:
             held = {signal.SIGINT, signal.SIGTERM}
             in_main = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
             before = signal.pthread_sigmask(signal.SIG_BLOCK, held) if in_main else None
+            started = threading.Barrier(workers + 1)
             try:
-                started = threading.Barrier(workers + 1)
                 for _ in range(workers):  # each task holds its thread until all have started
                     pool.submit(started.wait, 60)
                 started.wait(60)
+            except BaseException:  # KeyboardInterrupt, say: release the started workers, then stop them
+                started.abort()
+                pool.shutdown(wait=False)  # its None goes round the work queue every worker reads
+                raise
             finally:
                 if before is not None:
                     signal.pthread_sigmask(signal.SIG_SETMASK, before)

@@ -217,7 +217,8 @@ def sweep(
     their scales run together over shared draws), in chunks of about a second of
     compute; the trials finished so far are saved every ``save_every`` seconds, so a
     crash or ``kill -9`` loses at most that much work plus one chunk, and Ctrl-C (or
-    SIGTERM) saves what is finished and stops within about two seconds. Rerunning
+    SIGTERM) lets the running chunk finish, saves what is finished and stops, within
+    about two seconds (a second Ctrl-C or SIGTERM stops at once). Rerunning
     the same sweep resumes it, recomputing nothing that was saved: the store is
     bitwise the one an uninterrupted sweep writes.
 
@@ -283,12 +284,13 @@ def sweep(
     t0 = time.perf_counter()
     run = _Run(root, trials, saved, report, bar, save_every)
     try:
-        with _sigterm_as_interrupt():
+        with _stop_on_signal() as run.stop:
             if executor == "local":
                 _run_local(todo, run, family, model, batch, seed, dt, backend, threads, bool(spectrum), _compute)
             else:
                 _run_dask(todo, _compute or compute_cell, run, model, trials, batch, seed, dt, backend, threads,
                           address, workers, max_in_flight, bool(spectrum))
+            run.stop.check()  # a signal during the last piece: the sweep is whole, and stops as asked
     except KeyboardInterrupt as err:
         run.save()
         bar.close()
@@ -358,6 +360,7 @@ def _run_local(todo: list[dict[str, Any]], run: _Run, family: models.Model, mode
     groups = _share_draws(family, todo) if shared else [[p] for p in todo]
     pace = _Pace(threads)
     for group in groups:
+        run.stop.check()
         run.local_group(group, pace, lambda g, lo, m: _chunk(g, lo, m, model, batch, seed, dt, backend, threads,
                                                              spectrum, compute))
 
@@ -435,6 +438,7 @@ class _Run:
         self.last_save = time.monotonic()
         self.computed = 0
         self.pieced = {key for key, mask in saved.items() if mask.any()}  # cells with pieces on disk
+        self.stop = _Stop()  # Ctrl-C and SIGTERM, noted by the sweep's signal handlers (_stop_on_signal)
 
     def add(self, params: dict[str, Any], lo: int, arrays: dict[str, np.ndarray]) -> None:
         """Take trials lo .. of a cell; keep those not saved yet (a resumed group recomputes for its slowest cell)."""
@@ -506,6 +510,7 @@ class _Run:
                     lo += m
                     m = pace.next(m, seconds, len(group))
                     self.maybe_save()
+                    self.stop.check()  # after a chunk (about CHUNK_SECONDS): Ctrl-C or SIGTERM stops here
         except Exception as err:  # a failed cell is reported, the sweep goes on
             if isinstance(err, OSError):  # the store itself failed (disk full, removed): nothing to go on with
                 raise
@@ -523,21 +528,55 @@ class _Run:
         return f" (and {count:,} trials of unfinished cells)" if count else ""
 
 
+class _Stop:
+    """Ctrl-C and SIGTERM during a sweep: the first is noted, and the sweep stops at its next safe point.
+
+    A handler that raised KeyboardInterrupt at once could raise it inside the thread pool's or the
+    store's own code (a lock being taken, a future being waited for, a file being written), and leave
+    the process unable to exit; the handler only notes the signal, and :meth:`check`, called between
+    pieces of work, raises it. A second signal raises at once: a sweep stuck in one piece still stops.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def handler(self, signum: int, frame: Any) -> None:
+        """The signal handler: note the first signal, raise KeyboardInterrupt on the second."""
+        if self.signum is not None:
+            raise self._interrupt(signum)
+        self.signum = signum
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a signal came since the sweep began (call it where stopping is safe)."""
+        if self.signum is not None:
+            raise self._interrupt(self.signum)
+
+    @staticmethod
+    def _interrupt(signum: int) -> KeyboardInterrupt:
+        return KeyboardInterrupt() if signum == signal.SIGINT else KeyboardInterrupt(f"signal {signum}")
+
+
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM (a scheduler's preemption, ``kill``) stops a sweep as Ctrl-C does: saved first."""
+def _stop_on_signal() -> Iterator[_Stop]:
+    """Within the block, Ctrl-C and SIGTERM (a scheduler's preemption, ``kill``) only set a flag (:class:`_Stop`).
+
+    Only in the main thread (the only one a signal handler can be installed from; elsewhere the flag
+    is never set). SIGINT is taken only while it raises KeyboardInterrupt (Python's own handler): an
+    ignored SIGINT (a background job) or a program's own handler is left alone. The previous handlers
+    are restored on leaving.
+    """
+    stop = _Stop()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, stop.handler)}
     try:
-        yield
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, stop.handler)
+        yield stop
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
 
 
 def _share_draws(family: models.Model, todo: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -615,6 +654,7 @@ def _run_dask(todo: list[dict[str, Any]], compute: Callable[..., dict[str, np.nd
                 except Exception as err:
                     run.report.failed[key] = f"{params}: {err!r}"
             fut.release()
+            run.stop.check()  # after each returned piece: Ctrl-C or SIGTERM stops here
             nxt = next(pending, None)
             if nxt is not None:
                 queue.add(submit(nxt))

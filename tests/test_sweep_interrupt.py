@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import fastgrad as fg
-from fastgrad import rng
+from fastgrad import executor, rng
 from fastgrad import store as store_module
-from fastgrad.sweep import expand_grid
+from fastgrad.sweep import SweepInterrupted, compute_cell, expand_grid
 
 # A sigma_w^2 x sigma_b^2 phase diagram: every cell differs only in scales, so all run as one group.
 GRID = {"depth": 12, "width": 48, "init": "scaled_normal", "activation": "tanh",
@@ -213,3 +214,93 @@ def test_the_worker_threads_start_together_so_a_ctrl_c_cannot_strand_one():
             "raise KeyboardInterrupt\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr and "AssertionError" not in proc.stderr
+
+
+def test_a_signal_raised_inside_a_worker_s_start_strands_no_thread():
+    # Holding SIGINT and SIGTERM back in the main thread does not stop another thread (tqdm's monitor) taking
+    # one, and Python then raises KeyboardInterrupt in the main thread wherever it is: here inside the first
+    # worker's start, before the pool registers it. Every worker must still exit with the interpreter.
+    code = ("import threading\n"
+            "from fastgrad import executor\n"
+            "start = threading.Thread.start\n"
+            "def interrupted(self):\n"
+            "    start(self)\n"
+            "    threading.Thread.start = start\n"
+            "    raise KeyboardInterrupt\n"
+            "threading.Thread.start = interrupted\n"
+            "executor._executor()\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=50)
+    except subprocess.TimeoutExpired as stuck:
+        raise AssertionError("the interpreter waited for a worker thread nothing woke") from stuck
+    assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_chunk_lets_it_finish_then_saves_and_stops(tmp_path, signum):
+    # The signal handler only notes the signal; the sweep stops after the running chunk, so nothing is raised
+    # inside the thread pool's or the store's code. Here the signal lands in the main thread in the middle of
+    # a chunk (as when its kernel call returns): the chunk must still finish and be saved.
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are installed from the main thread only")
+    if signum == signal.SIGINT and signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT does not raise KeyboardInterrupt here")
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    grid = {"depth": 3, "width": 6, "init": "scaled_normal", "sigma_w2": [1.0, 2.0]}
+    trials, batch, seed = 200, 2, 3
+    chunks, returned = [], []
+
+    def compute(model, params, m, batch, seed, dtype, backend, threads, spectrum, lo):
+        chunks.append((params["sigma_w2"], lo, m))
+        if len(chunks) == 2:  # the first cell's second chunk
+            def block(a, b):  # the chunk's blocks, on the calling thread and a worker thread
+                if threading.current_thread() is threading.main_thread():
+                    signal.raise_signal(signum)
+            executor.run_blocks(block, 0, 2, 2)
+        arrays = compute_cell(model, params, m, batch, seed, dtype, backend, threads, spectrum, lo)
+        returned.append(lo)
+        return arrays
+
+    store = tmp_path / "s"
+    with pytest.raises(SweepInterrupted, match="0 of 2 cells are saved in .* the same command resumes") as err:
+        fg.sweep("mlp", grid, trials=trials, batch=batch, seed=seed, store=store, progress=False, save_every=0,
+                 _compute=compute)
+    assert isinstance(err.value.__cause__, KeyboardInterrupt)
+    assert {s: signal.getsignal(s) for s in before} == before  # the handlers in place before, restored
+    assert len(chunks) == len(returned) == 2  # the chunk the signal came in finished; no other began
+    (w2, lo0, m0), (_, lo1, m1) = chunks
+    first = {"depth": 3, "width": 6, "init": "scaled_normal", "sigma_w2": w2}
+    saved = store_module.saved_trials(store, first, trials)
+    np.testing.assert_array_equal(saved, np.arange(trials) < m0 + m1)  # both chunks saved, nothing else
+    assert lo0 == 0 and lo1 == m0 and m0 + m1 < trials
+    # Resumed (grouped, over shared draws), the store is bitwise the one an uninterrupted sweep writes.
+    fg.sweep("mlp", grid, trials=trials, batch=batch, seed=seed, store=store, progress=False)
+    fg.sweep("mlp", grid, trials=trials, batch=batch, seed=seed, store=tmp_path / "whole", progress=False)
+    pd.testing.assert_frame_equal(fg.load(store), fg.load(tmp_path / "whole"))
+
+
+def test_a_second_signal_stops_at_once(tmp_path):
+    # The first SIGTERM is noted; a second one while the chunk still runs raises there and then.
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are installed from the main thread only")
+    before = signal.getsignal(signal.SIGTERM)
+    grid = {"depth": 3, "width": 6, "init": "scaled_normal", "sigma_w2": [1.0, 2.0]}
+    chunks, returned = [], []
+
+    def compute(model, params, m, batch, seed, dtype, backend, threads, spectrum, lo):
+        chunks.append(lo)
+        if len(chunks) == 2:
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)  # raises KeyboardInterrupt: this chunk is lost
+        arrays = compute_cell(model, params, m, batch, seed, dtype, backend, threads, spectrum, lo)
+        returned.append(lo)
+        return arrays
+
+    store = tmp_path / "s"
+    with pytest.raises(SweepInterrupted, match=r"\(and \d+ trials of unfinished cells\)"):
+        fg.sweep("mlp", grid, trials=40, batch=2, seed=3, store=store, progress=False, save_every=0,
+                 _compute=compute)
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert len(chunks) == 2 and returned == [0]  # stopped inside the second chunk; the first is saved
+    first = {"depth": 3, "width": 6, "init": "scaled_normal", "sigma_w2": 1.0}
+    assert 0 < store_module.saved_trials(store, first, 40).sum() < 40
