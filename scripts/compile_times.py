@@ -52,8 +52,8 @@ ENTRY_POINTS = {
     "train MLP": "fg.train(fg.MLP(depth=3, width=8), fg.data.teacher(samples=64, features=4, outputs=3), epochs=1, "
                  "batch=8, trials=2)",
     "run Transformer": "fg.run(fg.Transformer(depth=3, tokens=5, width=8, heads=2), trials=4, batch=3)",
-    "train Transformer": "fg.train(fg.Transformer(depth=2, tokens=4, width=8, heads=2), fg.data.sort_digits(samples=40, "
-                         "tokens=4, digits=4, width=8), epochs=1, batch=8, trials=2)",
+    "train Transformer": "fg.train(fg.Transformer(depth=2, tokens=4, width=8, heads=2), "
+                         "fg.data.sort_digits(samples=40, tokens=4, digits=4, width=8), epochs=1, batch=8, trials=2)",
 }
 
 # Explicit arrays are made with NumPy, so that making them compiles nothing.
