@@ -136,8 +136,8 @@ def train(
     is the mean over those steps of the mse or softmax cross-entropy of each step (each a
     mean over the minibatch); held-out accuracy is measured for classification.
 
-    A ``Transformer`` (its ``tokens`` and ``width`` set from the data) trains on sequences x
-    (N, T, d) with a target per token y (N, T, outputs) (``fastgrad.data.sort_digits``), through a
+    A ``Transformer`` (its ``tokens`` and ``width`` those of the data, or refused) trains on
+    sequences x (N, T, d) with a target per token y (N, T, outputs) (``fastgrad.data.sort_digits``), through a
     read-out on every token ``o = x_L W_r + b_r`` (x_L the last stream after any final norm),
     W_r ~ N(0, 1/d) from the trial's own stream, b_r = 0; the loss is the mean over the
     minibatch's tokens of each token's cross-entropy or mse (``warmup_steps`` gives the linear

@@ -163,7 +163,9 @@ def test_learns_to_sort_digits_in_both_dtypes():
 @pytest.mark.parametrize(("change", "match"), [
     ({"data": Dataset(np.zeros((8, 12)), np.zeros((8, 3)), np.zeros((0, 12)), np.zeros((0, 3)), "regression", "flat")},
      "data: a Transformer trains on sequences"),
-    ({"data": tiny_data("regression"), "spec": fg.Transformer(depth=1, tokens=3, width=3, heads=3)}, "data: its token"),
+    ({"data": tiny_data("regression"), "spec": fg.Transformer(depth=1, tokens=3, width=6, heads=2)},
+     "data: sequences of 3 tokens of width 4, but the spec has tokens=3, width=6"),
+    ({"spec": fg.Transformer(depth=1, tokens=5, width=4, heads=2)}, "data: sequences of 3 tokens"),
     ({"spec": fg.Transformer(depth=1, tokens=3, width=4, heads=2, loss="probe")}, "spec: loss='probe'"),
     ({"warmup_steps": -1}, "warmup_steps: must be >= 0"),
     ({"warmup_steps": 2.5}, "warmup_steps: expected an integer"),

@@ -9,7 +9,6 @@ and Noci et al. (2022).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -360,12 +359,11 @@ class TransformerModel(Model):
             raise ValueError(f"data: a Transformer trains on sequences x (N, T, d) with a target per token y "
                              f"(N, T, outputs) (fastgrad.data.sort_digits); got x {x.shape}, y {y.shape}")
         tokens, width = int(x.shape[1]), int(x.shape[2])
-        if width % spec.heads:
-            raise ValueError(f"data: its token width {width} is the model's width, which heads={spec.heads} "
-                             "must divide")
+        if (tokens, width) != (spec.tokens, spec.width):  # the whole stream's width: never changed silently
+            raise ValueError(f"data: sequences of {tokens} tokens of width {width}, but the spec has tokens="
+                             f"{spec.tokens}, width={spec.width}; give the spec the data's sizes")
         if spec.loss != "mse":
             raise ValueError(f"spec: loss={spec.loss!r} is not used in training, where the data's task sets the loss")
-        spec = dataclasses.replace(spec, tokens=tokens, width=width)
         net, init = transformer(spec, dt.name)
         net = net._replace(loss=TRAIN_XENT if classification else TRAIN_MSE)
         arrays = tuple(np.ascontiguousarray(a, dtype=dt) for a in (x, y, data.x_test, data.y_test))
