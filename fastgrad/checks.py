@@ -14,6 +14,8 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
         raise ValueError(f"{name}: expected an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    if value >= 2**63:  # kernels take 64-bit integers: a larger one would fail inside Numba's typing
+        raise ValueError(f"{name}: must be < 2**63, got {value}")
     return int(value)
 
 

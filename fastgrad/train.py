@@ -35,7 +35,8 @@ class TrainResult:
         Mean over the epoch's minibatches of ||dL/dW_l||_F and ||dL/db_l||: how
         fast each layer learns (layer 0 nearest the input).
     diverged : array (trials,)
-        The first epoch whose loss or weights were non-finite, -1 if none.
+        The index (from 0, as the epoch axis of the arrays) of the first epoch whose loss or
+        weights were non-finite, -1 if none; :meth:`epochs_to` and ``to_frame`` count epochs from 1.
         Diverged trials are kept and counted, never dropped.
     initial, final : array (trials, parameters)
         Weights then biases, packed layer by layer (W_l row-major), before and after training;

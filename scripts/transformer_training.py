@@ -53,6 +53,9 @@ def main() -> None:
     data = fg.data.sort_digits(samples=args.samples, tokens=args.tokens, digits=args.digits, width=args.width,
                                test_fraction=0.2, seed=args.seed)
     steps = len(data.x_train) // args.batch
+    if args.warmup > steps * args.epochs:
+        print(f"warning: the warm-up ({args.warmup} updates) is longer than the run ({steps * args.epochs} updates): "
+              f"the warm-up configuration never reaches lr {args.lr:g}", flush=True)
     rows, results = [], {}
     t_all = time.perf_counter()
     for depth in args.depths:
@@ -128,6 +131,8 @@ def plot(path: Path, results: dict, args: argparse.Namespace, steps: int) -> Non
     import matplotlib.pyplot as plt
 
     n = len(args.depths)
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(2, n, figsize=(5.5 * n, 7.5), squeeze=False)
     for col, depth in enumerate(args.depths):
         ax, bx = axes[0][col], axes[1][col]
@@ -149,6 +154,8 @@ def plot(path: Path, results: dict, args: argparse.Namespace, steps: int) -> Non
         bx.set_title(f"L = {depth}: gradient per block, first epoch (median, IQR)")
         bx.set_xlabel("block l (1 = nearest the input)")
         bx.set_yscale("log")
+        for axis in (ax, bx):
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].set_ylabel("training cross-entropy (nats, epoch mean)")
     axes[1][0].set_ylabel("mean ||dLoss/d(W_q..W_2)|| of block l")
     axes[0][0].legend(fontsize=8)

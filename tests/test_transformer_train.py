@@ -169,6 +169,8 @@ def test_learns_to_sort_digits_in_both_dtypes():
     ({"spec": fg.Transformer(depth=1, tokens=3, width=4, heads=2, loss="probe")}, "spec: loss='probe'"),
     ({"warmup_steps": -1}, "warmup_steps: must be >= 0"),
     ({"warmup_steps": 2.5}, "warmup_steps: expected an integer"),
+    ({"warmup_steps": 2**64}, r"warmup_steps: must be < 2\*\*63"),  # not Numba's typing error
+    ({"seed": 10**30}, r"seed: must be < 2\*\*63"),
 ])
 def test_bad_input_is_refused_by_name(change, match):
     args = {"spec": fg.Transformer(depth=1, tokens=3, width=4, heads=2), "data": tiny_data("classification")}
