@@ -37,7 +37,16 @@ from fastgrad.codes import (
     TRAIN_XENT,
 )
 from fastgrad.kernels import cpu_train_seq as seq
-from fastgrad.kernels.cpu_train import Data, Optimizer, Record, diverged_epoch, epoch_order, second_size
+from fastgrad.kernels.cpu_train import (
+    Data,
+    Optimizer,
+    Record,
+    begin_epoch,
+    begin_trial,
+    diverged_epoch,
+    epoch_order,
+    second_size,
+)
 from fastgrad.kernels.draw import draw_matrix, draw_vector
 from fastgrad.kernels.norms import accumulate_norm_squared, sum_squares
 from fastgrad.rng import fill_uniform, stream_key
@@ -334,14 +343,14 @@ def train(net: Net, init: Init, seed: int, trial0: int, data: Data, opt: Optimiz
         draw_vector(init.draw, b, init.b_kind, init.b_scale, seed, trial_id, RNN_B)
         draw_vector(init.draw, wo.reshape(n * k_out), NORMAL, 1.0 / np.sqrt(n), seed, trial_id, RNN_WO)
         bo[:] = 0.0
-        seq.begin_trial(out, k, p, first, second)
+        begin_trial(out, k, p, first, second)
         updates = 0
         for epoch in range(epochs):
             if out.diverged[k] >= 0:
                 diverged_epoch(out, k, epoch)
                 continue
             order = epoch_order(seed, trial_id, epoch, buf.keys)
-            seq.begin_epoch(out, k, epoch)
+            begin_epoch(out, k, epoch)
             total = 0.0
             hits = 0
             for s in range(minibatches):

@@ -1,7 +1,8 @@
 """Training many small networks at once, one block of trials per thread (CPU).
 
 This module holds what every training loop shares: the loss and its gradient
-(:func:`loss_gradient`), each trial's epoch order (:func:`epoch_order`), global-norm
+(:func:`loss_gradient`), each trial's epoch order (:func:`epoch_order`), the records kept at the
+start of a trial and of an epoch (:func:`begin_trial`, :func:`begin_epoch`), global-norm
 clipping (:func:`clip_scale`, PyTorch's ``clip_grad_norm_`` before the step, without its
 1e-6 added to the norm) and the optimiser step (:func:`optimizer_step`: SGD, momentum,
 Nesterov momentum, Adam or RMSprop in PyTorch's form, L2 weight decay on the weights
@@ -238,6 +239,24 @@ def _rmsprop_step(param: np.ndarray, grad: np.ndarray, v: np.ndarray, opt: Optim
         g = grad[i] * scale + decay * param[i]
         v[i] = v[i] * a + w * g * g
         param[i] -= lr * (g / (math.sqrt(v[i]) + eps))
+
+
+@jit(inline="always")
+def begin_trial(out: Record, k: int, p: np.ndarray, first: np.ndarray, second: np.ndarray) -> None:
+    """Record trial row ``k``'s initial parameters (packed in ``p``) and zero its optimiser state."""
+    for i in range(p.size):
+        out.params0[k, i] = p[i]
+    first[:] = 0.0
+    second[:] = 0.0
+    out.diverged[k] = -1
+
+
+@jit(inline="always")
+def begin_epoch(out: Record, k: int, epoch: int) -> None:
+    """Zero the epoch's gradient-norm accumulators."""
+    out.grad_w[k, epoch] = 0.0
+    out.grad_b[k, epoch] = 0.0
+    out.grad_h[k, epoch] = 0.0
 
 
 @jit(inline="always")

@@ -35,6 +35,8 @@ from fastgrad.kernels.cpu_train import (
     Data,
     Optimizer,
     Record,
+    begin_epoch,
+    begin_trial,
     clip_scale,
     diverged_epoch,
     epoch_order,
@@ -181,24 +183,6 @@ def input_grads(xb: np.ndarray, da: np.ndarray, buf: Buffers, grad_wx: np.ndarra
     for r in range(steps * batch):
         for j in range(g):
             grad_b[j] += da[r, j]
-
-
-@jit(inline="always")
-def begin_trial(out: Record, k: int, p: np.ndarray, first: np.ndarray, second: np.ndarray) -> None:
-    """Record trial row ``k``'s initial parameters and zero its optimiser state."""
-    for i in range(p.size):
-        out.params0[k, i] = p[i]
-    first[:] = 0.0
-    second[:] = 0.0
-    out.diverged[k] = -1
-
-
-@jit(inline="always")
-def begin_epoch(out: Record, k: int, epoch: int) -> None:
-    """Zero the epoch's gradient-norm accumulators."""
-    out.grad_w[k, epoch] = 0.0
-    out.grad_b[k, epoch] = 0.0
-    out.grad_h[k, epoch] = 0.0
 
 
 @jit(inline="always")

@@ -48,6 +48,8 @@ from fastgrad.kernels.cpu_train import (
     Data,
     Optimizer,
     Record,
+    begin_epoch,
+    begin_trial,
     clip_scale,
     diverged_epoch,
     epoch_order,
@@ -642,21 +644,16 @@ def train(net: Net, init: Init, seed: int, trial0: int, data: Data, opt: Optimiz
         draw_weights(w, seed, trial, init)
         draw_matrix(init.draw, wr, NORMAL, 1.0 / np.sqrt(d), seed, trial, TRANSFORMER_READOUT)
         br[:] = 0.0
-        copy(out.params0[k], p)
-        first[:] = 0.0
-        second[:] = 0.0
+        begin_trial(out, k, p, first, second)
         updates = 0
-        out.diverged[k] = -1
         for epoch in range(epochs):
             if out.diverged[k] >= 0:
                 diverged_epoch(out, k, epoch)
                 continue
             order = epoch_order(seed, trial, epoch, keys)
+            begin_epoch(out, k, epoch)
             total = 0.0
             correct = 0
-            out.grad_w[k, epoch] = 0.0
-            out.grad_b[k, epoch] = 0.0
-            out.grad_h[k, epoch] = 0.0
             hits_test = 0
             for s in range(steps + held_out):  # the minibatches, then the held-out chunks: one forward call site
                 step = s < steps
